@@ -1,0 +1,509 @@
+"""Tests for yolojax/models: parameter counts from the cfgs, darknet layer semantics, shapes, jit behaviour."""
+
+from __future__ import annotations
+
+import functools
+import os
+from pathlib import Path
+
+import chex
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import pytest
+
+from yolojax.models import (
+    BN_EPSILON,
+    ConvBN,
+    Darknet19,
+    TinyYOLOv2,
+    YOLOv1,
+    YOLOv2,
+    build_model,
+    darknet_maxpool,
+    darknet_reorg,
+    reorg,
+    space_to_depth,
+)
+from yolojax.models.layers import darknet_pool_padding, scale_channels
+
+# --------------------------------------------------------------------------------------------------------------
+# Darknet cfg arithmetic (an independent, minimal reading of the official cfgs: no yolojax code involved)
+# --------------------------------------------------------------------------------------------------------------
+
+
+def _find_cfg_dir() -> Path | None:
+    here = Path(__file__).resolve().parent
+    candidates = [
+        os.environ.get("YOLOJAX_DARKNET_CFG_DIR", ""),
+        here / "data" / "darknet-cfg",
+        here.parent / "yolojax" / "darknet" / "cfg",
+        here.parent.parent / "shared" / "reference" / "darknet-cfg",
+    ]
+    for c in candidates:
+        if c and (Path(c) / "yolov2-voc.cfg").is_file():
+            return Path(c)
+    return None
+
+
+CFG_DIR = _find_cfg_dir()
+
+
+def parse_cfg(text: str) -> list[tuple[str, dict[str, str]]]:
+    """[(section type, {key: value})] in file order; like darknet's read_cfg, whitespace is dropped."""
+    sections: list[tuple[str, dict[str, str]]] = []
+    for raw in text.splitlines():
+        line = "".join(raw.split())
+        if not line or line[0] in "#;":
+            continue
+        if line.startswith("["):
+            sections.append((line[1:-1], {}))
+        else:
+            key, value = line.split("=", 1)
+            sections[-1][1][key] = value
+    return sections
+
+
+def cfg_param_counts(text: str) -> tuple[int, int]:
+    """(trainable values, batch-norm statistics) of a darknet cfg, by darknet's own shape rules.
+
+    conv: filters·size²·c_in weights + filters biases (the BN shift when batch_normalize) + filters BN scales;
+    BN statistics = 2·filters (rolling mean and variance). connected: in·out + out.
+    """
+    sections = parse_cfg(text)
+    net = sections[0][1]
+    h, w, c = int(net["height"]), int(net["width"]), int(net.get("channels", 3))
+    shapes: list[tuple[int, int, int]] = []  # (h, w, c) output of every layer
+    trainable = stats = 0
+    for kind, opt in sections[1:]:
+        if kind in ("convolutional", "conv"):
+            f, k, s = int(opt["filters"]), int(opt["size"]), int(opt.get("stride", 1))
+            bn = int(opt.get("batch_normalize", 0))
+            p = k // 2 if int(opt.get("pad", 0)) else int(opt.get("padding", 0))
+            trainable += f * k * k * c + f + (f if bn else 0)
+            stats += 2 * f if bn else 0
+            h, w, c = (h + 2 * p - k) // s + 1, (w + 2 * p - k) // s + 1, f
+        elif kind in ("maxpool", "max"):
+            k, s = int(opt.get("size", opt.get("stride", 1))), int(opt.get("stride", 1))
+            pad = int(opt.get("padding", k - 1))
+            h, w = (h + pad - k) // s + 1, (w + pad - k) // s + 1
+        elif kind in ("avgpool", "avg"):
+            h = w = 1
+        elif kind == "route":
+            idx = [int(v) for v in opt["layers"].split(",")]
+            idx = [i if i >= 0 else len(shapes) + i for i in idx]
+            h, w = shapes[idx[0]][:2]
+            c = sum(shapes[i][2] for i in idx)
+        elif kind == "reorg":
+            s = int(opt["stride"])
+            h, w, c = h // s, w // s, c * s * s
+        elif kind in ("connected", "conn"):
+            out = int(opt["output"])
+            trainable += h * w * c * out + out
+            h, w, c = 1, 1, out
+        elif kind == "crop":
+            h, w = int(opt["crop_height"]), int(opt["crop_width"])
+        shapes.append((h, w, c))
+    return trainable, stats
+
+
+# Expected counts. yolov2-voc's are darknet's published figures (SPEC section 5); the others were derived with
+# cfg_param_counts above and are checked against the cfg text in test_cfg_arithmetic when the cfgs are present.
+EXPECTED_COUNTS = {
+    "yolov2-voc.cfg": (50_655_389, 20_672),
+    "yolo-voc.2.0.cfg": (67_137_565, 20_544),
+    "yolov2-tiny-voc.cfg": (15_861_773, 6_112),
+    "yolo-v1-paper.cfg": (271_703_550, 0),
+    "fast-yolo-v1-paper.cfg": (45_089_374, 0),
+    "darknet19.cfg": (20_842_376, 14_400),
+}
+MODELS_FOR_CFG = {
+    "yolov2-voc.cfg": (YOLOv2(passthrough="conv64_reorg"), 416),
+    "yolo-voc.2.0.cfg": (YOLOv2(passthrough="reorg"), 416),
+    "yolov2-tiny-voc.cfg": (TinyYOLOv2(), 416),
+    "yolo-v1-paper.cfg": (YOLOv1(architecture="yolov1"), 448),
+    "fast-yolo-v1-paper.cfg": (YOLOv1(architecture="fast_yolo"), 448),
+    "darknet19.cfg": (Darknet19(num_classes=1000), 256),
+}
+
+
+def _size(tree) -> int:
+    return sum(int(np.prod(x.shape)) for x in jax.tree.leaves(tree))
+
+
+def _abstract_variables(model: nn.Module, size: int, batch: int = 1):
+    """Variable shapes without allocating them (full-size YOLOv1 is 1 GB)."""
+    x = jnp.zeros((batch, size, size, 3), jnp.float32)
+    return jax.eval_shape(lambda: model.init(jax.random.key(0), x))
+
+
+def test_cfg_arithmetic_hand_check():
+    # One layer by hand: conv 3x3, 3 -> 32, BN: 3·3·3·32 weights + 32 shifts + 32 scales; stats 64.
+    text = "[net]\nheight=32\nwidth=32\n[convolutional]\nbatch_normalize=1\nfilters=32\nsize=3\nstride=1\npad=1\n"
+    assert cfg_param_counts(text) == (864 + 64, 64)
+    # Shape bookkeeping: 26x26x512 -> reorg -> 13x13x2048 -> maxpool 2/1 keeps 13x13 -> route concat of both
+    # -> 13x13x4096 -> connected 10: 13·13·4096·10 weights + 10 biases.
+    text = (
+        "[net]\nheight=26\nwidth=26\nchannels=512\n[reorg]\nstride=2\n[maxpool]\nsize=2\nstride=1\n"
+        "[route]\nlayers=-1,-2\n[connected]\noutput=10\n"
+    )
+    assert cfg_param_counts(text) == (13 * 13 * 4096 * 10 + 10, 0)
+
+
+@pytest.mark.parametrize("cfg_name", sorted(EXPECTED_COUNTS))
+def test_cfg_arithmetic(cfg_name):
+    if CFG_DIR is None:
+        pytest.skip("darknet reference cfgs not found (set YOLOJAX_DARKNET_CFG_DIR)")
+    assert cfg_param_counts((CFG_DIR / cfg_name).read_text()) == EXPECTED_COUNTS[cfg_name]
+
+
+@pytest.mark.parametrize("cfg_name", sorted(MODELS_FOR_CFG))
+def test_param_counts_equal_darknet(cfg_name):
+    model, size = MODELS_FOR_CFG[cfg_name]
+    variables = _abstract_variables(model, size)
+    bn_stats = _size(variables.get("batch_stats", {}))
+    assert (_size(variables["params"]), bn_stats) == EXPECTED_COUNTS[cfg_name]
+    # Parameters are float32 whatever the compute dtype.
+    assert {x.dtype for x in jax.tree.leaves(variables)} == {jnp.dtype(jnp.float32)}
+
+
+def test_param_names_follow_cfg_conv_order():
+    variables = _abstract_variables(YOLOv2(), 416)
+    params = variables["params"]
+    assert sorted(params, key=lambda n: int(n[4:])) == [f"conv{i}" for i in range(23)]
+    assert params["conv20"]["conv"]["kernel"].shape == (1, 1, 512, 64)  # the passthrough squeeze
+    assert params["conv21"]["conv"]["kernel"].shape == (3, 3, 256 + 1024, 1024)  # after the route concat
+    assert set(params["conv21"]) == {"conv", "bn"} and "bias" not in params["conv21"]["conv"]
+    assert params["conv22"]["conv"]["kernel"].shape == (1, 1, 1024, 125)
+    assert params["conv22"]["conv"]["bias"].shape == (125,) and "conv22" not in variables["batch_stats"]
+    # Darknet-19 and YOLOv2 share the trunk names, so darknet19_448.conv.23 loads into either.
+    trunk = _abstract_variables(Darknet19(), 416)["params"]
+    assert jax.tree.map(lambda a: a.shape, trunk) == jax.tree.map(
+        lambda a: a.shape, {k: params[k] for k in trunk}
+    )
+    v1 = _abstract_variables(YOLOv1(), 448)["params"]
+    assert v1["conv0"]["conv"]["kernel"].shape == (7, 7, 3, 64)
+    assert v1["fc0"]["kernel"].shape == (7 * 7 * 1024, 4096) and v1["fc1"]["kernel"].shape == (4096, 1470)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Layers against plain-loop transcriptions of darknet's C code
+# --------------------------------------------------------------------------------------------------------------
+
+
+def reorg_cpu(x: np.ndarray, w: int, h: int, c: int, batch: int, stride: int, forward: int) -> np.ndarray:
+    """Line-for-line transcription of darknet's blas.c reorg_cpu on flat NCHW buffers."""
+    out = np.zeros_like(x)
+    out_c = c // (stride * stride)
+    for b in range(batch):
+        for k in range(c):
+            for j in range(h):
+                for i in range(w):
+                    in_index = i + w * (j + h * (k + c * b))
+                    c2 = k % out_c
+                    offset = k // out_c
+                    w2 = i * stride + offset % stride
+                    h2 = j * stride + offset // stride
+                    out_index = w2 + w * stride * (h2 + h * stride * (c2 + out_c * b))
+                    if forward:
+                        out[out_index] = x[in_index]
+                    else:
+                        out[in_index] = x[out_index]
+    return out
+
+
+@pytest.mark.parametrize("n,h,w,c,stride", [(2, 4, 6, 8, 2), (1, 26, 26, 4, 2), (1, 6, 9, 18, 3)])
+def test_darknet_reorg_equals_reorg_cpu(n, h, w, c, stride):
+    x = np.random.default_rng(0).normal(size=(n, h, w, c)).astype(np.float32)
+    # forward_reorg_layer (not reverse) calls reorg_cpu(input, l.w, l.h, l.c, batch, stride, 0, output) with
+    # the *input* dimensions; the output buffer is then read as (stride² c, h / stride, w / stride).
+    flat = reorg_cpu(x.transpose(0, 3, 1, 2).ravel(), w, h, c, n, stride, 0)
+    expected = flat.reshape(n, c * stride * stride, h // stride, w // stride).transpose(0, 2, 3, 1)
+    np.testing.assert_array_equal(np.asarray(darknet_reorg(jnp.asarray(x), stride)), expected)
+    np.testing.assert_array_equal(np.asarray(reorg(jnp.asarray(x), stride, "darknet")), expected)
+
+
+def test_space_to_depth_definition_and_difference_from_darknet():
+    x = np.arange(2 * 4 * 4 * 8, dtype=np.float32).reshape(2, 4, 4, 8)
+    got = np.asarray(space_to_depth(jnp.asarray(x), 2))
+    expected = np.zeros((2, 2, 2, 32), np.float32)
+    for dy in range(2):
+        for dx in range(2):
+            expected[..., (dy * 2 + dx) * 8 : (dy * 2 + dx + 1) * 8] = x[:, dy::2, dx::2, :]
+    np.testing.assert_array_equal(got, expected)
+    np.testing.assert_array_equal(np.asarray(reorg(jnp.asarray(x), 2, "space_to_depth")), expected)
+    # Same values, different permutation: this is why darknet weights need the darknet reorg.
+    dk = np.asarray(darknet_reorg(jnp.asarray(x), 2))
+    assert not np.array_equal(dk, got)
+    np.testing.assert_array_equal(np.sort(dk.ravel()), np.sort(got.ravel()))
+    with pytest.raises(ValueError, match="reorg_impl"):
+        reorg(jnp.asarray(x), 2, "pixel_shuffle")
+    with pytest.raises(ValueError, match="not divisible by 4"):
+        darknet_reorg(jnp.zeros((1, 4, 4, 6)), 2)
+
+
+def maxpool_cpu(x: np.ndarray, size: int, stride: int, pad: int) -> np.ndarray:
+    """Transcription of darknet's forward_maxpool_layer on one [C, H, W] image."""
+    c, h_in, w_in = x.shape
+    out_h, out_w = (h_in + pad - size) // stride + 1, (w_in + pad - size) // stride + 1
+    offset = -(pad // 2)  # C: -l.pad / 2 with pad >= 0
+    out = np.empty((c, out_h, out_w), x.dtype)
+    for k in range(c):
+        for i in range(out_h):
+            for j in range(out_w):
+                best = -np.finfo(np.float32).max
+                for n in range(size):
+                    for m in range(size):
+                        cur_h, cur_w = offset + i * stride + n, offset + j * stride + m
+                        valid = 0 <= cur_h < h_in and 0 <= cur_w < w_in
+                        val = x[k, cur_h, cur_w] if valid else -np.finfo(np.float32).max
+                        best = max(best, val)
+                out[k, i, j] = best
+    return out
+
+
+@pytest.mark.parametrize(
+    "h,w,size,stride", [(6, 6, 2, 2), (5, 7, 2, 2), (3, 3, 2, 1), (5, 4, 3, 1), (7, 7, 3, 2), (13, 13, 2, 1)]
+)
+def test_darknet_maxpool_equals_darknet_loop(h, w, size, stride):
+    # All values negative: zero padding (a common port bug) would show up as zeros at the borders.
+    x = -np.abs(np.random.default_rng(1).normal(size=(2, h, w, 3))).astype(np.float32) - 0.1
+    got = np.asarray(darknet_maxpool(jnp.asarray(x), size, stride))
+    expected = np.stack([maxpool_cpu(im.transpose(2, 0, 1), size, stride, size - 1).transpose(1, 2, 0) for im in x])
+    np.testing.assert_array_equal(got, expected)
+
+
+def test_maxpool_size2_stride1_by_hand():
+    x = jnp.array([[-1.0, -5.0], [-3.0, -2.0]]).reshape(1, 2, 2, 1)
+    # Window at (i, j) covers rows i..i+1, cols j..j+1; row/col 2 is outside (never wins).
+    np.testing.assert_array_equal(np.asarray(darknet_maxpool(x, 2, 1))[0, :, :, 0], [[-1.0, -2.0], [-2.0, -2.0]])
+    assert darknet_pool_padding(13, 2, 1) == (0, 1)  # Tiny YOLOv2: 13x13 stays 13x13
+    assert darknet_pool_padding(416, 2, 2) == (0, 0)
+    assert darknet_pool_padding(5, 3, 1) == (1, 1)
+
+
+def conv_reference(x: np.ndarray, kernel: np.ndarray, stride: int) -> np.ndarray:
+    """Darknet im2col convolution with pad = size // 2: input row = out_row * stride + ky - pad."""
+    n, h, w, _ = x.shape
+    k, _, _, f = kernel.shape
+    p = k // 2
+    out_h, out_w = (h + 2 * p - k) // stride + 1, (w + 2 * p - k) // stride + 1
+    out = np.zeros((n, out_h, out_w, f), np.float64)
+    for oy in range(out_h):
+        for ox in range(out_w):
+            for ky in range(k):
+                for kx in range(k):
+                    iy, ix = oy * stride + ky - p, ox * stride + kx - p
+                    if 0 <= iy < h and 0 <= ix < w:
+                        out[:, oy, ox, :] += x[:, iy, ix, :] @ kernel[ky, kx]
+    return out
+
+
+@pytest.mark.parametrize("h,kernel_size,stride", [(9, 7, 2), (8, 7, 2), (6, 3, 2), (5, 3, 1), (4, 1, 1)])
+def test_conv_padding_matches_darknet(h, kernel_size, stride):
+    rng = np.random.default_rng(2)
+    x = rng.normal(size=(2, h, h, 3)).astype(np.float32)
+    layer = ConvBN(4, kernel_size, stride, batch_norm=False, activation="linear")
+    variables = layer.init(jax.random.key(0), jnp.asarray(x))
+    kernel = np.asarray(variables["params"]["conv"]["kernel"])
+    bias = rng.normal(size=4).astype(np.float32)
+    variables = {"params": {"conv": {"kernel": jnp.asarray(kernel), "bias": jnp.asarray(bias)}}}
+    got = np.asarray(layer.apply(variables, jnp.asarray(x)))
+    np.testing.assert_allclose(got, conv_reference(x, kernel, stride) + bias, rtol=1e-5, atol=1e-5)
+
+
+def test_convbn_inference_formula():
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(1, 3, 3, 2)).astype(np.float32)
+    kernel = rng.normal(size=(1, 1, 2, 3)).astype(np.float32)
+    scale, shift = np.array([1.5, -2.0, 0.5], np.float32), np.array([0.1, 0.2, -3.0], np.float32)
+    mean, var = np.array([0.3, -0.2, 0.0], np.float32), np.array([0.5, 2.0, 1e-3], np.float32)
+    variables = {
+        "params": {"conv": {"kernel": kernel}, "bn": {"scale": scale, "bias": shift}},
+        "batch_stats": {"bn": {"mean": mean, "var": var}},
+    }
+    got = np.asarray(ConvBN(3, 1).apply(variables, jnp.asarray(x), train=False))
+    z = scale * (x @ kernel[0, 0] - mean) / np.sqrt(var + 1e-6) + shift
+    expected = np.where(z > 0, z, 0.1 * z)  # leaky slope 0.1, not Flax's 0.01
+    assert (z < 0).any() and BN_EPSILON == 1e-6
+    np.testing.assert_allclose(got, expected, rtol=1e-5, atol=1e-6)
+
+
+def test_scale_channels():
+    assert [scale_channels(c, 1.0) for c in (16, 32, 64, 125 - 1, 1024, 4096)] == [16, 32, 64, 124, 1024, 4096]
+    assert [scale_channels(c, 1 / 16) for c in (16, 32, 64, 1024)] == [4, 4, 4, 64]
+    with pytest.raises(ValueError, match="width"):
+        scale_channels(32, 0.0)
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Shapes, jit, gradients
+# --------------------------------------------------------------------------------------------------------------
+
+SIZES = tuple(range(320, 609, 32))
+
+
+@pytest.mark.parametrize("size", SIZES)
+def test_full_size_output_shapes(size):
+    s = size // 32
+    for model in (YOLOv2(passthrough=p) for p in ("conv64_reorg", "reorg", "none")):
+        variables = _abstract_variables(model, 320)  # the same variables serve every size
+        out = jax.eval_shape(lambda v, x: model.apply(v, x), variables, jnp.zeros((2, size, size, 3)))
+        assert out.shape == (2, s, s, 5, 25) and out.dtype == jnp.float32
+    tiny = TinyYOLOv2(flat_output=True)
+    out = jax.eval_shape(lambda v, x: tiny.apply(v, x), _abstract_variables(tiny, 320), jnp.zeros((1, size, size, 3)))
+    assert out.shape == (1, s, s, 125)
+
+
+def test_output_shapes_non_square_and_other_heads():
+    model = YOLOv2(num_anchors=3, num_classes=4)
+    out = jax.eval_shape(lambda v, x: model.apply(v, x), _abstract_variables(model, 320), jnp.zeros((1, 320, 480, 3)))
+    assert out.shape == (1, 10, 15, 3, 9)
+    d19 = Darknet19()
+    fine, coarse = jax.eval_shape(lambda v, x: d19.apply(v, x), _abstract_variables(d19, 416), jnp.zeros((1, 416, 416, 3)))
+    assert fine.shape == (1, 26, 26, 512) and coarse.shape == (1, 13, 13, 1024)
+    v1 = YOLOv1(grid_size=5, boxes_per_cell=3, num_classes=4)
+    out = jax.eval_shape(lambda v, x: v1.apply(v, x), _abstract_variables(v1, 448), jnp.zeros((1, 448, 448, 3)))
+    assert out.shape == (1, 5 * 5 * (5 * 3 + 4))
+
+
+def test_bad_input_sizes_are_named():
+    with pytest.raises(ValueError, match="416x400 must be a multiple of 32"):
+        YOLOv2(width=1 / 16).init(jax.random.key(0), jnp.zeros((1, 416, 400, 3)))
+    with pytest.raises(ValueError, match=r"\[N, H, W, 3\]"):
+        TinyYOLOv2(width=1 / 16).init(jax.random.key(0), jnp.zeros((1, 64, 64, 1)))
+    with pytest.raises(ValueError, match="passthrough"):
+        YOLOv2(passthrough="concat", width=1 / 16).init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
+
+
+@functools.lru_cache(maxsize=None)
+def _tiny_variables(model: nn.Module, size: int):
+    return jax.jit(model.init)(jax.random.key(0), jnp.zeros((2, size, size, 3)))
+
+
+def test_one_compilation_per_input_shape_all_sizes():
+    model = YOLOv2(width=1 / 16)
+    variables = _tiny_variables(model, 64)
+    traces = []
+
+    def forward(v, x):
+        traces.append(x.shape)
+        return model.apply(v, x)
+
+    forward_jit = jax.jit(chex.assert_max_traces(forward, n=len(SIZES)))
+    for _ in range(2):  # the second pass must reuse every compiled function
+        for size in SIZES:
+            out = forward_jit(variables, jnp.full((1, size, size, 3), 0.5))
+            assert out.shape == (1, size // 32, size // 32, 5, 25)
+    assert len(traces) == len(SIZES)
+    assert bool(jnp.all(jnp.isfinite(out)))
+
+
+TINY_MODELS = {
+    "yolov1": (YOLOv1(width=1 / 16), 128),
+    "yolov1_bn": (YOLOv1(width=1 / 16, batch_norm=True), 128),
+    "fast_yolo": (YOLOv1(architecture="fast_yolo", width=1 / 16), 128),
+    "yolov2_conv64_reorg": (YOLOv2(width=1 / 16), 64),
+    "yolov2_reorg_s2d": (YOLOv2(passthrough="reorg", reorg_impl="space_to_depth", width=1 / 16), 64),
+    "yolov2_none": (YOLOv2(passthrough="none", width=1 / 16), 64),
+    "tiny_yolov2": (TinyYOLOv2(width=1 / 16), 64),
+    "darknet19_classifier": (Darknet19(num_classes=10, width=1 / 16), 64),
+}
+
+
+@pytest.mark.parametrize("name", sorted(TINY_MODELS))
+def test_forward_backward_under_jit(name):
+    model, size = TINY_MODELS[name]
+    variables = _tiny_variables(model, size)
+    images = jax.random.uniform(jax.random.key(1), (2, size, size, 3))
+    has_bn = "batch_stats" in variables
+
+    @jax.jit
+    def loss_and_grad(params, batch_stats, x):
+        def loss_fn(p):
+            v = {"params": p, **({"batch_stats": batch_stats} if has_bn else {})}
+            out, updates = model.apply(
+                v, x, train=True, mutable=["batch_stats"], rngs={"dropout": jax.random.key(2)}
+            )
+            return jnp.mean(out**2), updates
+
+        return jax.value_and_grad(loss_fn, has_aux=True)(params)
+
+    (loss, updates), grads = loss_and_grad(variables["params"], variables.get("batch_stats"), images)
+    assert np.isfinite(float(loss)) and float(loss) > 0
+    # Every parameter receives a gradient (nothing is disconnected, e.g. the passthrough branch).
+    for path, g in jax.tree_util.tree_leaves_with_path(grads):
+        assert np.all(np.isfinite(g)), path
+        assert float(jnp.max(jnp.abs(g))) > 0, path
+    if has_bn:  # train mode updates the running statistics
+        changed = jax.tree.map(lambda a, b: bool(jnp.any(a != b)), updates["batch_stats"], variables["batch_stats"])
+        assert all(jax.tree.leaves(changed))
+    # Inference: deterministic, float32 output.
+    out1 = jax.jit(model.apply)(variables, images)
+    out1 = out1[1] if isinstance(out1, tuple) else out1
+    assert out1.dtype == jnp.float32
+
+
+def test_flat_output_is_darknet_channel_order():
+    model, size = TinyYOLOv2(num_anchors=3, num_classes=2, width=1 / 16), 64
+    variables = _tiny_variables(model, size)
+    x = jax.random.uniform(jax.random.key(3), (2, size, size, 3))
+    out = np.asarray(model.apply(variables, x))
+    flat = np.asarray(model.replace(flat_output=True).apply(variables, x))
+    assert out.shape == (2, 2, 2, 3, 7) and flat.shape == (2, 2, 2, 21)
+    for a in range(3):
+        for k in range(7):
+            np.testing.assert_array_equal(out[..., a, k], flat[..., a * 7 + k])
+
+
+def test_bfloat16_compute_float32_params():
+    model = YOLOv2(width=1 / 16)
+    variables = _tiny_variables(model, 64)
+    x = jax.random.uniform(jax.random.key(4), (2, 64, 64, 3))
+    ref = model.apply(variables, x)
+    bf16 = model.replace(dtype=jnp.bfloat16)
+    assert jax.tree.map(lambda a: a.shape, _abstract_variables(bf16, 64)) == jax.tree.map(lambda a: a.shape, variables)
+    out = bf16.apply(variables, x)
+    assert out.dtype == jnp.float32
+    # bf16 keeps ~3 significant digits; errors accumulate over 23 layers.
+    np.testing.assert_allclose(np.asarray(out), np.asarray(ref), atol=0.05 * float(jnp.max(jnp.abs(ref))))
+    assert not np.array_equal(np.asarray(out), np.asarray(ref))  # really computed in bf16
+
+
+def test_build_model_from_config():
+    cfg = ml_collections.ConfigDict(
+        {
+            "name": "yolov2",
+            "num_classes": 20,
+            "width": 0.5,
+            "dtype": "bfloat16",
+            "v1": {"grid_size": 7, "boxes_per_cell": 2, "batch_norm": False, "dropout_rate": 0.5},
+            "v2": {"num_anchors": 5, "passthrough": "reorg", "reorg_impl": "space_to_depth", "batch_norm": True},
+        }
+    )
+    model = build_model(cfg)
+    assert isinstance(model, YOLOv2)
+    assert (model.passthrough, model.reorg_impl, model.width, model.dtype) == (
+        "reorg", "space_to_depth", 0.5, jnp.bfloat16,
+    )  # fmt: skip
+    cfg.name = "tiny_yolov2"
+    assert isinstance(build_model(cfg), TinyYOLOv2)
+    cfg.name, cfg.v1.grid_size, cfg.v1.batch_norm = "fast_yolo", 5, True
+    model = build_model(cfg)
+    assert isinstance(model, YOLOv1) and (model.architecture, model.grid_size, model.batch_norm) == (
+        "fast_yolo", 5, True,
+    )  # fmt: skip
+    cfg.name = "yolov3"
+    with pytest.raises(ValueError, match="model.name"):
+        build_model(cfg)
+    cfg.name, cfg.v2.passthrough = "yolov2", "conv32_reorg"
+    with pytest.raises(ValueError, match="model.v2.passthrough"):
+        build_model(cfg)
+    cfg.v2.passthrough, cfg.v2.reorg_impl = "reorg", "pixel_shuffle"
+    with pytest.raises(ValueError, match="model.v2.reorg_impl"):
+        build_model(cfg)
+    cfg.v2.reorg_impl, cfg.dtype = "darknet", "float64"
+    with pytest.raises(ValueError, match="model.dtype"):
+        build_model(cfg)

@@ -1,0 +1,164 @@
+"""Darknet interop: read ``.cfg`` + ``.weights`` into Flax, and write them back.
+
+    model, variables = yolojax.darknet.load("yolov2-voc.cfg", "yolov2-voc.weights")
+    raw = model.apply(variables, images)   # images [N, H, W, 3] float32 RGB in [0, 1]
+
+``raw`` is the output of the layer before ``[region]``/``[detection]``: ``[N, S, S, A·(5+C)]`` (darknet channel
+order) for YOLOv2 cfgs, ``[N, S·S·(5B+C)]`` for YOLOv1. When the cfg is one of the hand-written architectures
+(yolov2-voc, yolo-voc.2.0, yolov2-tiny-voc, the YOLOv1 and Fast YOLO paper cfgs) ``model``
+is that module (YOLOv2/TinyYOLOv2 with ``flat_output=True``), so the weights can be evaluated and fine-tuned
+with the training code; any other cfg gets the generic DarknetNetwork.
+
+    export(model, variables, "out.cfg", "out.weights")   # the reverse
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import warnings
+from typing import Any
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from yolojax.darknet.cfg import (CfgError, Section, count_weights, format_cfg, infer_layers, load_cfg,
+                                 parse_cfg, with_input_size)
+from yolojax.darknet.mapping import (ConversionReport, MappingError, blobs_to_variables, match_handwritten,
+                                     module_sections, module_targets, variables_to_blobs)
+from yolojax.darknet.network import DarknetNetwork
+from yolojax.darknet.weights import (DarknetWeights, WeightsError, WeightsHeader, random_blobs, read_weights,
+                                     weights_to_bytes, write_weights)
+
+__all__ = [
+    "CfgError", "ConversionReport", "DarknetNetwork", "MappingError", "WeightsError", "WeightsHeader",
+    "build", "count_weights", "cfg_anchors", "export", "format_cfg", "load", "load_with_report", "load_cfg",
+    "parse_cfg", "random_blobs", "read_weights", "with_input_size", "write_weights",
+]  # fmt: skip
+
+
+def build(sections: tuple[Section, ...], *, generic: bool = False) -> nn.Module:
+    """The module for a parsed cfg: the matching hand-written module, else (or with generic=True) the
+    generic DarknetNetwork."""
+    model = None if generic else match_handwritten(sections)
+    return model if model is not None else DarknetNetwork(sections)
+
+
+def _init_fn(model: nn.Module, sections: tuple[Section, ...]):
+    net = sections[0]
+    x = jax.ShapeDtypeStruct((1, net.get_int("height"), net.get_int("width"), net.get_int("channels")),
+                             jnp.float32)
+    return lambda key: model.init(key, jnp.zeros(x.shape, x.dtype), train=False), x
+
+
+def init_variables(model: nn.Module, sections: tuple[Section, ...], seed: int = 0) -> dict[str, Any]:
+    """Fresh float32 numpy variables for ``model`` at the cfg's [net] input size (batch 1)."""
+    init, _ = _init_fn(model, sections)
+    return jax.tree.map(np.asarray, dict(jax.jit(init)(jax.random.key(seed))))
+
+
+def variable_shapes(model: nn.Module, sections: tuple[Section, ...]) -> dict[str, Any]:
+    """The variables' jax.ShapeDtypeStructs at the cfg's input size, without computing anything."""
+    init, _ = _init_fn(model, sections)
+    return dict(jax.eval_shape(init, jax.random.key(0)))
+
+
+@dataclasses.dataclass
+class LoadReport:
+    """What ``load`` did: the header, and where every float went (ConversionReport)."""
+
+    header: WeightsHeader | None
+    conversion: ConversionReport
+    num_floats: int  # floats after the header of the .weights file (0 without a file)
+
+
+def load_with_report(cfg_path: str | os.PathLike, weights_path: str | os.PathLike | None = None, *,
+                     generic: bool = False, seed: int = 0) -> tuple[nn.Module, dict[str, Any], LoadReport]:
+    """Like ``load``, also returning a LoadReport (loaded / uninitialized variable paths, header)."""
+    sections = load_cfg(cfg_path)
+    model = build(sections, generic=generic)
+    targets = module_targets(model, sections)
+    if weights_path is None:
+        dw = DarknetWeights(None, {}, tuple(i.index for i in infer_layers(sections) if i.num_weights), 0)
+    else:
+        dw = read_weights(weights_path, sections)
+    # Shapes only: a complete file needs no (slow, 50M-value) random initialization.
+    variables, conversion = blobs_to_variables(sections, targets, dw.layers, variable_shapes(model, sections),
+                                               dw.missing)
+    if conversion.uninitialized:
+        fresh = traverse_util.flatten_dict(init_variables(model, sections, seed))
+        flat = traverse_util.flatten_dict(variables)
+        variables = traverse_util.unflatten_dict(
+            {k: fresh[k] if isinstance(v, jax.ShapeDtypeStruct) else v for k, v in flat.items()})
+    if conversion.floats_used != dw.num_floats:  # every float of the file must land somewhere
+        raise MappingError(f"{weights_path}: {dw.num_floats} floats read but {conversion.floats_used} placed")
+    return model, variables, LoadReport(dw.header, conversion, dw.num_floats)
+
+
+def load(cfg_path: str | os.PathLike, weights_path: str | os.PathLike | None = None, *,
+         generic: bool = False, seed: int = 0) -> tuple[nn.Module, dict[str, Any]]:
+    """Builds the module for a darknet cfg and fills it from a .weights file.
+
+    Args:
+      cfg_path: darknet .cfg.
+      weights_path: darknet .weights; may be partial (stopping at a layer boundary, like
+        darknet19_448.conv.23): the rest keeps a fresh initialization (seed) and a warning lists it.
+        None: no file, everything freshly initialized.
+      generic: always use the generic DarknetNetwork, even for cfgs of the hand-written modules.
+    Returns:
+      (model, variables): ``model.apply(variables, images [N, H, W, 3] in [0, 1])`` gives the raw output of
+      the layer before [region]/[detection] (module doc). Variables are numpy float32
+      ({'params', 'batch_stats' if any BN}).
+    Raises:
+      CfgError (unsupported layer: names type and line), WeightsError (file does not fit: floats expected
+      and found), MappingError.
+    """
+    model, variables, report = load_with_report(cfg_path, weights_path, generic=generic, seed=seed)
+    if weights_path is not None and report.conversion.uninitialized:
+        warnings.warn(
+            f"{weights_path} covers {len(report.conversion.loaded)} variables; "
+            f"{len(report.conversion.uninitialized)} keep their fresh initialization (layers "
+            f"{list(report.conversion.missing_layers)}): {report.conversion.uninitialized}", stacklevel=2)
+    return model, variables
+
+
+def export(model: nn.Module, variables: dict[str, Any], cfg_path: str | os.PathLike,
+           weights_path: str | os.PathLike, *, height: int | None = None, width: int | None = None,
+           anchors: tuple[tuple[float, float], ...] | None = None,
+           header: WeightsHeader = WeightsHeader()) -> tuple[Section, ...]:
+    """Writes a darknet .cfg and .weights for a yolojax module and its variables.
+
+    Args:
+      model: YOLOv2 / TinyYOLOv2 (reorg_impl='darknet'), YOLOv1 (either architecture) or DarknetNetwork.
+      variables: {'params', 'batch_stats'} as from init/training or ``load``.
+      height, width: [net] input size written to the cfg (default 416 for YOLOv2, 448 for YOLOv1, the
+        generic network's own).
+      anchors: [region] anchors (grid units) for YOLOv2; default the VOC anchors of yolov2-voc.cfg.
+      header: .weights header (version decides a 32- or 64-bit ``seen``).
+    Returns:
+      The sections written. Deterministic: export(load(export(m, v))) reproduces both files byte for byte.
+    """
+    if isinstance(model, DarknetNetwork) and anchors is not None:
+        raise ValueError("anchors= only applies to hand-written YOLOv2 modules; the cfg keeps its own")
+    sections = module_sections(model, height, width, anchors)
+    blobs = variables_to_blobs(sections, module_targets(model, sections), jax.device_get(dict(variables)))
+    data = weights_to_bytes(sections, blobs, header)
+    with open(cfg_path, "w", encoding="utf-8") as f:
+        f.write(format_cfg(sections))
+    with open(weights_path, "wb") as f:
+        f.write(data)
+    return sections
+
+
+def cfg_anchors(sections: tuple[Section, ...]) -> np.ndarray | None:
+    """Anchors [A, 2] (grid units) of the cfg's [region] layer, or None without one."""
+    regions = [s for s in sections if s.type == "region"]
+    if not regions or not regions[-1].has("anchors"):
+        return None
+    values = np.asarray(regions[-1].get_floats("anchors"), np.float32)
+    if values.size % 2:
+        raise CfgError(f"{regions[-1]._where('anchors')}: an odd number of values ({values.size})")
+    return values.reshape(-1, 2)

@@ -1,0 +1,322 @@
+"""Augmentations: small functions on Example dicts that move the image and its boxes together.
+
+An Example (CONTRACT) is ``{"image": uint8 [H, W, 3] RGB, "boxes": float32 [N, 4] normalized xyxy,
+"classes": int32 [N], "difficult": bool [N], "truncated": bool [N], "image_id": str}``. Every function here
+takes an Example and returns a new one (inputs are never modified).
+
+Geometry is expressed as 3x3 affine matrices in *continuous* pixel coordinates (pixel ``i`` covers
+``[i, i + 1)``), source pixels -> output pixels. Each geometric op has a matrix builder and a one-op
+function; the training path composes all enabled ops into one matrix and warps the image once
+(``cv2.warpAffine``), which is both faster and less blurry than warping once per op. Boxes follow through the
+same matrix, then are clipped to the output image; boxes left too small or mostly cut away are dropped
+(``clip_and_filter_boxes``) so no zero-area box ever reaches the log-space w/h loss.
+
+The ops (SPEC section 3):
+  * ``crop_jitter_matrix``: darknet's ``jitter`` (v2 ``jitter=.3``, v1 ``jitter=.2``): each image side moves
+    independently by up to ``jitter`` x the side, so both scale, translation and aspect ratio change.
+  * ``scale_translate_matrix``: the YOLOv1 paper's "random scaling and translations of up to 20% of the
+    original image size" (a uniform scale in [1 - s, 1 + s] about the center, then a shift in [-t, t]).
+  * ``hflip_matrix`` / ``hflip``: horizontal flip (YOLOv2).
+  * ``resize_matrix`` / ``letterbox_matrix``: plain (aspect-changing) resize or aspect-preserving letterbox
+    with gray (127) padding, darknet's ``letterbox_image``.
+  * ``random_hsv``: darknet's ``random_distort_image``: hue shift in [-hue, hue] (fraction of the hue circle),
+    saturation and exposure (HSV value) scaled by a factor in [1, s] or its inverse, each with probability 1/2.
+"""
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import cv2
+import numpy as np
+
+Example = dict[str, Any]
+
+# Keys holding one entry per object; filtering a box filters all of them together.
+PER_OBJECT_KEYS = ("boxes", "classes", "difficult", "truncated")
+GRAY = 127  # darknet pads letterboxes with 0.5
+
+# cv2 threads would oversubscribe the two cores when several pipeline workers run; each worker is one thread.
+cv2.setNumThreads(1)
+
+
+# ----------------------------------------------------------------------------------------------- helpers
+def _size(example: Example) -> tuple[int, int]:
+    """(width, height) of the example's image."""
+    h, w = example["image"].shape[:2]
+    return w, h
+
+
+def select_objects(example: Example, keep: np.ndarray) -> Example:
+    """Keeps the objects where ``keep [N]`` (bool or indices) is set, in every per-object field."""
+    out = dict(example)
+    for k in PER_OBJECT_KEYS:
+        if k in out:
+            out[k] = np.asarray(out[k])[keep]
+    return out
+
+
+def drop_difficult(example: Example) -> Example:
+    """Removes objects flagged difficult (darknet's voc_label.py does this for training, SPEC section 3)."""
+    return select_objects(example, ~np.asarray(example["difficult"], bool))
+
+
+def transform_boxes(boxes: np.ndarray, matrix: np.ndarray, in_size: tuple[int, int],
+                    out_size: tuple[int, int]) -> np.ndarray:
+    """Moves boxes through an axis-aligned affine map (scale, translate, flip; no rotation).
+
+    Args:
+      boxes: float [N, 4] normalized xyxy in the input image.
+      matrix: [3, 3] continuous pixel coordinates, input -> output.
+      in_size, out_size: (width, height) of the input and output images.
+    Returns:
+      float32 [N, 4] normalized xyxy in the output image, not clipped (may exceed [0, 1]).
+    """
+    boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
+    in_w, in_h = in_size
+    out_w, out_h = out_size
+    px = boxes * np.array([in_w, in_h, in_w, in_h], np.float64)
+    # Two opposite corners are enough for an axis-aligned map; min/max handles flips.
+    xs = px[:, [0, 2]] * matrix[0, 0] + matrix[0, 2]
+    ys = px[:, [1, 3]] * matrix[1, 1] + matrix[1, 2]
+    out = np.stack([xs.min(1) / out_w, ys.min(1) / out_h, xs.max(1) / out_w, ys.max(1) / out_h], axis=1)
+    return out.astype(np.float32)
+
+
+def clip_and_filter_boxes(example: Example, unclipped_boxes: np.ndarray | None = None, *,
+                          min_size_px: float = 1.0, min_visible_fraction: float = 0.25) -> Example:
+    """Clips boxes to the image and drops the ones that became (near) empty or were mostly cut away.
+
+    Args:
+      example: Example whose "boxes" (normalized xyxy) may exceed [0, 1].
+      unclipped_boxes: [N, 4] the boxes before any cut, to measure the visible fraction; defaults to
+        ``example["boxes"]``.
+      min_size_px: a box narrower or lower than this many output pixels is dropped (darknet drops w or h
+        below 0.001 of the image; one pixel is the smallest box a grid can learn from).
+      min_visible_fraction: a box whose clipped area is below this fraction of its unclipped area is dropped
+        (only its edge remains, so it would teach the wrong center).
+    Returns:
+      Example with boxes in [0, 1], each at least ``min_size_px`` wide and high.
+    """
+    w, h = _size(example)
+    boxes = np.asarray(example["boxes"], np.float32).reshape(-1, 4)
+    full = boxes if unclipped_boxes is None else np.asarray(unclipped_boxes, np.float32).reshape(-1, 4)
+    clipped = np.clip(boxes, 0.0, 1.0)
+    bw = (clipped[:, 2] - clipped[:, 0]) * w
+    bh = (clipped[:, 3] - clipped[:, 1]) * h
+    full_area = np.maximum(full[:, 2] - full[:, 0], 0) * np.maximum(full[:, 3] - full[:, 1], 0) * (w * h)
+    keep = (bw >= min_size_px) & (bh >= min_size_px) & (bw * bh > 0)
+    keep &= bw * bh >= min_visible_fraction * full_area
+    out = dict(example, boxes=clipped)
+    return select_objects(out, keep)
+
+
+# ---------------------------------------------------------------------------------- affine matrices
+def _affine(sx: float, sy: float, tx: float, ty: float) -> np.ndarray:
+    return np.array([[sx, 0.0, tx], [0.0, sy, ty], [0.0, 0.0, 1.0]], np.float64)
+
+
+def resize_matrix(in_size: tuple[int, int], out_size: tuple[int, int]) -> np.ndarray:
+    """[3, 3] plain resize of an (in_w, in_h) image to (out_w, out_h) (aspect ratio changes)."""
+    return _affine(out_size[0] / in_size[0], out_size[1] / in_size[1], 0.0, 0.0)
+
+
+def letterbox_matrix(in_size: tuple[int, int], out_size: tuple[int, int]) -> np.ndarray:
+    """[3, 3] aspect-preserving fit of (in_w, in_h) into (out_w, out_h), centered (darknet letterbox_image)."""
+    s = min(out_size[0] / in_size[0], out_size[1] / in_size[1])
+    return _affine(s, s, (out_size[0] - in_size[0] * s) / 2, (out_size[1] - in_size[1] * s) / 2)
+
+
+def hflip_matrix(width: int) -> np.ndarray:
+    """[3, 3] horizontal flip of an image ``width`` pixels wide: x -> width - x."""
+    return _affine(-1.0, 1.0, float(width), 0.0)
+
+
+def crop_jitter_matrix(rng: np.random.Generator, in_size: tuple[int, int], out_size: tuple[int, int],
+                       jitter: float, *, letterbox: bool = False) -> np.ndarray:
+    """[3, 3] darknet ``jitter``: crop a randomly moved window, then fit it to ``out_size``.
+
+    As in darknet's ``load_data_region``: each of the four sides moves by ``U(-jitter, jitter)`` x the image
+    side (outward moves read past the border), and the window is resized to the output (or letterboxed).
+    """
+    w, h = in_size
+    left, right = rng.uniform(-jitter, jitter, 2) * w
+    top, bottom = rng.uniform(-jitter, jitter, 2) * h
+    # Keep at least 1% of each side so the window never collapses (jitter >= 0.5 could otherwise do it).
+    crop_w = max(w - left - right, 0.01 * w)
+    crop_h = max(h - top - bottom, 0.01 * h)
+    fit = (letterbox_matrix if letterbox else resize_matrix)((crop_w, crop_h), out_size)
+    return fit @ _affine(1.0, 1.0, -left, -top)
+
+
+def scale_translate_matrix(rng: np.random.Generator, size: tuple[int, int], scale: float,
+                           translate: float) -> np.ndarray:
+    """[3, 3] YOLOv1 paper: scale by ``U(1 - scale, 1 + scale)`` about the center, shift by ``U(-t, t)`` x size.
+
+    Maps a ``size`` (w, h) image onto itself.
+    """
+    w, h = size
+    s = rng.uniform(1.0 - scale, 1.0 + scale)
+    tx, ty = rng.uniform(-translate, translate, 2) * np.array([w, h])
+    return _affine(1.0, 1.0, w / 2 + tx, h / 2 + ty) @ _affine(s, s, 0.0, 0.0) @ _affine(1.0, 1.0, -w / 2, -h / 2)
+
+
+# ------------------------------------------------------------------------------------------ warping
+def warp_affine(example: Example, matrix: np.ndarray, out_size: tuple[int, int], *, border: str = "replicate",
+                min_size_px: float = 1.0, min_visible_fraction: float = 0.25) -> Example:
+    """Warps image and boxes with ``matrix`` into an ``out_size`` (w, h) image, then clips/filters the boxes.
+
+    Args:
+      example: Example.
+      matrix: [3, 3] continuous pixel coordinates, input -> output.
+      out_size: (width, height) of the output.
+      border: "replicate" (darknet's crop_image clamps at the border) or "gray" (127, the letterbox fill).
+      min_size_px, min_visible_fraction: see ``clip_and_filter_boxes``.
+    Returns:
+      Example with a uint8 [out_h, out_w, 3] image and boxes in [0, 1].
+    """
+    in_size = _size(example)
+    # cv2 indexes pixel centers at integers; shift by half a pixel either side of the continuous map.
+    m = _affine(1, 1, -0.5, -0.5) @ matrix @ _affine(1, 1, 0.5, 0.5)
+    if border == "replicate":
+        kwargs = dict(borderMode=cv2.BORDER_REPLICATE)
+    elif border == "gray":
+        kwargs = dict(borderMode=cv2.BORDER_CONSTANT, borderValue=(GRAY, GRAY, GRAY))
+    else:
+        raise ValueError(f"augment border: expected 'replicate' or 'gray', got {border!r}")
+    image = cv2.warpAffine(example["image"], m[:2], tuple(int(v) for v in out_size), flags=cv2.INTER_LINEAR,
+                           **kwargs)
+    boxes = transform_boxes(example["boxes"], matrix, in_size, out_size)
+    out = dict(example, image=image, boxes=boxes)
+    return clip_and_filter_boxes(out, boxes, min_size_px=min_size_px, min_visible_fraction=min_visible_fraction)
+
+
+def resize(example: Example, out_size: tuple[int, int]) -> Example:
+    """Plain resize to ``out_size`` (w, h); boxes keep their normalized coordinates."""
+    return warp_affine(example, resize_matrix(_size(example), out_size), out_size)
+
+
+def letterbox(example: Example, out_size: tuple[int, int]) -> Example:
+    """Aspect-preserving resize into ``out_size`` (w, h) with gray padding; boxes move with the image."""
+    return warp_affine(example, letterbox_matrix(_size(example), out_size), out_size, border="gray")
+
+
+def hflip(example: Example) -> Example:
+    """Exact horizontal flip (no resampling): x -> 1 - x for the boxes. Applying it twice is the identity."""
+    b = np.asarray(example["boxes"], np.float32).reshape(-1, 4)
+    boxes = np.stack([1.0 - b[:, 2], b[:, 1], 1.0 - b[:, 0], b[:, 3]], axis=1).astype(np.float32)
+    return dict(example, image=np.ascontiguousarray(example["image"][:, ::-1]), boxes=boxes)
+
+
+def random_hflip(example: Example, rng: np.random.Generator, p: float = 0.5) -> Example:
+    """Flips horizontally with probability ``p``."""
+    return hflip(example) if rng.uniform() < p else example
+
+
+def random_crop_jitter(example: Example, rng: np.random.Generator, jitter: float,
+                       out_size: tuple[int, int] | None = None, **warp_kwargs) -> Example:
+    """Darknet ``jitter`` crop (see ``crop_jitter_matrix``), resized to ``out_size`` (default: input size)."""
+    out_size = out_size or _size(example)
+    return warp_affine(example, crop_jitter_matrix(rng, _size(example), out_size, jitter), out_size,
+                       **warp_kwargs)
+
+
+def random_scale_translate(example: Example, rng: np.random.Generator, scale: float = 0.2,
+                           translate: float = 0.2, **warp_kwargs) -> Example:
+    """YOLOv1 paper scaling and translation up to 20% (see ``scale_translate_matrix``); size unchanged."""
+    size = _size(example)
+    return warp_affine(example, scale_translate_matrix(rng, size, scale, translate), size, **warp_kwargs)
+
+
+# ------------------------------------------------------------------------------------- photometric
+def _rand_scale(rng: np.random.Generator, s: float) -> float:
+    """darknet rand_scale: a factor in [1, s], inverted with probability 1/2."""
+    f = rng.uniform(1.0, s) if s > 1.0 else 1.0
+    return f if rng.uniform() < 0.5 else 1.0 / f
+
+
+def hsv_adjust(image: np.ndarray, dhue: float, sat: float, exposure: float) -> np.ndarray:
+    """Shifts hue by ``dhue`` (fraction of the circle) and scales saturation / value, uint8 RGB -> uint8 RGB.
+
+    Works on OpenCV's 8-bit HSV (hue in [0, 180)) with lookup tables: much faster than float HSV and within
+    one quantization step of darknet's float version.
+    """
+    hsv = cv2.cvtColor(image, cv2.COLOR_RGB2HSV)
+    x = np.arange(256, dtype=np.float32)
+    lut_h = np.mod(x + dhue * 180.0, 180.0).astype(np.uint8)
+    lut_s = np.clip(x * sat + 0.5, 0, 255).astype(np.uint8)
+    lut_v = np.clip(x * exposure + 0.5, 0, 255).astype(np.uint8)
+    h, s, v = cv2.split(hsv)
+    hsv = cv2.merge([cv2.LUT(h, lut_h), cv2.LUT(s, lut_s), cv2.LUT(v, lut_v)])
+    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB)
+
+
+def random_hsv(example: Example, rng: np.random.Generator, hue: float = 0.1, saturation: float = 1.5,
+               exposure: float = 1.5) -> Example:
+    """darknet random_distort_image: hue U(-hue, hue), saturation and exposure rand_scale; boxes unchanged."""
+    dhue = rng.uniform(-hue, hue) if hue > 0 else 0.0
+    dsat = _rand_scale(rng, saturation)
+    dexp = _rand_scale(rng, exposure)
+    if dhue == 0.0 and dsat == 1.0 and dexp == 1.0:
+        return example
+    return dict(example, image=hsv_adjust(example["image"], dhue, dsat, dexp))
+
+
+# -------------------------------------------------------------------------------- composed pipelines
+def train_augment(example: Example, rng: np.random.Generator, out_size: tuple[int, int],
+                  cfg: Mapping[str, Any]) -> Example:
+    """All enabled training augmentations, with a single warp, -> Example at ``out_size`` (w, h).
+
+    Order (darknet v2 load_data_region, plus the v1 paper op): jitter crop -> fit (resize or letterbox)
+    -> v1 scale/translate -> horizontal flip -> HSV. ``cfg`` is ``data_cfg.augment`` (see
+    ``pipeline.default_data_config``): jitter, scale, translate, flip, hue, saturation, exposure, letterbox,
+    border, min_box_size_px, min_visible_fraction. A value of 0 (or 1.0 for the HSV factors, False for flip)
+    turns an op off.
+    """
+    in_size = _size(example)
+    letterboxed = bool(cfg["letterbox"])
+    if cfg["jitter"] > 0:
+        m = crop_jitter_matrix(rng, in_size, out_size, cfg["jitter"], letterbox=letterboxed)
+    else:
+        m = (letterbox_matrix if letterboxed else resize_matrix)(in_size, out_size)
+    if cfg["scale"] > 0 or cfg["translate"] > 0:
+        m = scale_translate_matrix(rng, out_size, cfg["scale"], cfg["translate"]) @ m
+    if cfg["flip"] and rng.uniform() < 0.5:
+        m = hflip_matrix(out_size[0]) @ m
+    border = "gray" if letterboxed else cfg["border"]
+    out = warp_affine(example, m, out_size, border=border, min_size_px=cfg["min_box_size_px"],
+                      min_visible_fraction=cfg["min_visible_fraction"])
+    return random_hsv(out, rng, cfg["hue"], cfg["saturation"], cfg["exposure"])
+
+
+def eval_preprocess(example: Example, out_size: tuple[int, int], *, letterbox_eval: bool = False) -> Example:
+    """Deterministic resize (or letterbox) for evaluation; boxes are clipped but never dropped for size.
+
+    Returns an Example at ``out_size`` (w, h) whose boxes are normalized to the *network input*; with a plain
+    resize they equal the original normalized boxes, with letterbox use ``input_boxes_to_original``.
+    """
+    in_size = _size(example)
+    m = (letterbox_matrix if letterbox_eval else resize_matrix)(in_size, out_size)
+    return warp_affine(example, m, out_size, border="gray" if letterbox_eval else "replicate", min_size_px=0.0,
+                       min_visible_fraction=0.0)
+
+
+def input_boxes_to_original(boxes: np.ndarray, orig_size: tuple[int, int], input_size: tuple[int, int], *,
+                            letterbox_eval: bool = False) -> np.ndarray:
+    """Maps boxes normalized to the network input back to normalized boxes of the original image.
+
+    Args:
+      boxes: [..., 4] normalized xyxy in the (input_w, input_h) network input.
+      orig_size: (height, width) of the original image, as in the eval batch's ``orig_size``.
+      input_size: (width, height) of the network input.
+    Returns:
+      [..., 4] normalized xyxy of the original image (identity for a plain resize).
+    """
+    if not letterbox_eval:
+        return np.asarray(boxes, np.float32)
+    h, w = orig_size
+    m = np.linalg.inv(letterbox_matrix((w, h), input_size))
+    b = np.asarray(boxes, np.float64)
+    shape = b.shape
+    out = transform_boxes(b.reshape(-1, 4), m, input_size, (w, h))
+    return out.reshape(shape)
+

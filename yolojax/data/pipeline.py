@@ -1,0 +1,420 @@
+"""Input pipeline: source records -> augmented, resized, padded training / evaluation batches (grain).
+
+Determinism and resumption come from one design choice: **every batch is a pure function of
+(seed, step)**. The training stream is an endless sequence of global positions ``step * global_batch + j``;
+position ``p`` reads record ``perm_e[p mod n]`` of epoch ``e = p // n`` (a fresh seeded permutation per
+epoch), is augmented with an RNG seeded by ``(seed, p)``, and is resized to the step's input size, drawn from
+``(seed, step // multiscale_every_steps)``. Process ``k`` of ``P`` builds only positions
+``[k * B/P, (k + 1) * B/P)`` of each global batch. So the batches do not depend on the number of grain
+workers or threads, and the whole iterator state is ``{"step": int}`` (json-serializable; store it in the
+training checkpoint, or just recreate the iterator with ``start_step``).
+
+Bad input (never a crash inside a worker, never a NaN downstream):
+  * corrupt or truncated JPEG: skipped with a counted warning; the position takes the next record instead
+    (deterministically) in training; in evaluation the slot becomes a padding example (index -1);
+  * image with no objects: a normal example with an all-False mask;
+  * box outside the image: clipped (sources.py), boxes left empty dropped; augmentation drops boxes below
+    ``min_box_size_px`` or less than ``min_visible_fraction`` visible;
+  * more objects than ``max_boxes``: the first ``max_boxes`` are kept, with a counted warning.
+Warnings are counted in ``sources.DATA_WARNINGS`` of the process that saw them (a worker's own log).
+
+Public API:
+  default_data_config() -> ConfigDict                 (documented fields below)
+  make_train_iterator(data_cfg, *, seed, global_batch_size, start_step=0) -> TrainIterator
+  make_eval_batches(data_cfg, split, batch_size, image_size) -> iterator of eval batches
+  EvalData(data_cfg, split): .image_id(i), .example(i) (original, un-resized Example), len()
+  prefetch_to_device(iterator, sharding, size=2)
+"""
+from __future__ import annotations
+
+import collections
+import functools
+import itertools
+import sys
+import threading
+from typing import Any, Iterator, Mapping, Sequence
+
+import grain
+import jax
+import ml_collections
+import numpy as np
+
+from yolojax.data import augment, sources, synthetic
+
+Batch = dict[str, np.ndarray]
+_MAX_SKIP = 16  # consecutive undecodable records tolerated before giving up with an error
+
+
+def augment_preset(name: str) -> ml_collections.ConfigDict:
+    """Augmentation settings (``data_cfg.augment``) of a paper: "v2" (darknet yolov2-voc.cfg), "v1" (paper)
+    or "none".
+
+    v2: jitter .3, flip, hue .1, saturation 1.5, exposure 1.5 (darknet yolov2-voc.cfg).
+    v1: random scaling and translation up to 20% and saturation/exposure 1.5 (paper section 2.2), no flip,
+        no hue (darknet's yolov1.cfg uses jitter .2 instead of scale/translate: set jitter=0.2, scale=0).
+    """
+    c = ml_collections.ConfigDict()
+    c.jitter = 0.3               # darknet crop jitter: each side moves by up to this fraction (0 = off)
+    c.scale = 0.0                # v1 paper: scale in [1 - scale, 1 + scale] (0 = off)
+    c.translate = 0.0            # v1 paper: shift up to this fraction of the size (0 = off)
+    c.flip = True                # random horizontal flip
+    c.hue = 0.1                  # hue shift up to this fraction of the circle (0 = off)
+    c.saturation = 1.5           # saturation factor in [1/s, s] (1.0 = off)
+    c.exposure = 1.5             # HSV value factor in [1/e, e] (1.0 = off)
+    c.letterbox = False          # aspect-preserving fit with gray padding instead of a plain resize
+    c.border = "replicate"       # fill outside the source: "replicate" (darknet crop_image) or "gray"
+    c.min_box_size_px = 1.0      # drop boxes narrower/lower than this in the network input
+    c.min_visible_fraction = 0.25  # drop boxes with less than this fraction of their area left after a cut
+    if name == "v2":
+        pass
+    elif name == "v1":
+        c.jitter, c.scale, c.translate, c.flip, c.hue = 0.0, 0.2, 0.2, False, 0.0
+    elif name == "none":
+        c.jitter, c.flip, c.hue, c.saturation, c.exposure = 0.0, False, 0.0, 1.0, 1.0
+    else:
+        raise ValueError(f"augment preset: expected 'v1', 'v2' or 'none', got {name!r}")
+    return c
+
+
+def default_data_config() -> ml_collections.ConfigDict:
+    """Default ``config.data`` (VOC 07+12 -> 2007 test, YOLOv2 augmentation, 416 px, no multi-scale).
+
+    Fields:
+      source: "tfds" | "voc_dir" | "voc_tarballs" | "synthetic" (see sources.py).
+      tfds_data_dir: TFDS data_dir holding prepared voc/2007, voc/2012 ("" = TFDS default ~/tensorflow_datasets).
+      voc_dir: an extracted VOCdevkit folder (holding VOC2007/, VOC2012/) for source="voc_dir".
+      voc_tarballs: folder with the original VOC tarballs for source="voc_tarballs".
+      extract_dir: where tarballs are extracted ("" = <voc_tarballs>/extracted).
+      train_split, eval_split: "07+12", "2007_test", "{2007,2012}_{trainval,train,val}" (VOC) or
+        "train" / "eval" (synthetic).
+      synthetic: the synthetic dataset's knobs (synthetic.default_synthetic_config).
+      image_size: training input size in px (square) when multiscale_sizes is empty.
+      multiscale_sizes: e.g. (320, 352, ..., 608); one is drawn every multiscale_every_steps steps.
+      multiscale_every_steps: 10 in darknet.
+      eval_image_size: evaluation input size in px.
+      eval_letterbox: letterbox instead of plain resize at evaluation.
+      max_boxes: M, boxes per image in a batch (pad / truncate).
+      drop_difficult: remove difficult objects from training batches (darknet voc_label.py does).
+      shuffle: reshuffle the training records every epoch.
+      num_workers: grain worker processes (0 = in this process); does not change the batches.
+      num_threads: grain threads building batches in each process; does not change the batches.
+      prefetch_batches: batches buffered ahead by grain.
+      augment: see augment_preset.
+    """
+    c = ml_collections.ConfigDict()
+    c.source = "tfds"
+    c.tfds_data_dir = ""
+    c.voc_dir = ""
+    c.voc_tarballs = ""
+    c.extract_dir = ""
+    c.train_split = "07+12"
+    c.eval_split = "2007_test"
+    c.synthetic = synthetic.default_synthetic_config()
+    c.image_size = 416
+    c.multiscale_sizes = ()
+    c.multiscale_every_steps = 10
+    c.eval_image_size = 416
+    c.eval_letterbox = False
+    c.max_boxes = 64
+    c.drop_difficult = True
+    c.shuffle = True
+    c.num_workers = 0
+    c.num_threads = 2
+    c.prefetch_batches = 2
+    c.augment = augment_preset("v2")
+    return c
+
+
+def darknet_multiscale_sizes(low: int = 320, high: int = 608, stride: int = 32) -> tuple[int, ...]:
+    """(320, 352, ..., 608): darknet's multi-scale input sizes (multiples of the 32 px output stride)."""
+    return tuple(range(low, high + 1, stride))
+
+
+# ------------------------------------------------------------------------------------- building blocks
+def pad_objects(example: Mapping[str, Any], max_boxes: int, *, with_difficult: bool = False) -> dict:
+    """Pads (or truncates, with a counted warning) an example's objects to ``max_boxes``.
+
+    Returns:
+      dict(boxes float32 [M, 4] normalized xyxy (0 where padded), classes int32 [M] (-1 where padded),
+      mask bool [M], and difficult bool [M] if ``with_difficult``).
+    """
+    boxes = np.asarray(example["boxes"], np.float32).reshape(-1, 4)
+    n = len(boxes)
+    if n > max_boxes:
+        sources.warn_count("too_many_objects", f"image {example.get('image_id', '?')}: {n} objects, keeping the "
+                           f"first max_boxes={max_boxes}")
+        n = max_boxes
+    out = {"boxes": np.zeros((max_boxes, 4), np.float32), "classes": np.full((max_boxes,), -1, np.int32),
+           "mask": np.zeros((max_boxes,), bool)}
+    out["boxes"][:n] = boxes[:n]
+    out["classes"][:n] = np.asarray(example["classes"], np.int32)[:n]
+    out["mask"][:n] = True
+    if with_difficult:
+        out["difficult"] = np.zeros((max_boxes,), bool)
+        out["difficult"][:n] = np.asarray(example["difficult"], bool)[:n]
+    return out
+
+
+def stack_images(images: Sequence[np.ndarray]) -> np.ndarray:
+    """uint8 [H, W, 3] images -> float32 [B, H, W, 3] in [0, 1]."""
+    batch = np.stack(images)
+    return np.multiply(batch, np.float32(1.0 / 255.0), dtype=np.float32)
+
+
+def multiscale_size(data_cfg: Mapping[str, Any], seed: int, step: int) -> int:
+    """Input size (px) of training step ``step``: fixed, or drawn per block of ``multiscale_every_steps``."""
+    sizes = tuple(data_cfg["multiscale_sizes"])
+    if not sizes:
+        return int(data_cfg["image_size"])
+    block = step // int(data_cfg["multiscale_every_steps"])
+    return int(sizes[np.random.default_rng([int(seed), 0x5CA1E, block]).integers(len(sizes))])
+
+
+class _TrainBatcher:
+    """Builds the local training batch of a step; a picklable pure function of the step."""
+
+    def __init__(self, data_cfg: Mapping[str, Any], source, *, seed: int, global_batch_size: int,
+                 process_index: int, process_count: int):
+        if global_batch_size % process_count:
+            raise ValueError(f"batch_size {global_batch_size} is not divisible by the {process_count} processes")
+        self.cfg = data_cfg
+        self.aug = dict(data_cfg["augment"])
+        self.source = source
+        self.n = len(source)
+        if self.n == 0:
+            raise ValueError(f"data.train_split {data_cfg['train_split']!r}: the source has no examples")
+        self.seed, self.global_batch = int(seed), int(global_batch_size)
+        self.local_batch = self.global_batch // process_count
+        self.offset = process_index * self.local_batch
+        self._perm_cache: tuple[int, np.ndarray] | None = None
+
+    def _record_index(self, position: int) -> int:
+        epoch, i = divmod(position, self.n)
+        if not self.cfg["shuffle"]:
+            return i
+        if self._perm_cache is None or self._perm_cache[0] != epoch:
+            self._perm_cache = (epoch, np.random.default_rng([self.seed, 0xE90C, epoch]).permutation(self.n))
+        return int(self._perm_cache[1][i])
+
+    def _example(self, position: int, size: int) -> dict:
+        for attempt in range(_MAX_SKIP):
+            # A corrupt record is replaced by the next position's record: deterministic for any worker count.
+            index = self._record_index(position + attempt)
+            record = self.source[index]
+            try:
+                example = sources.decode_record(record)
+                break
+            except sources.CorruptImageError as e:
+                sources.warn_count("corrupt_image", f"{e}; skipped")
+        else:
+            raise RuntimeError(f"{_MAX_SKIP} consecutive undecodable images near training position {position}")
+        if self.cfg["drop_difficult"]:
+            example = augment.drop_difficult(example)
+        rng = np.random.default_rng([self.seed, position])
+        example = augment.train_augment(example, rng, (size, size), self.aug)
+        return example
+
+    def __call__(self, step: int) -> Batch:
+        size = multiscale_size(self.cfg, self.seed, step)
+        start = step * self.global_batch + self.offset
+        examples = [self._example(start + j, size) for j in range(self.local_batch)]
+        padded = [pad_objects(e, int(self.cfg["max_boxes"])) for e in examples]
+        batch = {k: np.stack([p[k] for p in padded]) for k in ("boxes", "classes", "mask")}
+        batch["image"] = stack_images([e["image"] for e in examples])
+        return batch
+
+
+class TrainIterator:
+    """Endless iterator of local training batches (numpy Batch dicts, CONTRACT) with a tiny state.
+
+    ``get_state()`` -> ``{"step": s}``: the step of the next batch ``next()`` returns. ``set_state`` jumps
+    to any step; the batches that follow are exactly those an uninterrupted run would have produced.
+    """
+
+    def __init__(self, data_cfg: Mapping[str, Any], *, seed: int, global_batch_size: int, start_step: int = 0,
+                 process_index: int | None = None, process_count: int | None = None):
+        self.cfg = data_cfg
+        self.process_index = jax.process_index() if process_index is None else process_index
+        self.process_count = jax.process_count() if process_count is None else process_count
+        source = sources.make_source(data_cfg, data_cfg["train_split"])
+        self.batcher = _TrainBatcher(data_cfg, source, seed=seed, global_batch_size=global_batch_size,
+                                     process_index=self.process_index, process_count=self.process_count)
+        self.seed = int(seed)
+        self._step = int(start_step)
+        self._it = None
+
+    def image_size(self, step: int) -> int:
+        """Input size (px) of the batch of ``step``."""
+        return multiscale_size(self.cfg, self.seed, step)
+
+    def _make(self) -> Iterator[Batch]:
+        ds = grain.MapDataset.range(self._step, sys.maxsize).map(self.batcher)
+        read = grain.ReadOptions(num_threads=max(int(self.cfg["num_threads"]), 1),
+                                 prefetch_buffer_size=max(int(self.cfg["prefetch_batches"]), 1))
+        it_ds = ds.to_iter_dataset(read)
+        if int(self.cfg["num_workers"]) > 0:
+            it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(self.cfg["num_workers"])))
+        return iter(it_ds)
+
+    def __iter__(self) -> "TrainIterator":
+        return self
+
+    def __next__(self) -> Batch:
+        if self._it is None:
+            self._it = self._make()
+        batch = next(self._it)
+        self._step += 1
+        return batch
+
+    def get_state(self) -> dict[str, int]:
+        """{"step": index of the next batch}: json-serializable, stored in the training checkpoint."""
+        return {"step": self._step}
+
+    def set_state(self, state: Mapping[str, Any]) -> None:
+        """Continues from ``state["step"]`` (drops whatever grain had prefetched)."""
+        self._step = int(state["step"])
+        self._it = None
+
+
+def make_train_iterator(data_cfg: Mapping[str, Any], *, seed: int, global_batch_size: int, start_step: int = 0,
+                        process_index: int | None = None, process_count: int | None = None) -> TrainIterator:
+    """Training batches for this process.
+
+    Args:
+      data_cfg: ``config.data`` (see ``default_data_config``).
+      seed: data seed (shuffling, augmentation, multi-scale sizes).
+      global_batch_size: images per step over all processes; each process gets ``global / process_count``.
+      start_step: step of the first batch (resume).
+      process_index, process_count: default ``jax.process_index()`` / ``jax.process_count()``.
+    Returns:
+      TrainIterator yielding {"image": float32 [b, S, S, 3] in [0, 1], "boxes": float32 [b, M, 4] normalized
+      xyxy, "classes": int32 [b, M] (-1 pad), "mask": bool [b, M]} with b = local batch, S = step's size.
+    """
+    return TrainIterator(data_cfg, seed=seed, global_batch_size=global_batch_size, start_step=start_step,
+                         process_index=process_index, process_count=process_count)
+
+
+# ------------------------------------------------------------------------------------------- eval
+class EvalData:
+    """An evaluation split: original examples by index, and fixed-size batches.
+
+    Args:
+      data_cfg: ``config.data``.
+      split: split name (e.g. "2007_test", or "eval" for synthetic).
+    """
+
+    def __init__(self, data_cfg: Mapping[str, Any], split: str):
+        self.cfg = data_cfg
+        self.split = split
+        self.source = sources.make_source(data_cfg, split)
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def image_id(self, index: int) -> str:
+        """The VOC image id of example ``index``."""
+        return self.source.image_id(index)
+
+    def example(self, index: int) -> dict:
+        """The original Example ``index`` (difficult objects kept); raises CorruptImageError if undecodable."""
+        return sources.decode_record(self.source[index])
+
+    def _batch(self, b: int, *, batch_size: int, image_size: int, process_index: int, process_count: int) -> Batch:
+        """Eval batch ``b`` of this process; indices past the end (or undecodable) are padding (index -1)."""
+        per_process = -(-len(self) // process_count)
+        begin = process_index * per_process
+        end = min(begin + per_process, len(self))
+        images, padded, sizes, idx = [], [], [], []
+        for j in range(batch_size):
+            i = begin + b * batch_size + j
+            ex = None
+            if i < end:
+                try:
+                    ex = self.example(i)
+                except sources.CorruptImageError as e:
+                    sources.warn_count("corrupt_image", f"{e}; evaluated as padding")
+            if ex is None:
+                images.append(np.full((image_size, image_size, 3), augment.GRAY, np.uint8))
+                padded.append(pad_objects({"boxes": np.zeros((0, 4)), "classes": np.zeros(0), "difficult":
+                                           np.zeros(0, bool)}, int(self.cfg["max_boxes"]), with_difficult=True))
+                sizes.append((0, 0))
+                idx.append(-1)
+                continue
+            sizes.append(ex["image"].shape[:2])
+            ex = augment.eval_preprocess(ex, (image_size, image_size), letterbox_eval=bool(self.cfg["eval_letterbox"]))
+            images.append(ex["image"])
+            padded.append(pad_objects(ex, int(self.cfg["max_boxes"]), with_difficult=True))
+            idx.append(i)
+        batch = {k: np.stack([p[k] for p in padded]) for k in ("boxes", "classes", "mask", "difficult")}
+        batch["image"] = stack_images(images)
+        batch["orig_size"] = np.asarray(sizes, np.int32).reshape(batch_size, 2)
+        batch["index"] = np.asarray(idx, np.int32)
+        return batch
+
+    def num_batches(self, batch_size: int, process_count: int = 1) -> int:
+        """Batches per process (equal on every process; the last ones padded)."""
+        return -(-(-(-len(self) // process_count)) // batch_size)
+
+    def batches(self, batch_size: int, image_size: int, *, process_index: int | None = None,
+                process_count: int | None = None) -> Iterator[Batch]:
+        """Eval batches of this process, in index order (see ``make_eval_batches``)."""
+        pi = jax.process_index() if process_index is None else process_index
+        pc = jax.process_count() if process_count is None else process_count
+        fn = functools.partial(self._batch, batch_size=batch_size, image_size=image_size, process_index=pi,
+                               process_count=pc)
+        ds = grain.MapDataset.range(self.num_batches(batch_size, pc)).map(fn)
+        read = grain.ReadOptions(num_threads=max(int(self.cfg["num_threads"]), 1),
+                                 prefetch_buffer_size=max(int(self.cfg["prefetch_batches"]), 1))
+        return iter(ds.to_iter_dataset(read))
+
+
+def make_eval_batches(data_cfg: Mapping[str, Any], split: str, batch_size: int, image_size: int, *,
+                      process_index: int | None = None, process_count: int | None = None) -> Iterator[Batch]:
+    """Evaluation batches of ``split`` for this process (deterministic, no augmentation).
+
+    Yields:
+      {"image": float32 [B, S, S, 3] in [0, 1], "boxes": float32 [B, M, 4] normalized xyxy of the network
+      input (= of the original image unless eval_letterbox; see augment.input_boxes_to_original),
+      "classes": int32 [B, M] (-1 pad), "mask": bool [B, M], "difficult": bool [B, M],
+      "orig_size": int32 [B, 2] (height, width), "index": int32 [B] (-1 for padding)}.
+    Each process gets a contiguous share of the split; all processes yield the same number of batches.
+    Use ``EvalData(data_cfg, split).image_id(index)`` / ``.example(index)`` for ids and original examples.
+    """
+    return EvalData(data_cfg, split).batches(batch_size, image_size, process_index=process_index,
+                                             process_count=process_count)
+
+
+# ----------------------------------------------------------------------------------- to the device
+class prefetch_to_device:
+    """Puts host batches on the device ``size`` steps ahead, in a background thread.
+
+    ``sharding`` (e.g. ``NamedSharding(mesh, P("data"))``) makes each leaf a global array from the process-
+    local batches (``jax.make_array_from_process_local_data``). ``get_state`` reports the step of the next
+    batch *returned to the caller*, so prefetching never breaks resumption.
+    """
+
+    def __init__(self, iterator: TrainIterator, sharding=None, size: int = 2):
+        self._iterator = iterator
+        self._sharding = sharding
+        self._next_step = iterator.get_state()["step"] if hasattr(iterator, "get_state") else 0
+        self._queue: collections.deque = collections.deque()
+        self._size = size
+        self._lock = threading.Lock()
+
+    def _put(self, batch: Batch):
+        if self._sharding is None:
+            return jax.device_put(batch)
+        return jax.tree.map(lambda x: jax.make_array_from_process_local_data(self._sharding, x), batch)
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        with self._lock:
+            while len(self._queue) < self._size:
+                self._queue.append(self._put(next(self._iterator)))  # device_put is asynchronous
+            self._next_step += 1
+            return self._queue.popleft()
+
+    def get_state(self) -> dict[str, int]:
+        return {"step": self._next_step}

@@ -1,0 +1,429 @@
+"""Data sources: PASCAL VOC through TFDS or from local files, and the synthetic dataset, behind one interface.
+
+A *source* is a random-access sequence of *records*: ``len(src)``, ``src[i]`` -> dict with
+  "image_bytes": bytes (encoded JPEG/PNG) or "image": uint8 [H, W, 3] RGB (already decoded),
+  "boxes": float32 [N, 4] normalized xyxy (``boxes.voc_px_to_normalized`` of the XML's 1-based pixels),
+  "classes": int32 [N], "difficult": bool [N], "truncated": bool [N], "image_id": str.
+``decode_record`` turns a record into an Example (CONTRACT). Decoding is left to the pipeline's workers so
+the main process never decodes JPEGs. Sources are picklable (grain ships them to worker processes).
+
+Named splits (SPEC section 3): "07+12" = VOC2007 trainval + VOC2012 trainval (16,551 images), "2007_test"
+(4,952), and "{2007,2012}_{trainval,train,val}", "2007_test"; the synthetic source has "train" and "eval".
+
+Where the VOC data can come from (``data_cfg.source``):
+  * "tfds": a prepared TFDS ``voc/2007`` / ``voc/2012`` in ``array_record`` format, read with
+    ``tfds.data_source`` (no TensorFlow needed to read). Prepare once with ``prepare_tfds_voc`` (needs
+    ``tensorflow-cpu``), either from the internet or from tarballs / an extracted VOCdevkit you already have.
+  * "voc_dir": an extracted ``VOCdevkit`` folder (holding ``VOC2007``/``VOC2012``), read directly.
+  * "voc_tarballs": a folder with the original tarballs (VOCtrainval_06-Nov-2007.tar, ...); extracted once
+    into ``data_cfg.extract_dir`` (default: ``<folder>/extracted``) and read as "voc_dir".
+All three give the same records for the same images (tests/test_data_sources.py checks it through the real
+TFDS builder).
+
+Bad annotations: boxes reaching outside the image are clipped to it, boxes left empty are dropped, each with
+a counted warning (``DATA_WARNINGS``). Note the TFDS builder itself refuses boxes outside the image at prepare
+time (its BBoxFeature checks the range), so such a file has to be fixed or read with "voc_dir".
+"""
+from __future__ import annotations
+
+import bisect
+import contextlib
+import io
+import logging
+import os
+import tarfile
+from typing import Any, Mapping, Sequence
+from unittest import mock
+
+import numpy as np
+
+from yolojax import boxes as box_lib
+from yolojax.classes import VOC_CLASSES
+
+Record = dict[str, Any]
+
+# The original tarball names (the ones TFDS's voc builder downloads), per year and part.
+VOC_TARBALLS = {
+    "2007": {"trainval": "VOCtrainval_06-Nov-2007.tar", "test": "VOCtest_06-Nov-2007.tar"},
+    "2012": {"trainval": "VOCtrainval_11-May-2012.tar", "test": "VOC2012test.tar"},
+}
+# Named splits -> list of (year, VOC image set).
+VOC_SPLITS: dict[str, tuple[tuple[str, str], ...]] = {
+    "07+12": (("2007", "trainval"), ("2012", "trainval")),
+    "2007_test": (("2007", "test"),),
+    **{f"{y}_{s}": ((y, s),) for y in ("2007", "2012") for s in ("trainval", "train", "val")},
+}
+# VOC image set -> TFDS split of the voc builder (TFDS: "train" = train.txt, "validation" = val.txt).
+_TFDS_SPLIT = {"trainval": "train+validation", "train": "train", "val": "validation", "test": "test"}
+
+DATA_WARNINGS: dict[str, int] = {}  # counts per warning kind, in this process
+
+
+def warn_count(key: str, message: str, *, every: int = 100) -> None:
+    """Counts a data warning in ``DATA_WARNINGS`` and logs it the first 10 times, then every ``every``-th."""
+    DATA_WARNINGS[key] = DATA_WARNINGS.get(key, 0) + 1
+    n = DATA_WARNINGS[key]
+    if n <= 10 or n % every == 0:
+        logging.warning("%s [%s: %d so far in this process]", message, key, n)
+
+
+class CorruptImageError(ValueError):
+    """An image that cannot be decoded (or is truncated); the pipeline skips it with a counted warning."""
+
+
+# ------------------------------------------------------------------------------------------ records
+def _clean_boxes(record: Record, where: str) -> Record:
+    """Clips normalized boxes to [0, 1] and drops empty ones, warning once per record that needed it."""
+    b = np.asarray(record["boxes"], np.float32).reshape(-1, 4)
+    clipped = np.clip(b, 0.0, 1.0)
+    if not np.array_equal(clipped, b):
+        warn_count("box_outside_image", f"{where}: box outside the image, clipped to it")
+    keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1]) & np.isfinite(b).all(1)
+    out = dict(record, boxes=clipped)
+    if not keep.all():
+        warn_count("empty_box", f"{where}: {int((~keep).sum())} empty box(es) after clipping, dropped")
+        for k in ("boxes", "classes", "difficult", "truncated"):
+            out[k] = np.asarray(out[k])[keep]
+    return out
+
+
+def voc_boxes_to_normalized(boxes_px: np.ndarray, width: float, height: float) -> np.ndarray:
+    """VOC 1-based pixel xyxy [N, 4] -> float32 normalized xyxy, the one conversion all sources share.
+
+    Computed in float64 and rounded once to float32, so every source gives bit-identical boxes.
+    """
+    return box_lib.voc_px_to_normalized(np.asarray(boxes_px, np.float64).reshape(-1, 4), float(width),
+                                        float(height)).astype(np.float32)
+
+
+def _jpeg_ok(data: bytes) -> bool:
+    """True if the bytes look like a complete JPEG (SOI at the start, EOI near the end) or a PNG."""
+    if data[:8] == b"\x89PNG\r\n\x1a\n":
+        return True
+    # Some encoders pad after EOI; look in the last 64 bytes.
+    return data[:2] == b"\xff\xd8" and b"\xff\xd9" in data[-64:]
+
+
+def decode_image(data: bytes, where: str = "image") -> np.ndarray:
+    """Encoded JPEG/PNG bytes -> uint8 [H, W, 3] RGB; raises CorruptImageError if corrupt or truncated.
+
+    libjpeg decodes a truncated JPEG into a partly gray image with only a warning, so truncation is detected
+    from the missing end-of-image marker instead.
+    """
+    import cv2  # local: keeps `import yolojax.data.sources` light
+
+    if not data or not _jpeg_ok(data):
+        raise CorruptImageError(f"{where}: not a complete JPEG/PNG ({len(data)} bytes)")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    if img is None or img.ndim != 3 or img.shape[0] == 0 or img.shape[1] == 0:
+        raise CorruptImageError(f"{where}: cannot be decoded")
+    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+def decode_record(record: Record) -> dict[str, Any]:
+    """Record -> Example (CONTRACT); decodes "image_bytes" if the record has no "image"."""
+    ex = {k: v for k, v in record.items() if k != "image_bytes"}
+    if "image" not in ex:
+        ex["image"] = decode_image(record["image_bytes"], f"image {record.get('image_id', '?')}")
+    return ex
+
+
+def _check_split(split: str) -> tuple[tuple[str, str], ...]:
+    if split not in VOC_SPLITS:
+        raise ValueError(f"data split: expected one of {sorted(VOC_SPLITS)}, got {split!r}")
+    return VOC_SPLITS[split]
+
+
+# ----------------------------------------------------------------------------------- VOCdevkit
+class VocDevkitSource:
+    """One VOC image set read from an extracted tree (``devkit_dir``: the VOCdevkit folder, its parent, or
+    ``VOC{year}`` itself; see ``voc.voc_year_dir``).
+
+    Uses ``yolojax.data.voc.parse_annotation`` / ``read_image_set``; boxes normalized by the XML's
+    ``<size>`` exactly as the TFDS builder does.
+    """
+
+    def __init__(self, devkit_dir: str, year: str, image_set: str):
+        from yolojax.data import voc  # local: voc.py is written alongside this file
+
+        self.devkit_dir, self.year, self.image_set = str(devkit_dir), str(year), image_set
+        self.voc_dir = voc.voc_year_dir(self.devkit_dir, self.year)
+        self.ids = list(voc.read_image_set(self.devkit_dir, self.year, image_set))
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    def image_id(self, index: int) -> str:
+        return self.ids[index]
+
+    def __getitem__(self, index: int) -> Record:
+        from yolojax.data import voc
+
+        image_id = self.ids[index]
+        xml = os.path.join(self.voc_dir, "Annotations", f"{image_id}.xml")
+        ann = voc.parse_annotation(xml)
+        with open(os.path.join(self.voc_dir, "JPEGImages", f"{image_id}.jpg"), "rb") as f:
+            data = f.read()
+        rec = {"image_bytes": data,
+               "boxes": voc_boxes_to_normalized(ann["boxes_px"], ann["width"], ann["height"]),
+               "classes": np.asarray(ann["classes"], np.int32).reshape(-1),
+               "difficult": np.asarray(ann["difficult"], bool).reshape(-1),
+               "truncated": np.asarray(ann["truncated"], bool).reshape(-1),
+               "image_id": image_id}
+        return _clean_boxes(rec, xml)
+
+
+def extract_tarballs(tarball_dir: str, extract_dir: str | None = None, years: Sequence[str] = ("2007", "2012")
+                     ) -> str:
+    """Extracts whichever original VOC tarballs are in ``tarball_dir`` (once); returns the VOCdevkit folder."""
+    extract_dir = extract_dir or os.path.join(tarball_dir, "extracted")
+    found = False
+    for year in years:
+        for part, name in VOC_TARBALLS[year].items():
+            path = os.path.join(tarball_dir, name)
+            done = os.path.join(extract_dir, f".{name}.done")
+            if not os.path.exists(path):
+                continue
+            found = True
+            if not os.path.exists(done):
+                os.makedirs(extract_dir, exist_ok=True)
+                with tarfile.open(path) as tar:
+                    tar.extractall(extract_dir, filter="data")
+                open(done, "w").close()
+    if not found:
+        raise FileNotFoundError(f"data.voc_tarballs: no VOC tarball ({VOC_TARBALLS}) in {tarball_dir}")
+    return os.path.join(extract_dir, "VOCdevkit")
+
+
+def make_voc_tarballs(devkit_dir: str, year: str, out_dir: str) -> dict[str, str]:
+    """Packs an extracted ``devkit_dir/VOC{year}`` tree into the original tarball layout and names.
+
+    The trainval tarball holds the train/val/trainval image sets and their files; the test one test.txt and
+    its files (as the real ones do). Returns {"trainval": path, "test": path} (a part is skipped if its
+    image set is missing).
+    """
+    from yolojax.data import voc
+
+    os.makedirs(out_dir, exist_ok=True)
+    root = os.path.dirname(os.path.abspath(devkit_dir))
+    rel = os.path.join(os.path.basename(os.path.abspath(devkit_dir)), f"VOC{year}")
+    parts = {"trainval": ("train", "val", "trainval"), "test": ("test",)}
+    out = {}
+    for part, sets in parts.items():
+        main = os.path.join(root, rel, "ImageSets", "Main")
+        if not all(os.path.exists(os.path.join(main, f"{s}.txt")) for s in sets):
+            continue
+        ids = sorted({i for s in sets for i in voc.read_image_set(devkit_dir, year, s)})
+        out[part] = os.path.join(out_dir, VOC_TARBALLS[year][part])
+        with tarfile.open(out[part], "w") as tar:
+            for s in sets:
+                tar.add(os.path.join(root, rel, "ImageSets", "Main", f"{s}.txt"),
+                        arcname=os.path.join("VOCdevkit", f"VOC{year}", "ImageSets", "Main", f"{s}.txt"))
+            for i in ids:
+                for sub, ext in (("JPEGImages", "jpg"), ("Annotations", "xml")):
+                    tar.add(os.path.join(root, rel, sub, f"{i}.{ext}"),
+                            arcname=os.path.join("VOCdevkit", f"VOC{year}", sub, f"{i}.{ext}"))
+    return out
+
+
+# ----------------------------------------------------------------------------------------- TFDS
+def _stub_voc2012_test(trainval_root: str, work_dir: str) -> str:
+    """A one-image VOC2012 "test" part for users without VOC2012test.tar (TFDS refuses empty splits).
+
+    VOC2012 test has no annotations anyway; the stub holds the first trainval image, unannotated. Nothing in
+    yolojax reads voc/2012 test.
+    """
+    import shutil
+
+    from yolojax.data import voc
+
+    first = voc.read_image_set(trainval_root, "2012", "train")[0]
+    stub = os.path.join(work_dir, "voc2012_test_stub")
+    main = os.path.join(stub, "VOCdevkit", "VOC2012", "ImageSets", "Main")
+    images = os.path.join(stub, "VOCdevkit", "VOC2012", "JPEGImages")
+    os.makedirs(main, exist_ok=True)
+    os.makedirs(images, exist_ok=True)
+    with open(os.path.join(main, "test.txt"), "w") as f:
+        f.write(f"{first}\n")
+    shutil.copy(os.path.join(voc.voc_year_dir(trainval_root, "2012"), "JPEGImages", f"{first}.jpg"), images)
+    return stub
+
+
+@contextlib.contextmanager
+def _local_voc_downloads(year: str, tarball_dir: str | None, devkit_dir: str | None):
+    """Points the TFDS voc builder's download step at local files for the duration of the context.
+
+    With tarballs, TFDS's own ``extract`` unpacks them; with an extracted tree, the folder holding
+    ``VOCdevkit`` is returned as the "extracted" path. A missing 2012 test part (its tarball is rarely kept:
+    it has no annotations) becomes a one-image unannotated stub (``_stub_voc2012_test``).
+    """
+    import tensorflow_datasets as tfds
+
+    def download_and_extract(self, url_or_urls):
+        paths = {}
+        for key, url in url_or_urls.items():
+            name = os.path.basename(url)
+            if tarball_dir is not None and os.path.exists(os.path.join(tarball_dir, name)):
+                paths[key] = self.extract(os.path.join(tarball_dir, name))
+            elif devkit_dir is not None and os.path.exists(
+                    os.path.join(devkit_dir, f"VOC{year}", "ImageSets", "Main", f"{'test' if key == 'test' else 'train'}.txt")):
+                paths[key] = os.path.dirname(os.path.abspath(devkit_dir))
+            elif key == "test" and year == "2012" and "trainval" in paths:
+                paths[key] = _stub_voc2012_test(paths["trainval"], str(self._download_dir))
+            else:
+                raise FileNotFoundError(f"prepare_tfds_voc: no local file for {name} (voc/{year} {key}) in "
+                                        f"tarball_dir={tarball_dir!r} or devkit_dir={devkit_dir!r}")
+        return paths
+
+    # Resolve trainval before test so the 2012 stub can borrow from it.
+    orig = download_and_extract
+
+    def ordered(self, url_or_urls):
+        keys = sorted(url_or_urls, key=lambda k: k != "trainval")
+        return orig(self, {k: url_or_urls[k] for k in keys})
+
+    download_and_extract = ordered
+    with mock.patch.object(tfds.download.DownloadManager, "download_and_extract", download_and_extract):
+        yield
+
+
+def prepare_tfds_voc(year: str, data_dir: str, *, tarball_dir: str | None = None, devkit_dir: str | None = None,
+                     file_format: str = "array_record") -> None:
+    """Prepares TFDS ``voc/{year}`` in ``data_dir`` with the real TFDS builder (needs tensorflow-cpu).
+
+    Args:
+      year: "2007" or "2012".
+      data_dir: TFDS data_dir to write into.
+      tarball_dir: folder with the original tarballs (VOC_TARBALLS names); or
+      devkit_dir: an extracted VOCdevkit folder (holding VOC{year}). With neither, TFDS downloads.
+      file_format: "array_record" (random access, read by ``tfds.data_source`` without TensorFlow).
+    """
+    import tensorflow_datasets as tfds
+
+    builder = tfds.builder(f"voc/{year}", data_dir=data_dir, file_format=file_format)
+    download_dir = os.path.join(data_dir, "downloads")
+    if tarball_dir is None and devkit_dir is None:
+        builder.download_and_prepare(download_dir=download_dir)
+        return
+    with _local_voc_downloads(year, tarball_dir, devkit_dir):
+        builder.download_and_prepare(download_dir=download_dir)
+
+
+class TfdsVocSource:
+    """One VOC image set from a prepared TFDS ``voc/{year}`` (array_record), via ``tfds.data_source``.
+
+    The image stays encoded (``SkipDecoding``); TFDS's normalized boxes (``x_px / width``: the builder does
+    not subtract the 1-based offset) are turned back into XML pixels with the image size from the JPEG
+    header and normalized with ``voc_boxes_to_normalized``, so records equal the VOCdevkit ones bit for bit.
+    """
+
+    def __init__(self, data_dir: str | None, year: str, image_set: str):
+        self.data_dir, self.year, self.image_set = data_dir, str(year), image_set
+        self._ds = None
+        self._open()
+
+    def _open(self):
+        import tensorflow_datasets as tfds
+
+        self._ds = tfds.data_source(f"voc/{self.year}", split=_TFDS_SPLIT[self.image_set], data_dir=self.data_dir,
+                                    download=False, decoders={"image": tfds.decode.SkipDecoding()})
+
+    def __getstate__(self):  # the array_record reader holds file handles: reopen in each worker
+        return {k: v for k, v in self.__dict__.items() if k != "_ds"}
+
+    def __setstate__(self, state):
+        self.__dict__.update(state)
+        self._open()
+
+    def __len__(self) -> int:
+        return len(self._ds)
+
+    def image_id(self, index: int) -> str:
+        return _str(self._ds[index]["image/filename"]).rsplit(".", 1)[0]
+
+    def __getitem__(self, index: int) -> Record:
+        from PIL import Image
+
+        r = self._ds[index]
+        data = bytes(r["image"])
+        image_id = _str(r["image/filename"]).rsplit(".", 1)[0]
+        obj = r["objects"]
+        try:
+            width, height = Image.open(io.BytesIO(data)).size  # header only
+        except Exception:  # corrupt image: keep the boxes as stored; decoding will skip it
+            width = height = 1
+        # Undo TFDS's normalization exactly: float32(v) * size is within 1e-4 px of the XML value, and VOC
+        # coordinates have at most a few decimals, so rounding to 1e-3 px recovers it.
+        bbox_px = np.round(np.asarray(obj["bbox"], np.float64).reshape(-1, 4)[:, [1, 0, 3, 2]]
+                           * [width, height, width, height], 3)
+        rec = {"image_bytes": data, "boxes": voc_boxes_to_normalized(bbox_px, width, height),
+               "classes": np.asarray(obj["label"], np.int32).reshape(-1),
+               "difficult": np.asarray(obj["is_difficult"], bool).reshape(-1),
+               "truncated": np.asarray(obj["is_truncated"], bool).reshape(-1),
+               "image_id": image_id}
+        return _clean_boxes(rec, f"tfds voc/{self.year} {image_id}")
+
+
+def _str(x) -> str:
+    return x.decode() if isinstance(x, (bytes, np.bytes_)) else str(x)
+
+
+# ------------------------------------------------------------------------------------- combining
+class ConcatSource:
+    """Random-access concatenation of sources (e.g. VOC2007 trainval + VOC2012 trainval)."""
+
+    def __init__(self, sources: Sequence[Any]):
+        self.sources = list(sources)
+        self._starts = np.cumsum([0] + [len(s) for s in self.sources]).tolist()
+
+    def __len__(self) -> int:
+        return self._starts[-1]
+
+    def _locate(self, index: int) -> tuple[Any, int]:
+        if not 0 <= index < len(self):
+            raise IndexError(f"index {index} outside [0, {len(self)})")
+        k = bisect.bisect_right(self._starts, index) - 1
+        return self.sources[k], index - self._starts[k]
+
+    def image_id(self, index: int) -> str:
+        src, i = self._locate(index)
+        return src.image_id(i)
+
+    def __getitem__(self, index: int) -> Record:
+        src, i = self._locate(index)
+        return src[i]
+
+
+def class_names(data_cfg: Mapping[str, Any]) -> tuple[str, ...]:
+    """Class names of the configured dataset (VOC_CLASSES, or the synthetic descriptions)."""
+    if data_cfg["source"] == "synthetic":
+        from yolojax.data import synthetic
+
+        return synthetic.class_names(data_cfg["synthetic"]["num_classes"])
+    return VOC_CLASSES
+
+
+def num_classes(data_cfg: Mapping[str, Any]) -> int:
+    """Number of classes of the configured dataset."""
+    return len(class_names(data_cfg))
+
+
+def make_source(data_cfg: Mapping[str, Any], split: str):
+    """The source for ``split`` of the configured dataset (see the module docstring for ``data_cfg.source``)."""
+    kind = data_cfg["source"]
+    if kind == "synthetic":
+        from yolojax.data import synthetic
+
+        return synthetic.SyntheticSource(data_cfg["synthetic"], split)
+    parts = _check_split(split)
+    if kind == "tfds":
+        return ConcatSource([TfdsVocSource(data_cfg["tfds_data_dir"] or None, y, s) for y, s in parts])
+    if kind == "voc_dir":
+        devkit = data_cfg["voc_dir"]
+    elif kind == "voc_tarballs":
+        devkit = extract_tarballs(data_cfg["voc_tarballs"], data_cfg["extract_dir"] or None)
+    else:
+        raise ValueError(f"data.source: expected 'tfds', 'voc_dir', 'voc_tarballs' or 'synthetic', got {kind!r}")
+    if not devkit:
+        raise ValueError(f"data.source={kind!r} needs data.{kind} to be set")
+    return ConcatSource([VocDevkitSource(devkit, y, s) for y, s in parts])
