@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import ml_collections
 
+from yolojax.data import pipeline
+
 # k-means VOC anchors of yolov2-voc.cfg, (w, h) in grid units of the 13x13 grid at 416 px.
 VOC_ANCHORS = ((1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892), (9.47112, 4.84053),
                (11.2364, 10.0071))
 # The paper's multi-scale sizes {320, 352, ..., 608}.
 MULTISCALE_SIZES_PX = tuple(range(320, 609, 32))
-# 07+12 trainval (SPEC section 3).
-VOC0712_TRAIN_IMAGES = 16551
 
 
 def v2_loss() -> ml_collections.ConfigDict:
@@ -57,27 +57,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.init = ml_collections.ConfigDict()
     c.init.darknet_weights = ""  # e.g. darknet19_448.conv.23: backbone from an ImageNet classifier
 
-    # --- data (read by yolojax.data.pipeline) ---
-    c.data = ml_collections.ConfigDict()
-    c.data.source = "tfds"  # 'tfds' | 'voc_dir' | 'synthetic'
-    c.data.voc_root = ""  # VOCdevkit parent for source='voc_dir' (or TFDS manual dir)
-    c.data.train_split = "07+12"
-    c.data.eval_split = "2007_test"
-    c.data.num_train_images = VOC0712_TRAIN_IMAGES  # informational; steps use the real split length
-    c.data.image_size = 416  # evaluation size and the training size without multi-scale
+    # --- data (fields documented in yolojax.data.pipeline.default_data_config) ---
+    c.data = pipeline.default_data_config()  # VOC 07+12 -> 2007 test through TFDS, v2 augmentation, 416 px
     c.data.multiscale_sizes = MULTISCALE_SIZES_PX  # () turns multi-scale off
-    c.data.multiscale_every_steps = 10
-    c.data.max_boxes = 64
-    c.data.augment = "yolov2"  # 'yolov2' (jitter .3, hue .1, sat/exposure 1.5, flip) | 'yolov1' | 'none'
-    c.data.jitter = 0.3
-    c.data.hue = 0.1
-    c.data.saturation = 1.5
-    c.data.exposure = 1.5
-    c.data.flip = True
-    c.data.letterbox = False
-    c.data.num_workers = 0
-    c.data.eval_batch_size = 64
-    c.data.eval_max_images = -1  # > 0 evaluates on the first N eval images only
 
     # --- loss ---
     c.loss = v2_loss()
@@ -93,7 +75,8 @@ def base_config() -> ml_collections.ConfigDict:
 
     # --- evaluation (published VOC thresholds for v2: score .005, NMS .45) ---
     c.eval = ml_collections.ConfigDict(dict(
-        every_steps=5000, score_threshold=0.005, nms_iou_threshold=0.45, max_detections=200,
+        every_steps=5000, batch_size=64,  # batch_size: global, images per evaluation step
+        score_threshold=0.005, nms_iou_threshold=0.45, max_detections=200,
         match_iou_threshold=0.5, metric="map_07"))
 
     # --- checkpoints ---
@@ -107,9 +90,9 @@ def use_yolov1(c: ml_collections.ConfigDict, name: str = "yolov1") -> ml_collect
     c.loss = v1_loss()
     c.num_epochs = 135.0
     c.data.image_size = 448
+    c.data.eval_image_size = 448
     c.data.multiscale_sizes = ()
-    c.data.augment = "yolov1"  # scale/translate 20%, exposure/saturation 1.5
-    c.data.flip = False
+    c.data.augment = pipeline.augment_preset("v1")  # scale/translate 20%, exposure/saturation 1.5
     c.optim.base_lr = 1e-2
     c.schedule.boundaries_epochs = (75.0, 105.0)
     c.schedule.warmup = "linear"

@@ -15,7 +15,7 @@ Each rung adds one change to the rung before it, and each change is a config swi
   dimension_priors     74.4     5 k-means VOC anchors (model.anchors, model.v2.num_anchors=5)
   passthrough          75.4     model.v2.passthrough='conv64_reorg' (before: 'none')
   multi_scale          76.8     data.multiscale_sizes={320..608} (before: ())
-  hires_detector       78.6     data.image_size=544 at evaluation
+  hires_detector       78.6     data.eval_image_size=544
 
 Limits of the ladder in this codebase (stated, not hidden): the models module has one fully convolutional
 anchor head, on Darknet-19, so 'anchor_boxes' and 'new_network' are the same network (the YOLOv1 backbone with
@@ -72,6 +72,6 @@ def get_config(rung: str = "hires_detector"):
     if level >= RUNGS.index("multi_scale"):
         c.data.multiscale_sizes = MULTISCALE_SIZES_PX
     if level >= RUNGS.index("hires_detector"):
-        c.data.image_size = 544
+        c.data.eval_image_size = 544
     c.lock()
     return c

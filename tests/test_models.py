@@ -380,11 +380,40 @@ def test_bad_input_sizes_are_named():
 
 @functools.lru_cache(maxsize=None)
 def _tiny_variables(model: nn.Module, size: int):
-    return jax.jit(model.init)(jax.random.key(0), jnp.zeros((2, size, size, 3)))
+    """Random variables with darknet-like statistics, drawn on the host.
+
+    Much cheaper than model.init on a busy 2-core CPU (jax.random init compiles one threefry program per
+    shape); test_init_runs covers the real init once.
+    """
+    rng = np.random.default_rng(0)
+
+    def fill(path, leaf):
+        name, shape = path[-1].key, leaf.shape
+        if name == "kernel":
+            value = rng.normal(size=shape) * np.sqrt(2.0 / np.prod(shape[:-1]))
+        elif name in ("scale", "var"):
+            value = rng.uniform(0.5, 1.5, size=shape)
+        else:  # bias, mean
+            value = 0.1 * rng.normal(size=shape)
+        return jnp.asarray(value, jnp.float32)
+
+    return jax.tree_util.tree_map_with_path(fill, _abstract_variables(model, size))
+
+
+def test_init_runs():
+    model = TinyYOLOv2(width=1 / 16)
+    variables = model.init(jax.random.key(0), jnp.zeros((1, 64, 64, 3)))
+    abstract = _abstract_variables(model, 64)
+    assert jax.tree.map(lambda a: (a.shape, a.dtype), variables) == jax.tree.map(lambda a: (a.shape, a.dtype), abstract)
+    bn = variables["params"]["conv0"]["bn"]
+    assert np.all(np.asarray(bn["scale"]) == 1) and np.all(np.asarray(bn["bias"]) == 0)
+    # He-normal kernels as darknet: std sqrt(2 / fan_in); conv6 is 3x3x32x64 at this width (18k samples).
+    kernel = np.asarray(variables["params"]["conv6"]["conv"]["kernel"])
+    assert abs(kernel.std() / np.sqrt(2.0 / np.prod(kernel.shape[:-1])) - 1) < 0.1
 
 
 def test_one_compilation_per_input_shape_all_sizes():
-    model = YOLOv2(width=1 / 16)
+    model = TinyYOLOv2(width=1 / 16)
     variables = _tiny_variables(model, 64)
     traces = []
 
@@ -451,7 +480,7 @@ def test_flat_output_is_darknet_channel_order():
     variables = _tiny_variables(model, size)
     x = jax.random.uniform(jax.random.key(3), (2, size, size, 3))
     out = np.asarray(model.apply(variables, x))
-    flat = np.asarray(model.replace(flat_output=True).apply(variables, x))
+    flat = np.asarray(model.clone(flat_output=True).apply(variables, x))
     assert out.shape == (2, 2, 2, 3, 7) and flat.shape == (2, 2, 2, 21)
     for a in range(3):
         for k in range(7):
@@ -463,7 +492,7 @@ def test_bfloat16_compute_float32_params():
     variables = _tiny_variables(model, 64)
     x = jax.random.uniform(jax.random.key(4), (2, 64, 64, 3))
     ref = model.apply(variables, x)
-    bf16 = model.replace(dtype=jnp.bfloat16)
+    bf16 = model.clone(dtype=jnp.bfloat16)
     assert jax.tree.map(lambda a: a.shape, _abstract_variables(bf16, 64)) == jax.tree.map(lambda a: a.shape, variables)
     out = bf16.apply(variables, x)
     assert out.dtype == jnp.float32

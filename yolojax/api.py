@@ -8,7 +8,7 @@
     yolojax.save_image(yolojax.draw(yolojax.load_image("dog.jpg"), found), "dog_boxes.jpg")
 
 Box formats in a detections dict (one image):
-  "boxes": float32 [K, 4] normalized xyxy of the original image,
+  "boxes": float32 [K, 4] normalized xyxy of the original image (clipped to it),
   "boxes_px": float32 [K, 4] pixel xyxy of the original image (continuous coordinates, x_px = x * width;
     devkit result files use ``evaluation.normalized_to_devkit_px`` instead: 1-based, clipped),
   "scores": float32 [K] (objectness x class probability), "classes": int32 [K], "class_names": list[str] [K],
@@ -195,9 +195,10 @@ class Detector:
 
     def predict_iter(self, images: Iterable[ImageLike], *, score_threshold: float | None = None,
                      iou_threshold: float | None = None, max_detections: int = 100,
-                     batch_size: int = 8) -> Iterable[dict]:
+                     batch_size: int = 8, fixed_batch: bool = False) -> Iterable[dict]:
         """Like ``predict`` on a sequence, but yields one detections dict per image as batches finish
-        (images are read lazily, so a folder of thousands never sits in memory)."""
+        (images are read lazily, so a folder of thousands never sits in memory). ``fixed_batch`` pads the
+        last batch to ``batch_size`` (one compilation, steady timing) instead of the next power of two."""
         defaults = self.default_thresholds("draw")
         fn = self._detect_fn(defaults["score_threshold"] if score_threshold is None else score_threshold,
                              defaults["iou_threshold"] if iou_threshold is None else iou_threshold, max_detections)
@@ -210,7 +211,8 @@ class Detector:
                 batch = []
         if batch:
             # A short last batch pads to the next power of two (at most batch_size): few shapes, few compiles.
-            yield from self._run_batch(fn, batch, min(batch_size, 1 << (len(batch) - 1).bit_length()))
+            size = batch_size if fixed_batch else min(batch_size, 1 << (len(batch) - 1).bit_length())
+            yield from self._run_batch(fn, batch, size)
 
     def _run_batch(self, fn, originals: list[np.ndarray], padded_size: int) -> list[dict]:
         h, w = self.input_hw
@@ -222,7 +224,8 @@ class Detector:
         for i, image in enumerate(originals):
             k = int(out["count"][i])
             orig_hw = image.shape[:2]
-            boxes = self._to_original(out["boxes"][i, :k].astype(np.float32), orig_hw)
+            # Clipped to the image, as darknet does before drawing or writing results.
+            boxes = np.clip(self._to_original(out["boxes"][i, :k].astype(np.float32), orig_hw), 0.0, 1.0)
             classes = out["classes"][i, :k].astype(np.int32)
             results.append({
                 "boxes": boxes,
@@ -357,6 +360,7 @@ def load_checkpoint(path: str | os.PathLike, *, config: Any = None, step: int | 
     """
     import jax
     import optax
+    from absl import logging as absl_logging
 
     from yolojax import train as train_lib
     from yolojax.models import build_model
@@ -378,13 +382,18 @@ def load_checkpoint(path: str | os.PathLike, *, config: Any = None, step: int | 
     tx = train_lib.make_optimizer(config.optim, optax.constant_schedule(0.0))
     mesh = train_lib.make_mesh(jax.devices()[:1])
     state = train_lib.create_train_state(config, model, tx, mesh, image_size)
-    mngr = train_lib.make_checkpoint_manager(workdir, config.checkpoint)
+    verbosity = absl_logging.get_verbosity()
+    absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every restore detail at INFO
     try:
-        restored = train_lib.restore_checkpoint(mngr, state, config, workdir, step)
-    except FileNotFoundError:
-        raise LoadError(f"{workdir}: no checkpoint for step {step}") from None
+        mngr = train_lib.make_checkpoint_manager(workdir, config.checkpoint)
+        try:
+            restored = train_lib.restore_checkpoint(mngr, state, config, workdir, step)
+        except FileNotFoundError:
+            raise LoadError(f"{workdir}: no checkpoint for step {step}") from None
+        finally:
+            mngr.close()
     finally:
-        mngr.close()
+        absl_logging.set_verbosity(verbosity)
     if restored is None:
         raise LoadError(f"{workdir}: the checkpoints/ folder holds no checkpoint")
     state = restored[0]
@@ -466,6 +475,138 @@ def load(source: str | os.PathLike, weights: str | os.PathLike | None = None, **
             raise LoadError(f"{source}: a darknet cfg needs its .weights file")
         return load_darknet(source, weights, **kwargs)
     return load_checkpoint(source, **kwargs)
+
+
+# ------------------------------------------------------------------------ evaluation on a VOC image set
+def voc_samples(voc_root: str | os.PathLike, year: str, image_set: str) -> Iterable[tuple[str, str, dict]]:
+    """``(image_id, image path, ground truth)`` for a devkit image set, in list order.
+
+    Ground truth: {"boxes_px": [M, 4] VOC 1-based pixel xyxy as in the XML, "classes": [M] (VOC_CLASSES
+    index), "difficult": [M] bool}. Missing images surface when they are read (FileNotFoundError).
+    """
+    from yolojax.data import voc
+
+    year_dir = voc.voc_year_dir(voc_root, year)
+    for image_id, ann in voc.iter_annotations(voc_root, year, image_set):
+        yield image_id, os.path.join(year_dir, "JPEGImages", f"{image_id}.jpg"), ann
+
+
+def tfds_samples(split: str, data_dir: str | None = None) -> Iterable[tuple[str, np.ndarray, dict]]:
+    """``(image_id, uint8 image, ground truth)`` for a named split of the prepared TFDS VOC
+    (``yolojax.data.sources``: "2007_test", ...); boxes go back to VOC pixels with ``normalized_to_voc_px``."""
+    from yolojax import boxes as box_lib
+    from yolojax.data import sources
+
+    src = sources.make_source({"source": "tfds", "tfds_data_dir": data_dir or ""}, split)
+    for i in range(len(src)):
+        ex = sources.decode_record(src[i])
+        h, w = ex["image"].shape[:2]
+        yield ex["image_id"], ex["image"], {"boxes_px": box_lib.normalized_to_voc_px(ex["boxes"], w, h),
+                                            "classes": ex["classes"], "difficult": ex["difficult"]}
+
+
+def evaluate_detector(detector: Detector, samples: Iterable[tuple[str, ImageLike, dict]], evaluator, *,
+                      score_threshold: float | None = None, iou_threshold: float | None = None,
+                      max_detections: int = 200, batch_size: int = 8) -> dict[str, Any]:
+    """Runs ``detector`` over ``samples`` and feeds ground truth and detections to a ``VOCEvaluator``.
+
+    Thresholds default to the published evaluation ones (v2: score 0.005, NMS 0.45; v1: 0.001, 0.5).
+    Detections go in as VOC 1-based pixel xyxy (``evaluation.normalized_to_devkit_px``, darknet's
+    conversion, clipped to the image). Class index c of the detector is class c of the evaluator.
+
+    Returns {"num_images", "seconds" (whole loop), "images_per_sec" (after the first batch, whose time
+    includes compilation; the whole loop if there is only one), "ground_truth": [(image_id, gt)] in order}.
+    """
+    import time
+
+    from yolojax import evaluation
+
+    if detector.num_classes > len(evaluator.class_names):
+        raise ValueError(f"the detector has {detector.num_classes} classes but the evaluation has "
+                         f"{len(evaluator.class_names)}")
+    defaults = detector.default_thresholds("eval")
+    ground_truth: list[tuple[str, dict]] = []
+
+    def images():  # registers each image's ground truth as its pixels go to the detector
+        for image_id, image, gt in samples:
+            evaluator.add_ground_truth(image_id, boxes=gt["boxes_px"], classes=gt["classes"],
+                                       difficult=gt["difficult"])
+            ground_truth.append((image_id, gt))
+            yield image
+
+    found_iter = detector.predict_iter(
+        images(), batch_size=batch_size, max_detections=max_detections, fixed_batch=True,
+        score_threshold=defaults["score_threshold"] if score_threshold is None else score_threshold,
+        iou_threshold=defaults["iou_threshold"] if iou_threshold is None else iou_threshold)
+    start, first_batch_done, count = time.perf_counter(), None, 0
+    for found in found_iter:
+        h, w = found["image_size"]
+        evaluator.add_detections(ground_truth[count][0], boxes=evaluation.normalized_to_devkit_px(found["boxes"], w, h),
+                                 scores=found["scores"], classes=found["classes"])
+        count += 1
+        if count == batch_size:
+            first_batch_done = time.perf_counter()
+    end = time.perf_counter()
+    if first_batch_done is not None and count > batch_size:
+        rate = (count - batch_size) / max(end - first_batch_done, 1e-9)
+    else:
+        rate = count / max(end - start, 1e-9)
+    return {"num_images": count, "seconds": end - start, "images_per_sec": rate, "ground_truth": ground_truth}
+
+
+def precision_recall_curves(results_dir: str | os.PathLike, voc_gt: Iterable[tuple[str, dict]], *,
+                            class_names: Sequence[str] = VOC_CLASSES, prefix: str = "comp4",
+                            image_set: str = "test", iou_threshold: float = 0.5) -> dict[str, tuple]:
+    """Per-class (recall [D], precision [D], npos) of devkit result files, matched as the devkit does
+    (``evaluation.class_precision_recall``). ``voc_gt``: (image_id, ground truth) as in ``voc_samples``."""
+    from yolojax import evaluation
+
+    index, gt_rows = {}, []
+    for image_id, gt in voc_gt:
+        index[image_id] = len(index)
+        gt_rows.append((np.full(len(gt["classes"]), index[image_id]), np.asarray(gt["boxes_px"], np.float64),
+                        np.asarray(gt["classes"]), np.asarray(gt["difficult"], bool)))
+    gt_img, gt_boxes, gt_cls, gt_diff = (np.concatenate(c) if gt_rows else np.zeros(0) for c in zip(*gt_rows))
+    results = evaluation.read_results(results_dir, prefix=prefix, image_set=image_set, class_names=class_names,
+                                      image_ids=index)
+    curves = {}
+    for c, name in enumerate(class_names):
+        r, g = results[name], gt_cls == c
+        det_img = np.fromiter((index[i] for i in r["image_ids"]), np.int64, len(r["image_ids"]))
+        curves[name] = evaluation.class_precision_recall(det_img, r["scores"], r["boxes"], gt_img[g],
+                                                         gt_boxes[g].reshape(-1, 4), gt_diff[g],
+                                                         iou_threshold=iou_threshold)
+    return curves
+
+
+def plot_precision_recall(curves: dict[str, tuple], path: str | os.PathLike, title: str = "") -> None:
+    """One PNG with a precision-recall panel per class that has ground truth (AP07 in each title)."""
+    import math
+
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from yolojax import evaluation
+
+    names = [n for n, (_, _, npos) in curves.items() if npos > 0]
+    cols = min(5, max(1, len(names)))
+    rows = max(1, math.ceil(len(names) / cols))
+    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.6 * rows), squeeze=False)
+    for ax in axes.flat:
+        ax.axis("off")
+    for ax, name in zip(axes.flat, names):
+        recall, precision, _ = curves[name]
+        ax.axis("on")
+        ax.plot(np.concatenate([[0.0], recall]), np.concatenate([[1.0], precision]), lw=1.2)
+        ax.set(xlim=(0, 1), ylim=(0, 1.02), title=f"{name}: AP07 {100 * evaluation.voc07_ap(recall, precision):.1f}")
+        ax.title.set_fontsize(8)
+        ax.tick_params(labelsize=7)
+    if title:
+        fig.suptitle(title, fontsize=9)
+    fig.tight_layout()
+    fig.savefig(os.fspath(path), dpi=90)
+    plt.close(fig)
 
 
 def one_line(error: BaseException) -> str:

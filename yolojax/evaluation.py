@@ -39,17 +39,19 @@ _MATCH_CHUNK_ELEMENTS = 1 << 21
 
 
 def normalized_to_devkit_px(boxes: np.ndarray, width: Any, height: Any) -> np.ndarray:
-    """Normalized xyxy ``[..., 4]`` -> VOC 1-based pixel xyxy, clipped to ``[1, width] x [1, height]``.
+    """Normalized xyxy ``[..., 4]`` -> VOC 1-based pixel xyxy, as darknet writes result files.
 
-    This is how darknet writes result files (``print_detector_detections``: ``x * w + 1``, then clipped), the
-    inverse of the TFDS convention ``x_norm = (x_px - 1) / width``. ``width``/``height`` are scalars or arrays
-    broadcasting against ``boxes[..., 0]`` (original image size).
+    Darknet ``print_detector_detections``: ``x * width + 1``, then x_min, y_min raised to 1 and x_max, y_max
+    lowered to width, height. The scaling is the inverse of the TFDS convention
+    ``x_norm = (x_px - 1) / width``. ``width``/``height`` (original image size) are scalars or arrays
+    broadcasting against ``boxes[..., 0]``.
     """
     boxes = np.asarray(boxes, np.float64)
-    w = np.asarray(width, np.float64)
-    h = np.asarray(height, np.float64)
-    scale = np.stack(np.broadcast_arrays(w, h, w, h), axis=-1)
-    return np.clip(boxes * scale + 1.0, 1.0, scale)
+    w, h = np.broadcast_arrays(np.asarray(width, np.float64), np.asarray(height, np.float64))
+    px = boxes * np.stack([w, h, w, h], axis=-1) + 1.0
+    lo = np.maximum(px[..., :2], 1.0)
+    hi = np.minimum(px[..., 2:], np.stack([w, h], axis=-1))
+    return np.concatenate([lo, hi], axis=-1)
 
 
 # ----------------------------------------------------------------------------------------------------------

@@ -103,7 +103,7 @@ def yolov1_loss(outputs: jax.Array, boxes: jax.Array, classes: jax.Array, mask: 
     Returns:
       (total scalar, parts {'coord', 'obj', 'noobj', 'class'}), each the mean over images of the sum.
     """
-    outputs = outputs.astype(jnp.float32)
+    outputs = jnp.asarray(outputs, jnp.float32)
     probs, conf, box = split_yolov1_outputs(outputs, grid_size=grid_size, boxes_per_cell=boxes_per_cell,
                                             num_classes=num_classes)
     t = targets_lib.yolov1_targets(boxes, classes, mask, grid_size=grid_size, num_classes=num_classes,
@@ -200,7 +200,8 @@ def yolov2_loss(outputs: jax.Array, boxes: jax.Array, classes: jax.Array, mask: 
     Returns:
       (total scalar, parts {'coord', 'obj', 'noobj', 'class', 'prior'}); total == sum of parts.
     """
-    outputs = outputs.astype(jnp.float32)
+    outputs = jnp.asarray(outputs, jnp.float32)
+    boxes, classes, mask = targets_lib.as_ground_truth(boxes, classes, mask)
     anchors = jnp.asarray(anchors, jnp.float32)
     _check_v2(outputs, anchors, variant)
     s, num_classes = outputs.shape[1], outputs.shape[-1] - 5

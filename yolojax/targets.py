@@ -35,6 +35,13 @@ Keep = Literal["first", "last"]
 _MIN_LOG_RATIO = 1e-9
 
 
+def as_ground_truth(boxes, classes, mask) -> tuple[jax.Array, jax.Array, jax.Array]:
+    """Converts to arrays and checks the Batch shapes, naming the offending field."""
+    boxes, classes, mask = jnp.asarray(boxes), jnp.asarray(classes), jnp.asarray(mask)
+    _check_gt(boxes, classes, mask)
+    return boxes, classes, mask
+
+
 def _check_gt(boxes: jax.Array, classes: jax.Array, mask: jax.Array) -> None:
     if boxes.ndim != 3 or boxes.shape[-1] != 4:
         raise ValueError(f"targets: `boxes` must be [B, M, 4] normalized xyxy, got shape {boxes.shape}")
@@ -94,7 +101,7 @@ def yolov1_targets(boxes: jax.Array, classes: jax.Array, mask: jax.Array, *, gri
       "box":          [B, S, S, 4] float32 darknet truth layout: (x offset in the cell, y offset in the cell,
                       w, h normalized to the image).
     """
-    _check_gt(boxes, classes, mask)
+    boxes, classes, mask = as_ground_truth(boxes, classes, mask)
     _check_keep(keep)
     s = grid_size
 
@@ -140,7 +147,7 @@ def yolov2_targets(boxes: jax.Array, classes: jax.Array, mask: jax.Array, *, anc
       "txty":   [B, S, S, A, 2] float32 target of sigmoid(tx), sigmoid(ty): center offset in the cell.
       "twth":   [B, S, S, A, 2] float32 target of tw, th: log(w * S / anchor_w), log(h * S / anchor_h).
     """
-    _check_gt(boxes, classes, mask)
+    boxes, classes, mask = as_ground_truth(boxes, classes, mask)
     _check_keep(keep)
     anchors = jnp.asarray(anchors, jnp.float32)
     if anchors.ndim != 2 or anchors.shape[1] != 2:

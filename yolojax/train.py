@@ -511,47 +511,129 @@ def _fetch_metrics(pending: list[tuple[int, dict]]) -> list[tuple[int, dict[str,
     return [(s, {k: float(v) for k, v in m.items()}) for (s, _), m in zip(pending, host)]
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    """Trains ``config`` in ``workdir``, evaluating and checkpointing periodically; resumes if the workdir
-    holds a checkpoint of the same model. Returns the final evaluation dict (see :func:`evaluate`) with
-    'step' and 'train_seconds' (time spent in training steps, excluding evaluation and checkpointing)."""
-    from tqdm import tqdm
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Cross-field checks that would otherwise fail deep inside jit, each naming the fields."""
+    from yolojax.data import sources
 
-    from yolojax.data import pipeline
+    n_data = sources.num_classes(config.data)
+    if config.model.num_classes != n_data:
+        raise ValueError(f"config.model.num_classes={config.model.num_classes} but the dataset "
+                         f"(config.data.source={config.data.source!r}) has {n_data} classes")
+    if config.eval.metric not in ("map_07", "map_area"):
+        raise ValueError(f"config.eval.metric={config.eval.metric!r}: expected 'map_07' or 'map_area'")
+    if model_family(config.model) == "v2":
+        anchors_of(config)
+    if config.init.darknet_weights and not os.path.isfile(config.init.darknet_weights):
+        raise FileNotFoundError(f"config.init.darknet_weights={config.init.darknet_weights!r} is not a file")
+
+
+def load_pretrained(state: TrainState, config: ml_collections.ConfigDict) -> TrainState:
+    """Copies the variables of ``config.init.darknet_weights`` (read with ``config.init.darknet_cfg``, e.g.
+    darknet19_448.cfg + darknet19_448.conv.23) into ``state`` wherever path and shape agree. Raises if nothing
+    matches (a cfg/model mismatch would otherwise silently train from scratch)."""
+    from yolojax import darknet
+
+    _, variables, report = darknet.load_with_report(config.init.darknet_cfg, config.init.darknet_weights)
+    src = flax.traverse_util.flatten_dict({"params": variables["params"],
+                                           "batch_stats": variables.get("batch_stats", {})})
+    loaded = {tuple(k) if not isinstance(k, str) else tuple(k.split("/")) for k in report.conversion.loaded}
+    dst = flax.traverse_util.flatten_dict({"params": flax.core.unfreeze(state.params),
+                                           "batch_stats": flax.core.unfreeze(state.batch_stats)})
+    copied = 0
+    for key, value in src.items():
+        if key in dst and dst[key].shape == np.shape(value) and (key in loaded or key[1:] in loaded):
+            dst[key] = jax.device_put(jnp.asarray(value, dst[key].dtype), dst[key].sharding)
+            copied += 1
+    if copied == 0:
+        raise ValueError(f"config.init.darknet_weights={config.init.darknet_weights!r}: no variable matches "
+                         f"the model {config.model.name!r} by name and shape")
+    logging.info("initialized %d variables from %s", copied, config.init.darknet_weights)
+    tree = flax.traverse_util.unflatten_dict(dst)
+    return state.replace(params=tree["params"], batch_stats=tree.get("batch_stats", {}))
+
+
+@dataclasses.dataclass
+class Experiment:
+    """What a config builds before the training loop (handy in notebooks and tests)."""
+
+    config: ml_collections.ConfigDict
+    mesh: Mesh
+    model: flax.linen.Module
+    schedule: optax.Schedule
+    steps: Steps
+    state: TrainState
+    steps_in_epoch: int
+    total_steps: int
+    class_names: tuple[str, ...]
+
+
+def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None) -> Experiment:
+    """Model, schedule, optimizer, initial (replicated) state and jitted steps for ``config``."""
+    from yolojax.data import sources
     from yolojax.models import build_model
 
-    workdir = os.path.abspath(workdir)
-    mesh = make_mesh()
+    check_config(config)
+    mesh = make_mesh() if mesh is None else mesh
     check_batch_size(config, mesh)
-    data = pipeline.make_datasets(config)
-    steps_in_epoch = schedules_lib.steps_per_epoch(data.num_train_examples, config.batch_size)
+    num_train = len(sources.make_source(config.data, config.data.train_split))
+    steps_in_epoch = schedules_lib.steps_per_epoch(num_train, config.batch_size)
     total_steps = schedules_lib.total_steps_for(config.num_epochs, steps_in_epoch, config.total_steps)
     schedule = schedules_lib.build_schedule(config.schedule, base_lr=config.optim.base_lr,
                                             steps_in_epoch=steps_in_epoch, total_steps=total_steps)
     model = build_model(config.model)
-    tx = make_optimizer(config.optim, schedule)
-    state = create_train_state(config, model, tx, mesh, config.data.image_size)
+    state = create_train_state(config, model, make_optimizer(config.optim, schedule), mesh, config.data.image_size)
+    if config.init.darknet_weights:
+        state = load_pretrained(state, config)
     steps = make_steps(config, mesh, state, schedule)
+    return Experiment(config=config, mesh=mesh, model=model, schedule=schedule, steps=steps, state=state,
+                      steps_in_epoch=steps_in_epoch, total_steps=total_steps,
+                      class_names=sources.class_names(config.data))
 
+
+def eval_batches(config: ml_collections.ConfigDict) -> Iterable[Batch]:
+    """This process's evaluation batches of ``config.data.eval_split`` at ``config.data.eval_image_size``."""
+    from yolojax.data import pipeline
+
+    per_process = config.eval.batch_size // jax.process_count()
+    return pipeline.make_eval_batches(config.data, config.data.eval_split, per_process,
+                                      config.data.eval_image_size)
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+    """Trains ``config`` in ``workdir``, evaluating and checkpointing periodically.
+
+    Resumes if ``workdir`` holds a checkpoint (CheckpointMismatchError if of another model). Returns the last
+    evaluation (see :func:`evaluate`) plus 'step', 'train_seconds' (wall time of the training loop without
+    evaluation and checkpoint writes, compilation included) and 'experiment', 'state'.
+    """
+    from tqdm import tqdm
+
+    from yolojax.data import pipeline
+
+    workdir = os.path.abspath(workdir)
+    exp = build_experiment(config)
+    mesh, steps, state, total_steps = exp.mesh, exp.steps, exp.state, exp.total_steps
     mngr = make_checkpoint_manager(workdir, config.checkpoint)
-    train_iter = data.train_iterator()
+    data_state = {"step": 0}
     restored = restore_checkpoint(mngr, state, config, workdir)
     if restored is not None:
         state, data_state = restored
-        train_iter.set_state(data_state)
-        logging.info("resumed from %s at step %d", workdir, int(state.step))
+        logging.info("resumed %s at step %d", workdir, int(jax.device_get(state.step)))
     save_config(config, workdir)
+    train_iter = pipeline.make_train_iterator(config.data, seed=config.seed, global_batch_size=config.batch_size,
+                                              start_step=int(data_state["step"]))
+    batches = pipeline.prefetch_to_device(train_iter, batch_sharding(mesh))
 
     writer = _Writer(workdir)
-    start_step = int(jax.device_get(state.step))
-    log_every, eval_every, ckpt_every = config.log_every_steps, config.eval.every_steps, config.checkpoint.every_steps
+    is_main = jax.process_index() == 0
+    step = int(jax.device_get(state.step))
     pending: list[tuple[int, dict]] = []
-    last = {"step": start_step, "time": time.perf_counter()}
-    train_seconds, result = 0.0, {}
-    bar = tqdm(total=total_steps, initial=start_step, disable=jax.process_index() != 0 or not config.progress_bar,
-               dynamic_ncols=True, desc="train")
+    result: dict[str, Any] = {}
+    excluded = 0.0  # seconds spent evaluating / checkpointing inside the loop
+    bar = tqdm(total=total_steps, initial=step, disable=not (is_main and config.progress_bar), dynamic_ncols=True,
+               desc="train", unit="step")
 
-    def flush_metrics(step: int) -> None:
+    def flush_metrics() -> None:
         if not pending:
             return
         host = _fetch_metrics(pending)
@@ -559,51 +641,52 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         for s, m in host:
             check_finite(s, m)
         now = time.perf_counter()
+        busy = now - last["time"] - (excluded - last["excluded"])
         mean = {k: float(np.mean([m[k] for _, m in host])) for k in host[-1][1]}
-        mean["images_per_sec"] = (step - last["step"]) * config.batch_size / max(now - last["time"], 1e-9)
-        last.update(step=step, time=now)
+        mean["images_per_sec"] = (step - last["step"]) * config.batch_size / max(busy, 1e-9)
+        last.update(step=step, time=now, excluded=excluded)
         writer.scalars(step, mean, "train")
-        bar.write(format_metrics(step, total_steps, mean)) if jax.process_index() == 0 else None
+        if is_main:
+            bar.write(format_metrics(step, total_steps, mean))
 
-    def run_eval(step: int) -> dict[str, Any]:
-        res = evaluate(steps, state, data.eval_batches(), data.class_names, config.eval.match_iou_threshold)
-        scalars = {"map_07": res["map_07"], "map_area": res["map_area"], "images_per_sec": res["images_per_sec"]}
-        writer.scalars(step, scalars, "eval")
-        if jax.process_index() == 0:
-            bar.write(f"eval step {step}: mAP@0.5 07={res['map_07']:.4f} area={res['map_area']:.4f} "
-                      f"({res['num_images']} images)")
-        return res
-
-    step = start_step
+    loop_start = time.perf_counter()
+    last = {"step": step, "time": loop_start, "excluded": 0.0}
     try:
         while step < total_steps:
-            batch = next(train_iter)
-            t0 = time.perf_counter()
-            state, metrics = steps.train(state, shard_batch(batch, mesh))
+            state, metrics = steps.train(state, next(batches))
             step += 1
             pending.append((step, metrics))
-            if step % log_every == 0 or step == total_steps:
-                flush_metrics(step)  # blocks on the device, so train_seconds below is honest
-            train_seconds += time.perf_counter() - t0
             bar.update(1)
-            evaluated = eval_every > 0 and (step % eval_every == 0 or step == total_steps)
-            if evaluated:
-                flush_metrics(step)
-                result = run_eval(step)
-            if evaluated or step % ckpt_every == 0 or step == total_steps:
-                flush_metrics(step)  # never checkpoint a state that went non-finite
-                save_checkpoint(mngr, state, config, train_iter.get_state(),
-                                {"map": float(result[config.eval.metric])} if evaluated else None)
+            if step % config.log_every_steps == 0 or step == total_steps:
+                flush_metrics()
+            do_eval = config.eval.every_steps > 0 and step % config.eval.every_steps == 0
+            if do_eval or step % config.checkpoint.every_steps == 0 or step == total_steps:
+                flush_metrics()  # never checkpoint a state that went non-finite
+                t0 = time.perf_counter()
+                if do_eval:
+                    result = _log_eval(exp, state, config, step, writer, bar)
+                metric = {"map": float(result[config.eval.metric])} if do_eval else None
+                save_checkpoint(mngr, state, config, batches.get_state(), metric)
+                excluded += time.perf_counter() - t0
+        train_seconds = time.perf_counter() - loop_start - excluded
+        bar.close()
+        if result.get("step") != step:
+            result = _log_eval(exp, state, config, step, writer, None)
     finally:
         bar.close()
         mngr.wait_until_finished()
         writer.close()
-    if not result or result.get("step") != step:
-        if eval_every > 0 or not result:
-            result = run_eval(step) if not result else result
-    result["step"] = step
-    result["train_seconds"] = train_seconds
-    result["state"] = state
-    result["steps"] = steps
-    result["data"] = data
+    result.update(train_seconds=train_seconds, experiment=exp, state=state)
     return result
+
+
+def _log_eval(exp: Experiment, state: TrainState, config: ml_collections.ConfigDict, step: int, writer: _Writer,
+              bar) -> dict[str, Any]:
+    res = evaluate(exp.steps, state, eval_batches(config), exp.class_names, config.eval.match_iou_threshold)
+    res["step"] = step
+    writer.scalars(step, {k: res[k] for k in ("map_07", "map_area", "images_per_sec")}, "eval")
+    if jax.process_index() == 0:
+        line = (f"eval step {step}: mAP@0.5 VOC07={res['map_07']:.4f} area={res['map_area']:.4f} "
+                f"({res['num_images']} images, {res['images_per_sec']:.1f} img/s)")
+        (bar.write if bar is not None else print)(line)
+    return res

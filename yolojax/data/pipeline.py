@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import collections
 import functools
-import itertools
 import sys
 import threading
 from typing import Any, Iterator, Mapping, Sequence
@@ -157,8 +156,9 @@ def pad_objects(example: Mapping[str, Any], max_boxes: int, *, with_difficult: b
 
 def stack_images(images: Sequence[np.ndarray]) -> np.ndarray:
     """uint8 [H, W, 3] images -> float32 [B, H, W, 3] in [0, 1]."""
-    batch = np.stack(images)
-    return np.multiply(batch, np.float32(1.0 / 255.0), dtype=np.float32)
+    batch = np.stack(images).astype(np.float32)
+    batch *= np.float32(1.0 / 255.0)  # in place: half the memory traffic of np.multiply(..., dtype=float32)
+    return batch
 
 
 def multiscale_size(data_cfg: Mapping[str, Any], seed: int, step: int) -> int:
@@ -253,6 +253,10 @@ class TrainIterator:
                                  prefetch_buffer_size=max(int(self.cfg["prefetch_batches"]), 1))
         it_ds = ds.to_iter_dataset(read)
         if int(self.cfg["num_workers"]) > 0:
+            from absl import flags
+
+            if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; notebooks and tests never parse
+                flags.FLAGS.mark_as_parsed()
             it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(self.cfg["num_workers"])))
         return iter(it_ds)
 

@@ -114,10 +114,11 @@ def decode_image(data: bytes, where: str = "image") -> np.ndarray:
 
     if not data or not _jpeg_ok(data):
         raise CorruptImageError(f"{where}: not a complete JPEG/PNG ({len(data)} bytes)")
-    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
+    rgb = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10 decodes straight to RGB: one pass less
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR if rgb is None else rgb)
     if img is None or img.ndim != 3 or img.shape[0] == 0 or img.shape[1] == 0:
         raise CorruptImageError(f"{where}: cannot be decoded")
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    return img if rgb is not None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
 
 
 def decode_record(record: Record) -> dict[str, Any]:

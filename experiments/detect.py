@@ -1,0 +1,138 @@
+r"""Runs a detector on images and writes each image with its boxes drawn plus one JSON file of detections.
+
+  python experiments/detect.py --workdir runs/quickstart --out_dir out/ photo.jpg
+  python experiments/detect.py --checkpoint runs/quickstart/checkpoints/2000 --out_dir out/ 'images/*.jpg'
+  python experiments/detect.py --darknet_cfg yolov2-voc.cfg --darknet_weights yolov2-voc.weights \
+      --out_dir out/ VOCdevkit/VOC2007/JPEGImages/
+
+Inputs: image files, folders (their .jpg/.jpeg/.png/.bmp/.webp files, sorted) or glob patterns. For each
+``NAME.ext`` it writes ``OUT/NAME.ext`` (boxes, class names and scores drawn) and ``OUT/NAME.json``:
+``{"image": path, "width": W, "height": H, "detections": [{"box": [x1, y1, x2, y2], "class": name,
+"class_id": c, "score": s}, ...]}`` with boxes in pixel xyxy of the original image (x_px = x_norm * W).
+Images run in fixed-size jitted batches (the last one padded), so a folder compiles once.
+Bad input (missing or unreadable image, a checkpoint of another model, darknet files that do not fit) ends
+with one line ``detect: error: ...`` and exit status 1.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import json
+import os
+import sys
+import time
+
+IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+
+
+def expand_inputs(specs: list[str]) -> list[str]:
+    """Image files, folders and glob patterns -> the list of image paths (folders and globs sorted).
+
+    Raises FileNotFoundError naming a path that does not exist or a pattern/folder that matches no image.
+    """
+    paths = []
+    for spec in specs:
+        if os.path.isdir(spec):
+            found = sorted(os.path.join(spec, f) for f in os.listdir(spec)
+                           if f.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(spec, f)))
+            if not found:
+                raise FileNotFoundError(f"folder has no images ({', '.join(IMAGE_EXTENSIONS)}): {spec}")
+            paths += found
+        elif os.path.isfile(spec):
+            paths.append(spec)
+        elif glob.has_magic(spec):
+            found = sorted(p for p in glob.glob(spec) if os.path.isfile(p))
+            if not found:
+                raise FileNotFoundError(f"no file matches: {spec}")
+            paths += found
+        else:
+            raise FileNotFoundError(f"image not found: {spec}")
+    return paths
+
+
+def output_names(paths: list[str]) -> list[str]:
+    """Output file stems: the input's base name, with ``_2``, ``_3``... where two inputs share one."""
+    seen: dict[str, int] = {}
+    names = []
+    for p in paths:
+        stem = os.path.splitext(os.path.basename(p))[0]
+        seen[stem] = seen.get(stem, 0) + 1
+        names.append(stem if seen[stem] == 1 else f"{stem}_{seen[stem]}")
+    return names
+
+
+def load_detector(args: argparse.Namespace):
+    """The detector named by the flags (exactly one of workdir / checkpoint / darknet files)."""
+    from yolojax import api
+
+    given = [n for n in ("workdir", "checkpoint", "darknet_cfg") if getattr(args, n)]
+    if len(given) != 1 or bool(args.darknet_cfg) != bool(args.darknet_weights):
+        raise ValueError("give exactly one model: --workdir, --checkpoint, or --darknet_cfg with --darknet_weights")
+    if args.darknet_cfg:
+        names = api.read_names(args.names) if args.names else None
+        return api.load_darknet(args.darknet_cfg, args.darknet_weights, class_names=names,
+                                image_size=args.image_size)
+    return api.load_checkpoint(args.workdir or args.checkpoint, config=args.config)
+
+
+def run(args: argparse.Namespace) -> int:
+    """Detects on every input; returns the number of images written."""
+    from yolojax import api
+
+    paths = expand_inputs(args.inputs)  # fail on a bad path before spending time on the model
+    detector = load_detector(args)
+    os.makedirs(args.out_dir, exist_ok=True)
+    print(f"detect: {detector.description}, input {detector.input_hw[1]}x{detector.input_hw[0]}, "
+          f"{len(paths)} image(s)", flush=True)
+    start = time.perf_counter()
+    found_iter = detector.predict_iter(paths, score_threshold=args.score_threshold,
+                                       iou_threshold=args.iou_threshold, max_detections=args.max_detections,
+                                       batch_size=args.batch_size)
+    for path, name, found in zip(paths, output_names(paths), found_iter):
+        ext = os.path.splitext(path)[1].lower()
+        api.save_image(api.draw(path, found), os.path.join(args.out_dir, name + (ext if ext in (".jpg", ".jpeg", ".png")
+                                                                              else ".png")))
+        height, width = found["image_size"]
+        with open(os.path.join(args.out_dir, name + ".json"), "w") as f:
+            json.dump({"image": path, "width": width, "height": height,
+                       "detections": api.detections_to_json(found)}, f, indent=1)
+        print(f"  {path}: {len(found['scores'])} detection(s)"
+              + "".join(f"; {n} {s:.2f}" for n, s in list(zip(found["class_names"], found["scores"]))[:5]))
+    seconds = time.perf_counter() - start
+    print(f"detect: wrote {len(paths)} image(s) and JSON to {args.out_dir} in {seconds:.1f} s "
+          f"({len(paths) / max(seconds, 1e-9):.1f} images/s including the first compilation)")
+    return len(paths)
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    p.add_argument("--out_dir", required=True, help="where drawn images and JSON files go")
+    p.add_argument("--workdir", help="training workdir (its latest checkpoint)")
+    p.add_argument("--checkpoint", help="one checkpoint: <workdir>/checkpoints/<step>")
+    p.add_argument("--config", help="config overriding <workdir>/config.json (configs/x.py[:variant] or .json)")
+    p.add_argument("--darknet_cfg", help="darknet .cfg (with --darknet_weights)")
+    p.add_argument("--darknet_weights", help="darknet .weights")
+    p.add_argument("--names", help="darknet .names file (default: VOC names for 20 classes)")
+    p.add_argument("--image_size", type=int, default=None, help="network input size (darknet YOLOv2 only)")
+    p.add_argument("--score_threshold", type=float, default=0.3, help="draw/keep scores above this")
+    p.add_argument("--iou_threshold", type=float, default=None, help="NMS IoU (default: v2 0.45, v1 0.5)")
+    p.add_argument("--max_detections", type=int, default=100)
+    p.add_argument("--batch_size", type=int, default=8)
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    try:
+        run(args)
+    except (ValueError, OSError, KeyError) as e:  # bad input: one line naming the problem, no traceback
+        from yolojax.api import one_line
+
+        print(f"detect: error: {one_line(e)}", file=sys.stderr)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,227 @@
+"""Training loop: optimizer arithmetic, exact resume, checkpoint/model mismatch, non-finite stop, evaluator glue,
+and data parallelism over 8 fake CPU devices (in a subprocess, since XLA_FLAGS must precede jax's start)."""
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from configs import quickstart  # noqa: E402
+from yolojax import train  # noqa: E402
+
+
+def tiny_config(**overrides):
+    """Quickstart shrunk to seconds: 64 px (2x2 grid), width 1/8, 16 train / 8 eval synthetic images."""
+    c = quickstart.get_config()
+    c.batch_size = 4
+    c.log_every_steps = 1
+    c.progress_bar = False
+    c.data.synthetic.image_width = c.data.synthetic.image_height = 64
+    c.data.image_size = c.data.eval_image_size = 64
+    c.data.synthetic.num_train = 16
+    c.data.synthetic.num_eval = 8
+    c.data.max_boxes = 8
+    c.data.num_threads = 1
+    c.eval.batch_size = 8
+    c.eval.every_steps = 0
+    c.checkpoint.every_steps = 2
+    c.checkpoint.async_save = False
+    c.schedule.burn_in_steps = 0  # a real learning rate from step 0, so the steps change the parameters
+    c.total_steps = 4
+    for key, value in overrides.items():
+        node = c
+        *path, leaf = key.split(".")
+        for p in path:
+            node = node[p]
+        node[leaf] = value
+    return c
+
+
+@pytest.fixture(scope="module", autouse=True)
+def _compile_cache(tmp_path_factory):
+    """Identical step programs compile once across the runs of this module (persistent XLA cache)."""
+    old = (jax.config.jax_compilation_cache_dir, jax.config.jax_persistent_cache_min_compile_time_secs)
+    jax.config.update("jax_compilation_cache_dir", str(tmp_path_factory.mktemp("xla_cache")))
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.0)
+    yield
+    jax.config.update("jax_compilation_cache_dir", old[0])
+    jax.config.update("jax_persistent_cache_min_compile_time_secs", old[1])
+
+
+def _leaves(tree):
+    return [np.asarray(x) for x in jax.tree.leaves(jax.device_get(tree))]
+
+
+# ------------------------------------------------------------------------------------------------ optimizer
+def test_decay_mask_kernels_only():
+    params = {"conv0": {"kernel": 1, "bn": {"scale": 1, "bias": 1}}, "out": {"kernel": 1, "bias": 1}}
+    assert train.decay_mask(params) == {"conv0": {"kernel": True, "bn": {"scale": False, "bias": False}},
+                                        "out": {"kernel": True, "bias": False}}
+
+
+def test_sgd_matches_darknet_update_by_hand():
+    cfg = tiny_config().optim
+    cfg.unlock()
+    cfg.update(dict(name="sgd", momentum=0.9, weight_decay=0.1, grad_clip_norm=0.0))
+    tx = train.make_optimizer(cfg, lambda step: 0.1)
+    params = {"k": {"kernel": jnp.array(1.0), "bias": jnp.array(1.0)}}
+    grads = {"k": {"kernel": jnp.array(0.5), "bias": jnp.array(0.5)}}
+    opt = tx.init(params)
+    upd, opt = tx.update(grads, opt, params)
+    # darknet: v = g + decay*w (kernels only); w -= lr*v.  kernel: -0.1*(0.5+0.1) ; bias: -0.1*0.5
+    np.testing.assert_allclose([upd["k"]["kernel"], upd["k"]["bias"]], [-0.06, -0.05], rtol=1e-6)
+    params = optax.apply_updates(params, upd)  # kernel 0.94, bias 0.95
+    upd, opt = tx.update(grads, opt, params)
+    # v2 = (0.5 + 0.1*0.94) + 0.9*0.6 = 1.134 ; bias: 0.5 + 0.9*0.5 = 0.95
+    np.testing.assert_allclose([upd["k"]["kernel"], upd["k"]["bias"]], [-0.1134, -0.095], rtol=1e-6)
+
+
+def test_grad_clipping_option():
+    cfg = tiny_config().optim
+    cfg.unlock()
+    cfg.update(dict(name="sgd", momentum=0.0, weight_decay=0.0, grad_clip_norm=1.0))
+    tx = train.make_optimizer(cfg, lambda step: 1.0)
+    params = {"kernel": jnp.zeros(2)}
+    upd, _ = tx.update({"kernel": jnp.array([3.0, 4.0])}, tx.init(params), params)
+    np.testing.assert_allclose(upd["kernel"], [-0.6, -0.8], rtol=1e-6)
+
+
+def test_unknown_optimizer_names_field():
+    cfg = tiny_config().optim
+    cfg.unlock()
+    cfg.name = "lamb"
+    with pytest.raises(ValueError, match="config.optim.name='lamb'"):
+        train.make_optimizer(cfg, lambda step: 1.0)
+
+
+def test_nonfinite_loss_names_step_and_parts():
+    with pytest.raises(train.NonFiniteLossError, match=r"step 17: .*coord=inf.*loss=nan"):
+        train.check_finite(17, {"loss": float("nan"), "coord": float("inf"), "obj": 0.5})
+    train.check_finite(3, {"loss": 1.0})
+
+
+# ------------------------------------------------------------------------------------------------ evaluator glue
+class _Recorder:
+    def __init__(self):
+        self.calls = []
+
+    def add(self, image_id, **kw):
+        self.calls.append((image_id, kw))
+
+
+def test_eval_glue_converts_to_voc_pixels_and_skips_padding():
+    dets = {"boxes": np.array([[[0.0, 0.0, 0.5, 0.5], [0, 0, 0, 0]], [[0.1, 0.1, 0.2, 0.2], [0, 0, 0, 0]]]),
+            "scores": np.array([[0.9, 0.0], [0.8, 0.0]]), "classes": np.array([[2, -1], [1, -1]]),
+            "count": np.array([1, 1])}
+    batch = {"boxes": np.array([[[0.25, 0.5, 0.75, 1.0]], [[0, 0, 1, 1]]]), "classes": np.array([[3], [0]]),
+             "mask": np.array([[True], [True]]), "difficult": np.array([[True], [False]]),
+             "orig_size": np.array([[100, 200], [0, 0]]), "index": np.array([5, -1])}
+    rec = _Recorder()
+    assert train.add_batch_to_evaluator(rec, dets, batch) == 1
+    image_id, kw = rec.calls[0]
+    assert image_id == "5"
+    # height 100, width 200: x_px = x * 200 + 1, y_px = y * 100 + 1 (VOC 1-based).
+    np.testing.assert_allclose(kw["det_boxes"], [[1, 1, 101, 51]])
+    np.testing.assert_allclose(kw["gt_boxes"], [[51, 51, 151, 101]])
+    assert kw["det_classes"].tolist() == [2] and kw["gt_classes"].tolist() == [3]
+    assert kw["gt_difficult"].tolist() == [True]
+
+
+# ------------------------------------------------------------------------------------------------ loop
+@pytest.fixture(scope="module")
+def full_run(tmp_path_factory):
+    workdir = str(tmp_path_factory.mktemp("full"))
+    result = train.train_and_evaluate(tiny_config(total_steps=4), workdir)
+    return workdir, result
+
+
+def test_run_writes_config_logs_and_checkpoints(full_run):
+    workdir, result = full_run
+    assert result["step"] == 4 and result["num_images"] == 8
+    assert 0.0 <= result["map_07"] <= 1.0
+    saved = json.load(open(os.path.join(workdir, "config.json")))
+    assert saved["total_steps"] == 4 and saved["model"]["name"] == "yolov2"
+    assert any(f.startswith("events.out.tfevents") for f in os.listdir(os.path.join(workdir, "tensorboard")))
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints")))[:2] == ["2", "4"]
+    assert int(result["state"].seen) == 16 and int(result["state"].step) == 4
+
+
+def test_exact_resume_is_bit_identical(full_run, tmp_path):
+    """4 steps in one run == 2 steps, stop, then the same command resumed to 4 (params, BN stats, opt state)."""
+    _, full = full_run
+    workdir = str(tmp_path / "resumed")
+    half = train.train_and_evaluate(tiny_config(total_steps=2), workdir)
+    assert half["step"] == 2
+    resumed = train.train_and_evaluate(tiny_config(total_steps=4), workdir)
+    assert resumed["step"] == 4
+    for name in ("params", "batch_stats", "opt_state"):
+        for a, b in zip(_leaves(getattr(full["state"], name)), _leaves(getattr(resumed["state"], name))):
+            np.testing.assert_array_equal(a, b)
+    assert int(resumed["state"].seen) == int(full["state"].seen) == 16
+    # and training changed the parameters at all (a resume that restored nothing would also "match" step 0)
+    init = train.build_experiment(tiny_config()).state
+    assert any(not np.array_equal(a, b) for a, b in zip(_leaves(init.params), _leaves(full["state"].params)))
+
+
+def test_workdir_of_another_model_says_so(full_run):
+    workdir, _ = full_run
+    with pytest.raises(train.CheckpointMismatchError, match=r"another model.*model\.width: checkpoint 0.125 vs "
+                                                            r"config 0.25"):
+        train.train_and_evaluate(tiny_config(**{"model.width": 0.25}), workdir)
+
+
+def test_num_classes_mismatch_names_fields():
+    with pytest.raises(ValueError, match=r"config.model.num_classes=7 .* has 5 classes"):
+        train.check_config(tiny_config(**{"model.num_classes": 7}))
+
+
+# ------------------------------------------------------------------------------------------------ data parallel
+_DP_SCRIPT = textwrap.dedent("""
+    import os, sys
+    os.environ["XLA_FLAGS"] = "--xla_force_host_platform_device_count=8"
+    sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
+    import jax, numpy as np
+    from test_train import tiny_config
+    from yolojax import train
+    from yolojax.data import pipeline
+    assert jax.device_count() == 8, jax.devices()
+    config = tiny_config(batch_size=8, **{{"data.synthetic.num_train": 16}})
+    batch = next(pipeline.make_train_iterator(config.data, seed=0, global_batch_size=8))
+    out = {{}}
+    for name, devices in (("one", jax.devices()[:1]), ("eight", jax.devices())):
+        mesh = train.make_mesh(devices)
+        exp = train.build_experiment(config, mesh)
+        sharded = train.shard_batch(batch, mesh)
+        shards = sharded["image"].addressable_shards
+        print(name, "shards", len(shards), "rows", sorted({{s.data.shape[0] for s in shards}}),
+              "devices", len({{s.device for s in shards}}))
+        state, metrics = exp.steps.train(exp.state, sharded)
+        out[name] = [np.asarray(x) for x in jax.tree.leaves(jax.device_get((state.params, state.batch_stats)))]
+        print(name, "loss", float(metrics["loss"]))
+    worst = max(float(np.max(np.abs(a - b))) for a, b in zip(out["one"], out["eight"]))
+    for a, b in zip(out["one"], out["eight"]):
+        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
+    print("max abs diff", worst)
+    print("OK")
+""")
+
+
+def test_eight_devices_equal_one_device_step():
+    script = _DP_SCRIPT.format(root=ROOT, tests=os.path.join(ROOT, "tests"))
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, timeout=600)
+    assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
+    lines = proc.stdout.splitlines()
+    assert "one shards 1 rows [8] devices 1" in lines
+    assert "eight shards 8 rows [1] devices 8" in lines  # the batch really is split, one row per device
+    assert lines[-1] == "OK"
