@@ -472,15 +472,19 @@ def test_transposed_connected_weights_header(small, tmp_path):
 
 
 def randomized_variables(model, size, seed=0):
-    """Initialized variables with BN statistics and biases moved off their trivial init values."""
-    variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, size, size, 3)), train=False))(jax.random.key(seed))
+    """Random variables for ``model`` (numpy; no XLA init compile): He-scaled kernels, BN statistics and
+    biases away from their trivial init values."""
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False))
     rng = np.random.default_rng(seed)
-    flat = {k: np.asarray(v) for k, v in _leaves(variables).items()}
-    for k, v in flat.items():
+    flat = {}
+    for k, v in _leaves(shapes).items():
         if k[-1] in ("var", "scale"):
-            flat[k] = rng.uniform(0.5, 1.5, v.shape).astype(np.float32)
+            flat[k] = rng.uniform(0.5, 1.5, v.shape)
         elif k[-1] in ("mean", "bias"):
-            flat[k] = rng.normal(0, 0.1, v.shape).astype(np.float32)
+            flat[k] = rng.normal(0, 0.1, v.shape)
+        else:  # kernel [..., fan_in dims..., out]
+            flat[k] = rng.normal(0, np.sqrt(2.0 / np.prod(v.shape[:-1])), v.shape)
+        flat[k] = flat[k].astype(np.float32)
     return traverse_util.unflatten_dict(flat)
 
 

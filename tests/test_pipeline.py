@@ -190,8 +190,11 @@ def test_bad_input_is_handled(bad_devkit):
     devkit, ids = bad_devkit
     c = _cfg(source="voc_dir", voc_dir=devkit, train_split="2007_trainval", eval_split="2007_trainval",
              shuffle=False, augment=pipeline.augment_preset("none"), max_boxes=8)
+    # Warnings are counted on the batcher itself: grain's threads prefetch ahead, in the background.
+    batcher = pipeline._TrainBatcher(c, sources.make_source(c, c.train_split), seed=0, global_batch_size=8,
+                                     process_index=0, process_count=1)
     before = dict(sources.DATA_WARNINGS)
-    batches = _take(pipeline.make_train_iterator(c, seed=0, global_batch_size=8), 2)
+    batches = [batcher(0), batcher(1)]
     delta = {k: v - before.get(k, 0) for k, v in sources.DATA_WARNINGS.items()}
     # Per epoch: position 0 tries records 0, 1 (both bad) then 2; position 1 tries record 1 then 2 -> 3 warnings.
     assert delta["corrupt_image"] == 6
@@ -205,6 +208,7 @@ def test_bad_input_is_handled(bad_devkit):
     assert not b["mask"][:3].any()
     assert b["mask"][3, 0] and b["boxes"][3, 0, 2] == 1.0  # clipped to the image
     assert b["mask"][4].all()  # 12 objects truncated to max_boxes = 8
+    _assert_batches_equal(batches, _take(pipeline.make_train_iterator(c, seed=0, global_batch_size=8), 2))
     ev = list(pipeline.make_eval_batches(c, "2007_trainval", 4, 32, process_index=0, process_count=1))
     np.testing.assert_array_equal(np.concatenate([e["index"] for e in ev]), [-1, -1, 2, 3, 4, 5, 6, 7])
     assert all(np.isfinite(e["image"]).all() for e in ev)

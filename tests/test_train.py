@@ -175,7 +175,7 @@ def test_exact_resume_is_bit_identical(full_run, tmp_path):
 
 def test_workdir_of_another_model_says_so(full_run):
     workdir, _ = full_run
-    with pytest.raises(train.CheckpointMismatchError, match=r"another model.*model\.width: checkpoint 0.125 vs "
+    with pytest.raises(train.CheckpointMismatchError, match=r"(?s)another model.*model\.width: checkpoint 0.125 vs "
                                                             r"config 0.25"):
         train.train_and_evaluate(tiny_config(**{"model.width": 0.25}), workdir)
 

@@ -6,7 +6,9 @@ Names say the format and the unit (SPEC section 2):
   * ``yxyx``   = (y_min, x_min, y_max, x_max), the TFDS order
   * normalized to [0, 1] of the image unless the name says ``px`` (pixels) or ``grid`` (grid cells).
   * ``voc_px`` is the PASCAL VOC annotation convention: 1-based pixel indices, boxes inclusive of their last
-    pixel. TFDS normalizes them as ``(x_px - 1) / width``; the devkit measures width as ``x_max - x_min + 1``.
+    pixel. yolojax normalizes them as ``(x_px - 1) / width`` (0-based, as darknet's ``voc_label.py`` does by
+    subtracting 1); the devkit measures width as ``x_max - x_min + 1``. TFDS ``voc`` stores ``x_px / width``
+    instead: ``yolojax.data.sources`` recovers the XML pixels and applies this module's convention.
 
 Every function takes numpy or jax arrays with any leading dimensions and returns the same kind of array
 (numpy in, numpy out), so the same code serves host-side data pipelines and jitted device code. IoUs of
@@ -89,12 +91,12 @@ def px_to_normalized(b: Array, width, height) -> Array:
 
 
 def normalized_to_voc_px(b: Array, width, height) -> Array:
-    """Normalized xyxy -> VOC 1-based pixel xyxy (inverse of the TFDS convention ``(x - 1) / width``)."""
+    """Normalized xyxy -> VOC 1-based pixel xyxy (inverse of ``voc_px_to_normalized``)."""
     return _scale(b, width, height, offset=1.0)
 
 
 def voc_px_to_normalized(b_px: Array, width, height) -> Array:
-    """VOC 1-based pixel xyxy (as in the XML) -> normalized xyxy, the TFDS convention ``(x - 1) / width``."""
+    """VOC 1-based pixel xyxy (as in the XML) -> normalized xyxy, ``(x - 1) / width``."""
     return px_to_normalized(b_px - 1.0, width, height)
 
 

@@ -326,8 +326,16 @@ class TfdsVocSource:
     def _open(self):
         import tensorflow_datasets as tfds
 
-        self._ds = tfds.data_source(f"voc/{self.year}", split=_TFDS_SPLIT[self.image_set], data_dir=self.data_dir,
-                                    download=False, decoders={"image": tfds.decode.SkipDecoding()})
+        try:
+            self._ds = tfds.data_source(f"voc/{self.year}", split=_TFDS_SPLIT[self.image_set],
+                                        data_dir=self.data_dir, download=False,
+                                        decoders={"image": tfds.decode.SkipDecoding()})
+        except (KeyError, FileNotFoundError, AssertionError) as e:
+            raise FileNotFoundError(
+                f"TFDS voc/{self.year} ({_TFDS_SPLIT[self.image_set]}) is not prepared in data.tfds_data_dir="
+                f"{self.data_dir or '~/tensorflow_datasets'!r}. Prepare it once (needs tensorflow-cpu) with "
+                f"yolojax.data.sources.prepare_tfds_voc('{self.year}', DATA_DIR, tarball_dir=... or "
+                f"devkit_dir=...), or set data.source='voc_dir' / 'voc_tarballs'. ({e})") from e
 
     def __getstate__(self):  # the array_record reader holds file handles: reopen in each worker
         return {k: v for k, v in self.__dict__.items() if k != "_ds"}

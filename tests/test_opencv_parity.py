@@ -1,0 +1,157 @@
+"""yolojax.darknet against an independent implementation of the darknet format: OpenCV 4's importer.
+
+``cv2.dnn.readNetFromDarknet`` parses the cfg and .weights itself (its own header handling, BN folding,
+darknet maxpool padding and reorg permutation), so agreement with it checks our reader, writer, mapping and
+network together. OpenCV 5 dropped the importer; the test extra pins opencv-python-headless<5.
+
+Error measure: max |yolojax - OpenCV| / max |OpenCV| over the raw output of the last conv (before [region]),
+required <= 1e-3. Weights are random (our writer), the image a smooth synthetic scene (not noise).
+OpenCV has no [detection] layer, so YOLOv1 is checked against the numpy reference in test_darknet.py.
+"""
+
+from __future__ import annotations
+
+import functools
+import re
+from pathlib import Path
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from yolojax import darknet as dk
+from yolojax.models import TinyYOLOv2, YOLOv2
+
+cv2 = pytest.importorskip("cv2")
+if int(cv2.__version__.split(".")[0]) >= 5 or not hasattr(cv2.dnn, "readNetFromDarknet"):
+    pytest.skip("needs OpenCV 4 (its darknet importer)", allow_module_level=True)
+
+CFG_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "darknet-cfg"
+MAX_REL_ERR = 1e-3
+
+
+def scene(h: int, w: int) -> np.ndarray:
+    """A smooth synthetic outdoor scene [H, W, 3] float32 RGB in [0, 1]: sky gradient, ground, sun, a house
+    with a roof, soft (anti-aliased) edges."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float64)
+    y, x = yy / h, xx / w
+    soft = lambda d: 1 / (1 + np.exp(np.clip(-d * 60, -50, 50)))  # noqa: E731  smooth step, d > 0 inside
+    img = np.stack([0.35 + 0.3 * y, 0.55 + 0.25 * y, 0.95 - 0.2 * y], -1)  # sky
+    ground = soft(y - 0.62 - 0.03 * np.sin(6 * x))
+    img = img * (1 - ground[..., None]) + np.stack([0.25 + 0.1 * x, 0.5 - 0.1 * y, 0.2 + 0 * x], -1) * ground[..., None]
+    sun = soft(0.09 - np.hypot(x - 0.8, y - 0.18))
+    img = img * (1 - sun[..., None]) + np.array([1.0, 0.9, 0.5]) * sun[..., None]
+    wall = soft(np.minimum.reduce([x - 0.2, 0.5 - x, y - 0.45, 0.8 - y]))
+    img = img * (1 - wall[..., None]) + np.array([0.8, 0.7, 0.55]) * wall[..., None]
+    roof = soft(np.minimum.reduce([0.45 - y, 1.2 * (y - 0.3) - np.abs(x - 0.35)]))  # a triangle
+    img = img * (1 - roof[..., None]) + np.array([0.6, 0.15, 0.1]) * roof[..., None]
+    door = soft(np.minimum.reduce([x - 0.32, 0.38 - x, y - 0.62, 0.8 - y]))
+    img = img * (1 - door[..., None]) + np.array([0.3, 0.2, 0.1]) * door[..., None]
+    return np.clip(img, 0, 1).astype(np.float32)
+
+
+def opencv_raw(cfg_path: Path, weights_path: Path, image: np.ndarray) -> np.ndarray:
+    """OpenCV's output of the last conv layer for image [H, W, 3] -> [1, S, S, C] (NHWC like yolojax).
+
+    A fresh net and a single forward call: OpenCV 4.14 returns wrong values when forward() is called a second
+    time on the same net with a different output list.
+    """
+    net = cv2.dnn.readNetFromDarknet(str(cfg_path), str(weights_path))
+    net.setInput(np.ascontiguousarray(image[None].transpose(0, 3, 1, 2)))
+    last_conv = [n for n in net.getLayerNames() if n.startswith("conv_")][-1]
+    return net.forward(last_conv).transpose(0, 2, 3, 1)
+
+
+@functools.lru_cache(maxsize=None)
+def _jitted_apply(model):
+    return jax.jit(model.apply)  # one compilation per (model, input shape)
+
+
+def rel_err(got: np.ndarray, want: np.ndarray) -> float:
+    return float(np.abs(got - want).max() / np.abs(want).max())
+
+
+@pytest.fixture(scope="module")
+def official_weights(tmp_path_factory):
+    """Random .weights (our writer) for each official cfg; conv-only cfgs, so one file serves every size."""
+    d = tmp_path_factory.mktemp("official")
+    paths = {}
+    for name in ("yolov2-voc.cfg", "yolo-voc.2.0.cfg", "yolov2-tiny-voc.cfg"):
+        sections = dk.load_cfg(CFG_DIR / name)
+        paths[name] = d / (name + ".weights")
+        dk.write_weights(paths[name], sections, dk.random_blobs(sections, seed=7))
+    return d, paths
+
+
+def _resized_cfg(name: str, size: int, d: Path) -> Path:
+    """The official cfg text with its width/height lines edited (nothing else touched)."""
+    text = (CFG_DIR / name).read_text()
+    text = re.sub(r"^(\s*width\s*=).*$", rf"\g<1>{size}", text, flags=re.M)
+    text = re.sub(r"^(\s*height\s*=).*$", rf"\g<1>{size}", text, flags=re.M)
+    path = d / f"{size}-{name}"
+    path.write_text(text)
+    return path
+
+
+def _check_official(name: str, size: int, official_weights, expected_type) -> None:
+    d, paths = official_weights
+    cfg_path = _resized_cfg(name, size, d)
+    model, variables = dk.load(cfg_path, paths[name])
+    assert type(model) is expected_type and model.flat_output
+    image = scene(size, size)
+    ours = np.asarray(_jitted_apply(model)(variables, image[None]))
+    theirs = opencv_raw(cfg_path, paths[name], image)
+    assert ours.shape == theirs.shape == (1, size // 32, size // 32, 125)
+    assert np.abs(theirs).max() > 1.0  # a live signal, not a collapsed one
+    err = rel_err(ours, theirs)
+    print(f"{name} @ {size}: rel err {err:.2e}")
+    assert err <= MAX_REL_ERR
+
+
+@pytest.mark.skipif(not CFG_DIR.is_dir(), reason="official darknet cfgs not found")
+@pytest.mark.parametrize("size", [416, 288])
+def test_tiny_yolov2_voc_matches_opencv(size, official_weights):
+    _check_official("yolov2-tiny-voc.cfg", size, official_weights, TinyYOLOv2)
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not CFG_DIR.is_dir(), reason="official darknet cfgs not found")
+@pytest.mark.parametrize("name", ["yolov2-voc.cfg", "yolo-voc.2.0.cfg"])
+@pytest.mark.parametrize("size", [416, 288])
+def test_yolov2_voc_cfgs_match_opencv(name, size, official_weights):
+    _check_official(name, size, official_weights, YOLOv2)
+
+
+def _random_variables(model, size: int, seed: int = 0):
+    """Random variables for a module (numpy, BN statistics away from their init)."""
+    from flax import traverse_util
+
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False))
+    rng = np.random.default_rng(seed)
+    flat = {}
+    for k, v in traverse_util.flatten_dict(dict(shapes)).items():
+        if k[-1] in ("var", "scale"):
+            arr = rng.uniform(0.5, 1.5, v.shape)
+        elif k[-1] in ("mean", "bias"):
+            arr = rng.normal(0, 0.1, v.shape)
+        else:
+            arr = rng.normal(0, np.sqrt(2.0 / np.prod(v.shape[:-1])), v.shape)
+        flat[k] = arr.astype(np.float32)
+    return traverse_util.unflatten_dict(flat)
+
+
+@pytest.mark.parametrize("model,size", [
+    (YOLOv2(width=0.25, num_classes=4, num_anchors=3, flat_output=True), 96),
+    (YOLOv2(width=0.25, passthrough="reorg", num_classes=4, num_anchors=3, flat_output=True), 128),
+    (TinyYOLOv2(width=0.5, num_classes=4, num_anchors=3, flat_output=True), 96),
+], ids=["yolov2", "yolov2_paper_era", "tiny_yolov2"])
+def test_export_then_opencv_equals_yolojax_model(model, size, tmp_path):
+    variables = _random_variables(model, size)
+    anchors = ((1.0, 1.5), (2.5, 2.0), (4.0, 5.0))
+    dk.export(model, variables, tmp_path / "m.cfg", tmp_path / "m.weights", height=size, width=size, anchors=anchors)
+    image = scene(size, size)
+    ours = np.asarray(_jitted_apply(model)(variables, image[None]))
+    theirs = opencv_raw(tmp_path / "m.cfg", tmp_path / "m.weights", image)
+    assert ours.shape == theirs.shape
+    assert rel_err(ours, theirs) <= MAX_REL_ERR
