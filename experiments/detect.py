@@ -72,7 +72,7 @@ def load_detector(args: argparse.Namespace):
         names = api.read_names(args.names) if args.names else None
         return api.load_darknet(args.darknet_cfg, args.darknet_weights, class_names=names,
                                 image_size=args.image_size)
-    return api.load_checkpoint(args.workdir or args.checkpoint, config=args.config)
+    return api.load_checkpoint(args.workdir or args.checkpoint, config=args.config, image_size=args.image_size)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -114,7 +114,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--darknet_cfg", help="darknet .cfg (with --darknet_weights)")
     p.add_argument("--darknet_weights", help="darknet .weights")
     p.add_argument("--names", help="darknet .names file (default: VOC names for 20 classes)")
-    p.add_argument("--image_size", type=int, default=None, help="network input size (darknet YOLOv2 only)")
+    p.add_argument("--image_size", type=int, default=None,
+                   help="network input size (default: the model's; YOLOv2: any multiple of 32)")
     p.add_argument("--score_threshold", type=float, default=0.3, help="draw/keep scores above this")
     p.add_argument("--iou_threshold", type=float, default=None, help="NMS IoU (default: v2 0.45, v1 0.5)")
     p.add_argument("--max_detections", type=int, default=100)

@@ -88,9 +88,8 @@ def evaluate_model() -> dict:
         detector = api.load_darknet(FLAGS.darknet_cfg, FLAGS.darknet_weights, class_names=names,
                                     image_size=FLAGS.image_size)
     else:
-        detector = api.load_checkpoint(FLAGS.checkpoint or FLAGS.workdir, config=FLAGS.config)
-        if FLAGS.image_size:
-            detector.input_hw = (FLAGS.image_size, FLAGS.image_size)
+        detector = api.load_checkpoint(FLAGS.checkpoint or FLAGS.workdir, config=FLAGS.config,
+                                       image_size=FLAGS.image_size)
     if FLAGS.voc_root is not None:
         samples = api.voc_samples(FLAGS.voc_root, FLAGS.year, FLAGS.image_set)
     else:

@@ -23,8 +23,8 @@ def test_conversions_hand_values():
                                [0.5, 0.25, 1.0, 1.0])
 
 
-def test_voc_pixel_convention_matches_tfds():
-    # TFDS voc: xmin_norm = (xmin - 1) / width. A box covering the whole 500x375 image in VOC pixels is
+def test_voc_pixel_convention_round_trip():
+    # yolojax convention: xmin_norm = (xmin - 1) / width. A box covering the whole 500x375 image in VOC pixels is
     # (1, 1, 500, 375) and normalizes to (0, 0, 499/500, 374/375).
     px = np.array([1.0, 1.0, 500.0, 375.0])
     norm = boxes.voc_px_to_normalized(px, 500, 375)

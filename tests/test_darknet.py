@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import os
 import re
-import warnings
 from pathlib import Path
 
 import jax
@@ -27,7 +26,8 @@ from yolojax.models import TinyYOLOv2, YOLOv1, YOLOv2
 
 def _find_cfg_dir() -> Path | None:
     here = Path(__file__).resolve().parent
-    for c in (os.environ.get("YOLOJAX_DARKNET_CFG_DIR", ""), here.parent.parent / "shared" / "reference" / "darknet-cfg"):
+    shared = here.parent.parent / "shared" / "reference" / "darknet-cfg"
+    for c in (os.environ.get("YOLOJAX_DARKNET_CFG_DIR", ""), shared):
         if c and (Path(c) / "yolov2-voc.cfg").is_file():
             return Path(c)
     return None
@@ -114,7 +114,8 @@ def test_parameter_counts_match_cfg_and_model(name, expected_type):
 @needs_cfgs
 def test_handwritten_match_details():
     v2 = match_handwritten(dk.load_cfg(CFG_DIR / "yolov2-voc.cfg"))
-    assert (v2.passthrough, v2.flat_output, v2.width, v2.num_anchors, v2.num_classes) == ("conv64_reorg", True, 1.0, 5, 20)
+    assert (v2.passthrough, v2.flat_output, v2.width) == ("conv64_reorg", True, 1.0)
+    assert (v2.num_anchors, v2.num_classes) == (5, 20)
     assert match_handwritten(dk.load_cfg(CFG_DIR / "yolo-voc.2.0.cfg")).passthrough == "reorg"
     v1 = match_handwritten(dk.load_cfg(CFG_DIR / "yolo-v1-paper.cfg"))
     # yolo-v1-paper.cfg's [crop] has no noadjust: darknet feeds conv0 with 2x - 1.
@@ -136,13 +137,15 @@ def test_parser_strips_whitespace_and_comments():
 
 
 def test_unsupported_layer_names_type_and_line():
-    text = "[net]\nwidth=32\nheight=32\nchannels=3\n\n[convolutional]\nfilters=4\nsize=3\npad=1\nactivation=leaky\n\n[yolo]\nmask=0\n"
+    text = ("[net]\nwidth=32\nheight=32\nchannels=3\n\n[convolutional]\nfilters=4\nsize=3\npad=1\n"
+            "activation=leaky\n\n[yolo]\nmask=0\n")
     with pytest.raises(dk.CfgError, match=r"my\.cfg:12: unsupported layer type \[yolo\]"):
         dk.parse_cfg(text, "my.cfg")
 
 
 @pytest.mark.parametrize("body,message", [
-    ("[convolutional]\nfilters=4\nsize=3\npad=1\nactivation=swish\n", r"c\.cfg:6, key 'activation': unsupported activation 'swish'"),
+    ("[convolutional]\nfilters=4\nsize=3\npad=1\nactivation=swish\n",
+     r"c\.cfg:6, key 'activation': unsupported activation 'swish'"),
     ("[convolutional]\nfilters=four\nactivation=leaky\n", r"c\.cfg:6, key 'filters': expected an integer, got 'four'"),
     ("[route]\nlayers=-3\n", r"c\.cfg:6, key 'layers': layer -3 of route layer 0 refers to layer -3"),
     ("[reorg]\nstride=3\n", r"c\.cfg:6, key 'stride': input 32x32 is not divisible by stride 3"),
@@ -394,9 +397,9 @@ def test_every_float_of_the_file_lands_in_the_variables(small, tmp_path):
     assert report.conversion.uninitialized == [] and report.conversion.floats_used == total
     # Spot-check one placement by hand: layer 1 (conv, BN) is biases[8], scales[8], mean[8], var[8], then
     # weights (n=8, c=3, 3, 3); kernel[kh, kw, c, n] = 1 + 32 + ((n * 3 + c) * 3 + kh) * 3 + kw.
-    kernel = variables["params"]["layer_1"]["conv"]["kernel"]
+    kernel = variables["params"]["conv0"]["conv"]["kernel"]
     assert kernel[2, 1, 0, 5] == 1 + 32 + ((5 * 3 + 0) * 3 + 2) * 3 + 1
-    assert variables["batch_stats"]["layer_1"]["bn"]["var"][0] == 1 + 24
+    assert variables["batch_stats"]["conv0"]["bn"]["var"][0] == 1 + 24
 
 
 def test_partial_file_loads_first_layers_and_reports_the_rest(small, tmp_path):
@@ -410,11 +413,11 @@ def test_partial_file_loads_first_layers_and_reports_the_rest(small, tmp_path):
     _, _, report = dk.load_with_report(d / "small.cfg", tmp_path / "p.weights")
     assert report.conversion.missing_layers == (5, 10, 11, 13)
     assert sorted(report.conversion.uninitialized) == sorted(
-        ["params/layer_5/conv/kernel", "params/layer_5/bn/scale", "params/layer_5/bn/bias",
-         "batch_stats/layer_5/bn/mean", "batch_stats/layer_5/bn/var", "params/layer_10/kernel",
-         "params/layer_10/bias", "params/layer_11/dense/kernel", "params/layer_11/dense/bias",
-         "params/layer_13/dense/kernel", "params/layer_13/dense/bias"])
-    np.testing.assert_array_equal(variables["params"]["layer_3"]["conv"]["bias"], blobs[3]["biases"])
+        ["params/conv2/conv/kernel", "params/conv2/bn/scale", "params/conv2/bn/bias",
+         "batch_stats/conv2/bn/mean", "batch_stats/conv2/bn/var", "params/local0/kernel",
+         "params/local0/bias", "params/connected0/dense/kernel", "params/connected0/dense/bias",
+         "params/connected1/dense/kernel", "params/connected1/dense/bias"])
+    np.testing.assert_array_equal(variables["params"]["conv1"]["conv"]["bias"], blobs[3]["biases"])
     assert all(isinstance(v, np.ndarray) for v in _leaves(variables).values())
 
 
@@ -553,3 +556,60 @@ def test_cfg_anchors_and_resize():
     resized = dk.with_input_size(secs, 320, 288)
     assert dcfg.infer_layers(resized)[-1].out_shape == (10, 9, 125)
     assert layer_blobs(dcfg.infer_layers(resized)[-2])[-1] == ("weights", (125, 1024, 1, 1))
+
+
+def test_backbone_file_fills_the_first_18_convs_of_yolov2(tmp_path):
+    """Like darknet19_448.conv.23 for yolov2-voc.cfg: a file that stops after cfg layer 22 (conv17)."""
+    model, size = SMALL_MODELS["yolov2"]
+    variables = randomized_variables(model, size)
+    anchors = ((1.0, 2.0), (3.0, 1.5))
+    sections = dk.export(model, variables, tmp_path / "a.cfg", tmp_path / "a.weights", height=size, width=size,
+                         anchors=anchors)
+    backbone = sum(i.num_weights for i in dcfg.infer_layers(sections)[:23])
+    (tmp_path / "b.weights").write_bytes((tmp_path / "a.weights").read_bytes()[:20 + 4 * backbone])
+    loaded, loaded_vars, report = dk.load_with_report(tmp_path / "a.cfg", tmp_path / "b.weights")
+    assert type(loaded) is YOLOv2 and report.conversion.missing_layers == (23, 24, 26, 29, 30)
+    assert {p.split("/")[1] for p in report.conversion.uninitialized} == {f"conv{k}" for k in range(18, 23)}
+    assert report.conversion.floats_used == report.num_floats == backbone
+    np.testing.assert_array_equal(loaded_vars["batch_stats"]["conv17"]["bn"]["var"],
+                                  variables["batch_stats"]["conv17"]["bn"]["var"])
+
+
+@needs_cfgs
+def test_darknet19_classifier_runs_in_the_generic_network(tmp_path):
+    sections = dk.with_input_size(dk.load_cfg(CFG_DIR / "darknet19.cfg"), 64, 64)
+    (tmp_path / "d.cfg").write_text(dk.format_cfg(sections))
+    dk.write_weights(tmp_path / "d.weights", sections, dk.random_blobs(sections, seed=1))
+    model, variables = dk.load(tmp_path / "d.cfg", tmp_path / "d.weights")
+    assert type(model) is dk.DarknetNetwork
+    probs = np.asarray(model.apply(variables, smooth_image(64, 64)[None]))  # avgpool + softmax: [N, 1000]
+    assert probs.shape == (1, 1000)
+    np.testing.assert_allclose(probs.sum(), 1.0, rtol=1e-5)
+
+
+@pytest.mark.slow
+def test_convert_script_writes_a_checkpoint_the_api_loads(tmp_path):
+    """experiments/convert_darknet.py end to end: its workdir restores through yolojax.api.load_checkpoint
+    (what evaluate.py uses) to the same outputs as yolojax.darknet.load on the darknet files."""
+    import subprocess
+    import sys
+
+    from yolojax import api
+
+    model = TinyYOLOv2(width=0.25, flat_output=True)  # VOC: 20 classes, 5 anchors
+    variables = randomized_variables(model, 64)
+    dk.export(model, variables, tmp_path / "t.cfg", tmp_path / "t.weights", height=64, width=64,
+              header=WeightsHeader(0, 2, 0, 123456))
+    root = Path(__file__).resolve().parent.parent
+    proc = subprocess.run([sys.executable, str(root / "experiments" / "convert_darknet.py"),
+                           f"--cfg={tmp_path / 't.cfg'}", f"--weights={tmp_path / 't.weights'}",
+                           f"--out={tmp_path / 'run'}"],
+                          capture_output=True, text=True, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert (tmp_path / "run" / "config.json").is_file() and (tmp_path / "run" / "checkpoints" / "0").is_dir()
+    detector = api.load_checkpoint(str(tmp_path / "run"))
+    assert type(detector.model) is TinyYOLOv2 and detector.model.width == 0.25
+    img = smooth_image(64, 64)[None]
+    want = np.asarray(model.apply(variables, img))
+    got = np.asarray(detector.model.apply(detector.variables, img))
+    np.testing.assert_array_equal(got.reshape(want.shape), want)

@@ -214,7 +214,7 @@ def _tiny_config(name: str):
     c.model.name = name
     c.model.width = 0.125
     c.model.v1.grid_size = 2
-    c.data.image_size = IMAGE_SIZE
+    c.data.image_size = c.data.eval_image_size = IMAGE_SIZE
     c.checkpoint.async_save = False
     return c
 
@@ -271,7 +271,8 @@ def test_detect_on_checkpoint_and_darknet_files(tiny_models, synthetic_voc, tmp_
     assert detect.main(["--workdir", tiny_models["workdir"], "--out_dir", str(out_ckpt), "--score_threshold",
                         "0.02", *images]) == 0
     assert detect.main(["--darknet_cfg", tiny_models["cfg"], "--darknet_weights", tiny_models["weights"],
-                        "--out_dir", str(out_dk), "--score_threshold", "0.02", os.path.join(folder, "00000[1-3].jpg")]) == 0
+                        "--out_dir", str(out_dk), "--score_threshold", "0.02",
+                        os.path.join(folder, "00000[1-3].jpg")]) == 0
     capsys.readouterr()
     expected = tiny_models["detector"].predict(images, score_threshold=0.02)
     for path, found in zip(images, expected):

@@ -195,23 +195,31 @@ _DP_SCRIPT = textwrap.dedent("""
     from yolojax import train
     from yolojax.data import pipeline
     assert jax.device_count() == 8, jax.devices()
-    config = tiny_config(batch_size=8, **{{"data.synthetic.num_train": 16}})
+    config = tiny_config(batch_size=8)
     batch = next(pipeline.make_train_iterator(config.data, seed=0, global_batch_size=8))
-    out = {{}}
+    # Noise images with the synthetic boxes: the flat-coloured synthetic scenes give exact ties in max-pooling,
+    # whose gradient routing then flips with the last-bit differences of a sharded reduction (BN statistics).
+    batch["image"] = np.random.default_rng(0).uniform(0, 1, batch["image"].shape).astype(np.float32)
+    updates = {{}}
     for name, devices in (("one", jax.devices()[:1]), ("eight", jax.devices())):
         mesh = train.make_mesh(devices)
         exp = train.build_experiment(config, mesh)
+        before = jax.device_get((exp.state.params, exp.state.batch_stats))
         sharded = train.shard_batch(batch, mesh)
         shards = sharded["image"].addressable_shards
         print(name, "shards", len(shards), "rows", sorted({{s.data.shape[0] for s in shards}}),
               "devices", len({{s.device for s in shards}}))
         state, metrics = exp.steps.train(exp.state, sharded)
-        out[name] = [np.asarray(x) for x in jax.tree.leaves(jax.device_get((state.params, state.batch_stats)))]
+        after = jax.device_get((state.params, state.batch_stats))
+        updates[name] = [np.asarray(a) - np.asarray(b) for a, b in zip(jax.tree.leaves(after), jax.tree.leaves(before))]
         print(name, "loss", float(metrics["loss"]))
-    worst = max(float(np.max(np.abs(a - b))) for a, b in zip(out["one"], out["eight"]))
-    for a, b in zip(out["one"], out["eight"]):
-        np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-5)
-    print("max abs diff", worst)
+    worst = 0.0
+    for a, b in zip(updates["one"], updates["eight"]):
+        scale = float(np.max(np.abs(a)))
+        assert scale > 0, "a leaf did not change: the test would prove nothing"
+        np.testing.assert_allclose(b, a, rtol=0, atol=1e-3 * scale)  # every update equal to 0.1% of its size
+        worst = max(worst, float(np.max(np.abs(a - b))) / scale)
+    print("worst relative update difference", worst)
     print("OK")
 """)
 

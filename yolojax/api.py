@@ -351,12 +351,15 @@ def _class_names_for(config) -> tuple[str, ...]:
     return names
 
 
-def load_checkpoint(path: str | os.PathLike, *, config: Any = None, step: int | None = None) -> Detector:
+def load_checkpoint(path: str | os.PathLike, *, config: Any = None, step: int | None = None,
+                    image_size: int | None = None) -> Detector:
     """A detector from a training workdir (its latest checkpoint) or one checkpoint ``<workdir>/checkpoints/N``.
 
     The model is rebuilt from ``<workdir>/config.json`` (or ``config``: a ConfigDict, config.json or
     ``configs/x.py[:variant]``), and the weights restored with ``yolojax.train.restore_checkpoint``, which
     refuses a checkpoint written for another model (CheckpointMismatchError naming the differing fields).
+    The input size is the config's ``data.eval_image_size`` unless ``image_size`` is given (YOLOv2 family:
+    any multiple of 32; YOLOv1's fully connected layers fix its size).
     """
     import jax
     import optax
@@ -374,8 +377,10 @@ def load_checkpoint(path: str | os.PathLike, *, config: Any = None, step: int | 
         config = config_path
     config = load_config(config)
     family = train_lib.model_family(config.model)
-    image_size = int(_config_get(config, "data.eval_image_size", 0) or _config_get(config, "data.image_size", 0)
+    train_size = int(_config_get(config, "data.eval_image_size", 0) or _config_get(config, "data.image_size", 0)
                      or (448 if family == "v1" else 416))
+    _check_image_size(image_size, family, train_size, workdir)
+    image_size = image_size or train_size
     model = build_model(config.model)
     # The optimizer only shapes the restored state (restore_checkpoint restores all of it); a constant
     # schedule gives the same optimizer-state structure as training's schedule function.
@@ -411,6 +416,18 @@ def load_checkpoint(path: str | os.PathLike, *, config: Any = None, step: int | 
         description=f"{config.model.name} checkpoint step {int(jax.device_get(state.step))} of {workdir}")
 
 
+def _check_image_size(image_size: int | None, family: str, native: int, where: str) -> None:
+    """LoadError unless ``image_size`` (None = the model's own) is usable: a multiple of 32 for YOLOv2, the
+    native size for YOLOv1 (its fully connected layers fix the input)."""
+    if image_size is None:
+        return
+    if family == "v2" and (image_size <= 0 or image_size % 32):
+        raise LoadError(f"image_size={image_size} must be a positive multiple of 32 for YOLOv2")
+    if family == "v1" and image_size != native:
+        raise LoadError(f"{where}: YOLOv1's fully connected layers fix the input at {native} px; "
+                        f"image_size={image_size} is not possible")
+
+
 def read_names(path: str | os.PathLike) -> tuple[str, ...]:
     """Class names of a darknet ``.names`` file (one per line, blank lines skipped)."""
     with open(path) as f:
@@ -424,7 +441,7 @@ def load_darknet(cfg_path: str | os.PathLike, weights_path: str | os.PathLike, *
     The head comes from the cfg: ``[region]`` (YOLOv2: anchors, classes) or ``[detection]`` (YOLOv1: side, num,
     classes, sqrt). The weights must cover the whole network (a partial file such as darknet19_448.conv.23
     is a backbone, not a detector: error). ``class_names`` default to VOC's when the cfg has 20 classes.
-    ``image_size`` overrides the cfg's input size (YOLOv2 only; a multiple of 32).
+    ``image_size`` overrides the cfg's input size (YOLOv2: a multiple of 32; YOLOv1: only its own).
     """
     from yolojax import darknet
 
@@ -438,11 +455,13 @@ def load_darknet(cfg_path: str | os.PathLike, weights_path: str | os.PathLike, *
     head = heads[-1]
     model, variables, report = darknet.load_with_report(cfg_path, weights_path)
     if report.conversion.uninitialized:
-        raise LoadError(f"{weights_path} covers only part of {cfg_path}: layers {list(report.conversion.missing_layers)}"
-                        " have no weights (a backbone file, not a detector)")
+        missing = list(report.conversion.missing_layers)
+        raise LoadError(f"{weights_path} covers only part of {cfg_path}: layers {missing} have no weights "
+                        "(a backbone file, not a detector)")
     num_classes = head.get_int("classes")
     if class_names is None:
-        class_names = VOC_CLASSES if num_classes == len(VOC_CLASSES) else tuple(f"class_{i}" for i in range(num_classes))
+        class_names = (VOC_CLASSES if num_classes == len(VOC_CLASSES)
+                       else tuple(f"class_{i}" for i in range(num_classes)))
     if len(class_names) != num_classes:
         raise LoadError(f"{cfg_path}: [{head.type}] has classes={num_classes} but {len(class_names)} class names "
                         "were given")
@@ -451,15 +470,12 @@ def load_darknet(cfg_path: str | os.PathLike, weights_path: str | os.PathLike, *
     common = dict(model=model, variables=variables, class_names=tuple(class_names),
                   description=f"darknet {os.path.basename(os.fspath(cfg_path))} + "
                               f"{os.path.basename(os.fspath(weights_path))}")
-    if head.type == "region":
-        if image_size is not None:
-            if image_size % 32:
-                raise LoadError(f"image_size={image_size} must be a multiple of 32 for YOLOv2")
-            input_hw = (image_size, image_size)
+    family = "v2" if head.type == "region" else "v1"
+    _check_image_size(image_size, family, input_hw[0], os.fspath(cfg_path))
+    if image_size is not None:
+        input_hw = (image_size, image_size)
+    if family == "v2":
         return Detector(family="v2", input_hw=input_hw, anchors=darknet.cfg_anchors(sections), **common)
-    if image_size is not None and image_size != input_hw[0]:
-        raise LoadError(f"{cfg_path}: YOLOv1's fully connected layers fix the input at {input_hw}; "
-                        f"image_size={image_size} is not possible")
     return Detector(family="v1", input_hw=input_hw, grid_size=head.get_int("side"),
                     boxes_per_cell=head.get_int("num"), sqrt=bool(head.get_int("sqrt", 0)), **common)
 

@@ -34,9 +34,10 @@ from yolojax.darknet.weights import (DarknetWeights, WeightsError, WeightsHeader
                                      weights_to_bytes, write_weights)
 
 __all__ = [
-    "CfgError", "ConversionReport", "DarknetNetwork", "MappingError", "WeightsError", "WeightsHeader",
-    "build", "count_weights", "cfg_anchors", "export", "format_cfg", "load", "load_with_report", "load_cfg",
-    "parse_cfg", "random_blobs", "read_weights", "with_input_size", "write_weights",
+    "CfgError", "ConversionReport", "DarknetNetwork", "LoadReport", "MappingError", "WeightsError",
+    "WeightsHeader", "build", "cfg_anchors", "count_weights", "export", "format_cfg", "init_variables", "load",
+    "load_cfg", "load_with_report", "model_config_fields", "parse_cfg", "random_blobs", "read_weights",
+    "save_training_checkpoint", "variable_shapes", "with_input_size", "write_weights",
 ]  # fmt: skip
 
 
@@ -48,23 +49,22 @@ def build(sections: tuple[Section, ...], *, generic: bool = False) -> nn.Module:
 
 
 def _init_fn(model: nn.Module, sections: tuple[Section, ...]):
+    """key -> model.init(key, zeros [1, height, width, channels] of the cfg's [net])."""
     net = sections[0]
-    x = jax.ShapeDtypeStruct((1, net.get_int("height"), net.get_int("width"), net.get_int("channels")),
-                             jnp.float32)
-    return lambda key: model.init(key, jnp.zeros(x.shape, x.dtype), train=False), x
+    shape = (1, net.get_int("height"), net.get_int("width"), net.get_int("channels"))
+    return lambda key: model.init(key, jnp.zeros(shape, jnp.float32), train=False)
 
 
 def init_variables(model: nn.Module, sections: tuple[Section, ...], seed: int = 0) -> dict[str, Any]:
     """Fresh float32 numpy variables for ``model`` at the cfg's [net] input size (batch 1)."""
-    init, _ = _init_fn(model, sections)
     # 'rbg' keys: XLA compiles threefry for a 50M-parameter init in tens of seconds on CPU, rbg in a few.
-    return jax.tree.map(np.asarray, dict(jax.jit(init)(jax.random.key(seed, impl="rbg"))))
+    init = jax.jit(_init_fn(model, sections))
+    return jax.tree.map(np.asarray, dict(init(jax.random.key(seed, impl="rbg"))))
 
 
 def variable_shapes(model: nn.Module, sections: tuple[Section, ...]) -> dict[str, Any]:
     """The variables' jax.ShapeDtypeStructs at the cfg's input size, without computing anything."""
-    init, _ = _init_fn(model, sections)
-    return dict(jax.eval_shape(init, jax.random.key(0)))
+    return dict(jax.eval_shape(_init_fn(model, sections), jax.random.key(0)))
 
 
 @dataclasses.dataclass
@@ -161,5 +161,79 @@ def cfg_anchors(sections: tuple[Section, ...]) -> np.ndarray | None:
         return None
     values = np.asarray(regions[-1].get_floats("anchors"), np.float32)
     if values.size % 2:
-        raise CfgError(f"{regions[-1]._where('anchors')}: an odd number of values ({values.size})")
+        raise CfgError(f"{regions[-1].where('anchors')}: an odd number of values ({values.size})")
     return values.reshape(-1, 2)
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Darknet files -> a training checkpoint (experiments/convert_darknet.py).
+
+
+def model_config_fields(model: nn.Module, sections: tuple[Section, ...]) -> dict[str, Any]:
+    """``config.model`` fields (see yolojax.models.build_model) describing a hand-written module, plus the
+    cfg's anchors for YOLOv2. Raises ValueError for the generic network (no training config describes it)."""
+    from yolojax.models import TinyYOLOv2, YOLOv1, YOLOv2
+
+    if isinstance(model, (YOLOv2, TinyYOLOv2)):
+        regions = [s for s in sections if s.type == "region"]
+        # as written in the cfg (python floats; cfg_anchors' float32 would print as 1.0800000429153442)
+        anchors = regions[-1].get_floats("anchors") if regions and regions[-1].has("anchors") else None
+        fields = dict(name="yolov2" if isinstance(model, YOLOv2) else "tiny_yolov2", num_classes=model.num_classes,
+                      width=model.width, v2=dict(num_anchors=model.num_anchors, batch_norm=model.batch_norm))
+        if isinstance(model, YOLOv2):
+            fields["v2"].update(passthrough=model.passthrough, reorg_impl=model.reorg_impl)
+        if anchors is not None:
+            fields["anchors"] = tuple(zip(anchors[0::2], anchors[1::2]))
+        return fields
+    if isinstance(model, YOLOv1):
+        return dict(name=model.architecture, num_classes=model.num_classes, width=model.width,
+                    v1=dict(grid_size=model.grid_size, boxes_per_cell=model.boxes_per_cell,
+                            batch_norm=model.batch_norm, dropout_rate=model.dropout_rate,
+                            crop_rescale=model.crop_rescale))
+    raise ValueError(f"{sections[0].source} is not one of the hand-written architectures (yolov2-voc, "
+                     f"yolo-voc.2.0, yolov2-tiny-voc, yolo-v1-paper, fast-yolo-v1-paper): it loads into the generic "
+                     f"DarknetNetwork, which the training code cannot build")
+
+
+def save_training_checkpoint(config: Any, variables: dict[str, Any], out_dir: str | os.PathLike,
+                             seen: int = 0) -> str:
+    """Writes ``variables`` as step 0 of a yolojax training workdir that train.py / evaluate.py / yolojax.load
+    accept: ``out_dir/checkpoints/0`` (orbax items 'state' = TrainState tree {step, params, batch_stats,
+    opt_state (fresh), rng, seen}, 'meta', 'data'; see yolojax.train.save_checkpoint) and ``out_dir/config.json``.
+
+    Args:
+      config: a full experiment config whose ``config.model`` describes the module (model_config_fields).
+      variables: {'params', 'batch_stats'} matching ``build_model(config.model)``.
+      seen: images seen (from the .weights header): continuing training skips the YOLOv2 prior warm-up as
+        darknet does.
+    Returns the workdir path.
+    """
+    import optax
+
+    from yolojax import train as train_lib
+    from yolojax.models import build_model
+
+    out_dir = os.path.abspath(os.fspath(out_dir))
+    model = build_model(config.model)
+    size = int(config.data.image_size)
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, size, size, 3)), train=False))
+    want = jax.tree.map(lambda s: s.shape, dict(shapes))
+    got = jax.tree.map(np.shape, {k: variables[k] for k in want})
+    if want != got:
+        raise MappingError(f"variables do not fit build_model(config.model) = {model}")
+    params = jax.tree.map(jnp.asarray, variables["params"])
+    tx = train_lib.make_optimizer(config.optim, optax.constant_schedule(0.0))
+    # The fields create_train_state would give, without its (slow on CPU, 50M-value) random init.
+    state = train_lib.TrainState(
+        step=jnp.zeros((), jnp.int32), apply_fn=model.apply, params=params, tx=tx, opt_state=tx.init(params),
+        batch_stats=jax.tree.map(jnp.asarray, variables.get("batch_stats", {})),
+        rng=jax.random.fold_in(jax.random.PRNGKey(config.seed), 1),
+        seen=jnp.asarray(min(int(seen), np.iinfo(np.int32).max), jnp.int32))
+    mngr = train_lib.make_checkpoint_manager(out_dir, config.checkpoint)
+    try:
+        train_lib.save_checkpoint(mngr, state, config, {"step": 0})
+        mngr.wait_until_finished()
+    finally:
+        mngr.close()
+    train_lib.save_config(config, out_dir)
+    return out_dir

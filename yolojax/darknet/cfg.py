@@ -54,7 +54,8 @@ class Section:
     line: int = 0
     source: str = "<string>"
 
-    def _where(self, key: str | None = None) -> str:
+    def where(self, key: str | None = None) -> str:
+        """Location for error messages: '[type] at file:line', plus the key if given."""
         what = f"[{self.type}] at {self.source}:{self.line}"
         return f"{what}, key '{key}'" if key else what
 
@@ -67,45 +68,45 @@ class Section:
             if k == key:
                 return v
         if default is None:
-            raise CfgError(f"{self._where(key)}: required key is missing")
+            raise CfgError(f"{self.where(key)}: required key is missing")
         return default
 
     def get_int(self, key: str, default: int | None = None) -> int:
         if not self.has(key):
             if default is None:
-                raise CfgError(f"{self._where(key)}: required key is missing")
+                raise CfgError(f"{self.where(key)}: required key is missing")
             return default
         value = self.get_str(key)
         try:
             return int(value)
         except ValueError:
             # darknet reads ints with atoi, which would take '1.0' as 1; be strict and say so.
-            raise CfgError(f"{self._where(key)}: expected an integer, got '{value}'") from None
+            raise CfgError(f"{self.where(key)}: expected an integer, got '{value}'") from None
 
     def get_float(self, key: str, default: float | None = None) -> float:
         if not self.has(key):
             if default is None:
-                raise CfgError(f"{self._where(key)}: required key is missing")
+                raise CfgError(f"{self.where(key)}: required key is missing")
             return default
         value = self.get_str(key)
         try:
             return float(value)
         except ValueError:
-            raise CfgError(f"{self._where(key)}: expected a number, got '{value}'") from None
+            raise CfgError(f"{self.where(key)}: expected a number, got '{value}'") from None
 
     def get_ints(self, key: str) -> tuple[int, ...]:
         value = self.get_str(key)
         try:
             return tuple(int(v) for v in value.split(",") if v != "")
         except ValueError:
-            raise CfgError(f"{self._where(key)}: expected comma-separated integers, got '{value}'") from None
+            raise CfgError(f"{self.where(key)}: expected comma-separated integers, got '{value}'") from None
 
     def get_floats(self, key: str) -> tuple[float, ...]:
         value = self.get_str(key)
         try:
             return tuple(float(v) for v in value.split(",") if v != "")
         except ValueError:
-            raise CfgError(f"{self._where(key)}: expected comma-separated numbers, got '{value}'") from None
+            raise CfgError(f"{self.where(key)}: expected comma-separated numbers, got '{value}'") from None
 
     def replace(self, **updates: object) -> "Section":
         """A copy with the given keys set (existing keys keep their position; new keys are appended)."""
@@ -231,18 +232,18 @@ def maxpool_params(s: Section) -> tuple[int, int, int]:
 def _check_activation(s: Section) -> None:
     act = s.get_str("activation", "logistic")
     if act not in SUPPORTED_ACTIVATIONS:
-        raise CfgError(f"{s._where('activation')}: unsupported activation '{act}'; "
+        raise CfgError(f"{s.where('activation')}: unsupported activation '{act}'; "
                        f"supported: {list(SUPPORTED_ACTIVATIONS)}")
 
 
 def _route_inputs(s: Section, index: int) -> tuple[int, ...]:
     refs = s.get_ints("layers")
     if not refs:
-        raise CfgError(f"{s._where('layers')}: no layers given")
+        raise CfgError(f"{s.where('layers')}: no layers given")
     absolute = tuple(r + index if r < 0 else r for r in refs)
     for r, a in zip(refs, absolute):
         if not 0 <= a < index:
-            raise CfgError(f"{s._where('layers')}: layer {r} of route layer {index} refers to layer {a}, "
+            raise CfgError(f"{s.where('layers')}: layer {r} of route layer {index} refers to layer {a}, "
                            f"which is not an earlier layer")
     return absolute
 
@@ -255,7 +256,7 @@ def infer_layers(sections: tuple[Section, ...]) -> tuple[LayerInfo, ...]:
     net = sections[0]
     shape = (net.get_int("height", 0), net.get_int("width", 0), net.get_int("channels", 0))
     if min(shape) <= 0:
-        raise CfgError(f"{net._where()}: height, width and channels must be positive, got {shape}")
+        raise CfgError(f"{net.where()}: height, width and channels must be positive, got {shape}")
     infos: list[LayerInfo] = []
     for index, s in enumerate(sections[1:]):
         inputs = (index - 1,)
@@ -265,12 +266,12 @@ def infer_layers(sections: tuple[Section, ...]) -> tuple[LayerInfo, ...]:
             _check_activation(s)
             n, size, stride = s.get_int("filters", 1), s.get_int("size", 1), s.get_int("stride", 1)
             if s.get_int("groups", 1) != 1:
-                raise CfgError(f"{s._where('groups')}: grouped convolution is not supported")
+                raise CfgError(f"{s.where('groups')}: grouped convolution is not supported")
             pad = conv_padding(s)
             if pad != size // 2:
                 # yolojax.models.layers.ConvBN pads size//2 on every side (darknet pad=1), the only padding
                 # the YOLO cfgs use.
-                raise CfgError(f"{s._where('padding')}: padding {pad} is not supported (only size//2 = "
+                raise CfgError(f"{s.where('padding')}: padding {pad} is not supported (only size//2 = "
                                f"{size // 2}, i.e. pad=1)")
             out = ((h + 2 * pad - size) // stride + 1, (w + 2 * pad - size) // stride + 1, n)
             bn = s.get_int("batch_normalize", 0)
@@ -285,22 +286,22 @@ def infer_layers(sections: tuple[Section, ...]) -> tuple[LayerInfo, ...]:
             inputs = _route_inputs(s, index)
             shapes = [infos[i].out_shape for i in inputs]
             if len({sh[:2] for sh in shapes}) != 1:
-                raise CfgError(f"{s._where('layers')}: routed layers {inputs} have different spatial sizes "
+                raise CfgError(f"{s.where('layers')}: routed layers {inputs} have different spatial sizes "
                                f"{[sh[:2] for sh in shapes]}")
             out = (shapes[0][0], shapes[0][1], sum(sh[2] for sh in shapes))
         elif s.type == "reorg":
             stride = s.get_int("stride", 1)
             if s.get_int("reverse", 0) or s.get_int("flatten", 0) or s.get_int("extra", 0):
-                raise CfgError(f"{s._where()}: only the forward reorg (no reverse/flatten/extra) is supported")
+                raise CfgError(f"{s.where()}: only the forward reorg (no reverse/flatten/extra) is supported")
             if h % stride or w % stride:
-                raise CfgError(f"{s._where('stride')}: input {h}x{w} is not divisible by stride {stride}")
+                raise CfgError(f"{s.where('stride')}: input {h}x{w} is not divisible by stride {stride}")
             out = (h // stride, w // stride, c * stride * stride)
         elif s.type == "connected":
             _check_activation(s)
             n = s.get_int("output", 1)
             bn = s.get_int("batch_normalize", 0)
             if bn:
-                raise CfgError(f"{s._where('batch_normalize')}: batch norm in [connected] is not supported")
+                raise CfgError(f"{s.where('batch_normalize')}: batch norm in [connected] is not supported")
             n_w = n + h * w * c * n + (3 * n if bn else 0)
             n_stats = 2 * n if bn else 0
             out = (1, 1, n)
@@ -312,19 +313,19 @@ def infer_layers(sections: tuple[Section, ...]) -> tuple[LayerInfo, ...]:
             out_h = (h - (1 if pad else size)) // stride + 1
             out_w = (w - (1 if pad else size)) // stride + 1
             if pad and size != 2 * pad + 1:
-                raise CfgError(f"{s._where('size')}: local layer with pad=1 needs size 3 (darknet pads by 1 "
+                raise CfgError(f"{s.where('size')}: local layer with pad=1 needs size 3 (darknet pads by 1 "
                                f"pixel), got {size}")
             out = (out_h, out_w, n)
             n_w = out_h * out_w * n * (1 + c * size * size)
         elif s.type == "crop":
             ch, cw = s.get_int("crop_height", 1), s.get_int("crop_width", 1)
             if ch > h or cw > w:
-                raise CfgError(f"{s._where()}: crop {ch}x{cw} is larger than its input {h}x{w}")
+                raise CfgError(f"{s.where()}: crop {ch}x{cw} is larger than its input {h}x{w}")
             out = (ch, cw, c)
         else:  # dropout, region, detection, softmax, cost: same shape, no weights
             out = shape
         if min(out) <= 0:
-            raise CfgError(f"{s._where()}: output shape {out} is empty for input {shape}")
+            raise CfgError(f"{s.where()}: output shape {out} is empty for input {shape}")
         infos.append(LayerInfo(index, s, shape, out, inputs, n_w, n_stats))
         shape = out
     return tuple(infos)

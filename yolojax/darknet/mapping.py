@@ -1,9 +1,10 @@
 """Mapping between darknet layers and Flax variables, and between cfgs and the hand-written modules.
 
 A *target* says where one weighted cfg layer lives in a Flax variables tree:
-  - the generic DarknetNetwork: layer i is ``layer_{i}`` (``layer_{i}/dense`` for [connected]);
-  - the hand-written modules (yolojax/models): the k-th [convolutional] is ``conv{k}``, the k-th [connected]
-    is ``fc{k}`` (their module docstrings list the cfg index -> name tables).
+  - both the generic DarknetNetwork and the hand-written modules (yolojax/models) name the k-th
+    [convolutional] ``conv{k}`` (the modules' docstrings list the cfg index -> name tables);
+  - the k-th [connected] is ``fc{k}`` in the hand-written modules (H·W·C input order) and
+    ``connected{k}/dense`` in the generic network (darknet's C·H·W order); the k-th [local] is ``local{k}``.
 Blob layouts (darknet) -> Flax:
   conv weights (n, c, kh, kw) -> conv/kernel (kh, kw, c, n); biases -> conv/bias, or bn/bias with BN;
   scales -> bn/scale; rolling_mean/variance -> batch_stats bn/mean, bn/var (stored raw: no epsilon folding,
@@ -24,7 +25,7 @@ import numpy as np
 from flax import traverse_util
 
 from yolojax.darknet.cfg import CfgError, LayerInfo, Section, infer_layers
-from yolojax.darknet.network import DarknetNetwork
+from yolojax.darknet.network import NAME_PREFIX, DarknetNetwork
 from yolojax.models.layers import scale_channels
 from yolojax.models.yolov1 import ARCHITECTURES as V1_ARCHITECTURES
 from yolojax.models.yolov1 import YOLOv1, yolov1_output_size
@@ -55,16 +56,19 @@ class Target:
 
 
 def generic_targets(sections: tuple[Section, ...]) -> dict[int, Target]:
-    """Targets of DarknetNetwork: layer i -> ``layer_{i}``."""
+    """Targets of DarknetNetwork: k-th conv -> ``conv{k}``, k-th connected -> ``connected{k}/dense`` (C·H·W
+    rows, as darknet), k-th local -> ``local{k}``."""
     targets = {}
+    counts = dict.fromkeys(NAME_PREFIX, 0)
     for info in infer_layers(sections):
         t = info.section.type
-        if t == "convolutional":
-            targets[info.index] = Target("conv", (f"layer_{info.index}",))
-        elif t == "connected":
-            targets[info.index] = Target("dense", (f"layer_{info.index}", "dense"))
-        elif t == "local":
-            targets[info.index] = Target("local", (f"layer_{info.index}",))
+        if t not in NAME_PREFIX:
+            continue
+        name = f"{NAME_PREFIX[t]}{counts[t]}"
+        counts[t] += 1
+        kind, path = {"convolutional": ("conv", (name,)), "connected": ("dense", (name, "dense")),
+                      "local": ("local", (name,))}[t]
+        targets[info.index] = Target(kind, path)
     return targets
 
 
@@ -81,7 +85,7 @@ def handwritten_targets(sections: tuple[Section, ...]) -> dict[int, Target]:
             targets[info.index] = Target("dense", (f"fc{n_fc}",), hwc_flatten=info.in_shape)
             n_fc += 1
         elif t == "local":
-            raise CfgError(f"{info.section._where()}: the hand-written modules have no [local] layer")
+            raise CfgError(f"{info.section.where()}: the hand-written modules have no [local] layer")
     return targets
 
 

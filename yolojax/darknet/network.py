@@ -1,10 +1,12 @@
 """A Flax network that runs any darknet cfg built from the layer types YOLOv1/v2 use.
 
-Layers are the cfg's layers in order, named ``layer_{i}`` with darknet's 0-based numbering (the one its
-console printout and ``[route]`` use). Convolutions reuse yolojax.models.layers.ConvBN, so a converted conv
-has the same variable structure (``conv/kernel``, ``conv/bias`` or ``bn/{scale,bias,mean,var}``) as in the
-hand-written models. Tensors are NHWC; where darknet's NCHW memory order matters (``[connected]`` flattens
-C·H·W, ``[reorg]``) it is reproduced explicitly.
+Variables are named like the hand-written models' (yolojax/models): the k-th ``[convolutional]`` of the cfg
+(0-based, counting convolutions only) is ``conv{k}``, a yolojax.models.layers.ConvBN (``conv/kernel``,
+``conv/bias`` or ``bn/{scale,bias,mean,var}``), so backbone weights (e.g. darknet19_448.conv.23 read with
+darknet19_448.cfg) transfer to YOLOv2 by name. The k-th ``[connected]`` is ``connected{k}/dense`` and the k-th
+``[local]`` is ``local{k}``: deliberately not the hand-written ``fc{k}``, whose inputs are flattened in another
+order, so a name match can never copy them silently. Tensors are NHWC; where darknet's NCHW memory order
+matters (``[connected]`` flattens C·H·W, ``[reorg]``) it is reproduced explicitly.
 """
 
 from __future__ import annotations
@@ -17,6 +19,10 @@ import jax.numpy as jnp
 
 from yolojax.darknet.cfg import CfgError, Section, conv_padding, maxpool_params, output_layer_index
 from yolojax.models.layers import ACTIVATIONS, ConvBN, darknet_dense_init, darknet_maxpool, darknet_reorg
+
+
+# Variable name prefix per weighted layer type (k-th layer of that type -> prefix + k).
+NAME_PREFIX = {"convolutional": "conv", "connected": "connected", "local": "local"}
 
 
 def flatten_chw(x: jax.Array) -> jax.Array:
@@ -90,14 +96,15 @@ class DarknetNetwork(nn.Module):
         last = output_layer_index(self.sections)
         outputs: list[jax.Array] = []
         flat = False  # True once a [connected]/[avgpool] produced a vector: the output is returned as [N, D]
+        counts = dict.fromkeys(NAME_PREFIX, 0)
         for i, s in enumerate(self.sections[1:last + 2]):
-            name = f"layer_{i}"
+            if s.type in NAME_PREFIX:
+                name = f"{NAME_PREFIX[s.type]}{counts[s.type]}"
+                counts[s.type] += 1
             if s.type == "convolutional":
-                if x.ndim == 2:
-                    x = x[:, None, None, :]
                 size = s.get_int("size", 1)
                 if conv_padding(s) != size // 2:
-                    raise CfgError(f"{s._where('padding')}: only pad=1 (size//2) padding is supported")
+                    raise CfgError(f"{s.where('padding')}: only pad=1 (size//2) padding is supported")
                 x = ConvBN(s.get_int("filters", 1), size, s.get_int("stride", 1),
                            batch_norm=bool(s.get_int("batch_normalize", 0)),
                            activation=s.get_str("activation", "logistic"), dtype=self.dtype, name=name)(x, train)
@@ -122,19 +129,19 @@ class DarknetNetwork(nn.Module):
                           s.get_int("pad", 0), s.get_str("activation", "logistic"), self.dtype, name=name)(x)
                 flat = False
             elif s.type == "dropout":
-                x = nn.Dropout(s.get_float("probability", 0.5), deterministic=not train, name=name)(x)
+                x = nn.Dropout(s.get_float("probability", 0.5), deterministic=not train)(x)
             elif s.type == "crop":
                 x = _crop(x, s)
                 flat = False
             elif s.type == "softmax":
                 if s.get_int("groups", 1) != 1:
-                    raise CfgError(f"{s._where('groups')}: only groups=1 softmax is supported")
+                    raise CfgError(f"{s.where('groups')}: only groups=1 softmax is supported")
                 # darknet's softmax runs over all C*H*W inputs of an image (groups=1).
                 x = jax.nn.softmax(x.reshape(x.shape[0], -1), axis=-1).reshape(x.shape)
             elif s.type in ("region", "detection", "cost"):
                 pass  # only reached for a non-final region/detection: darknet passes the input through
             else:  # parse_cfg rejects unknown types; net never appears here
-                raise CfgError(f"{s._where()}: layer type not supported by DarknetNetwork")
+                raise CfgError(f"{s.where()}: layer type not supported by DarknetNetwork")
             outputs.append(x)
         out = outputs[last]
         return out.reshape(out.shape[0], -1) if flat else out

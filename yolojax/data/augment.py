@@ -24,7 +24,7 @@ The ops (SPEC section 3):
 """
 from __future__ import annotations
 
-from typing import Any, Mapping
+from typing import Any, Callable, Mapping
 
 import cv2
 import numpy as np
@@ -161,13 +161,42 @@ def scale_translate_matrix(rng: np.random.Generator, size: tuple[int, int], scal
 
 
 # ------------------------------------------------------------------------------------------ warping
-def _resample(image: np.ndarray, matrix: np.ndarray, out_size: tuple[int, int], border: str
-              ) -> tuple[np.ndarray, np.ndarray]:
+def _source_window(matrix: np.ndarray, out_size: tuple[int, int]
+                   ) -> tuple[tuple[int, int, int, int], bool, np.ndarray]:
+    """The whole-pixel source window an axis-aligned map sends onto the output.
+
+    Returns:
+      ((x0, y0, x1, y1) source window, may reach outside the image; flip: whether the map mirrors x;
+       [3, 3] effective matrix actually applied, source -> output continuous pixels).
+    """
+    out_w, out_h = out_size
+    flip = matrix[0, 0] < 0
+    if flip:  # matrix = F @ unflipped, F its own inverse; the resampled window is mirrored at the end
+        matrix = hflip_matrix(out_w) @ matrix
+    x0 = int(round(-matrix[0, 2] / matrix[0, 0]))
+    x1 = max(int(round((out_w - matrix[0, 2]) / matrix[0, 0])), x0 + 1)
+    y0 = int(round(-matrix[1, 2] / matrix[1, 1]))
+    y1 = max(int(round((out_h - matrix[1, 2]) / matrix[1, 1])), y0 + 1)
+    sx, sy = out_w / (x1 - x0), out_h / (y1 - y0)
+    effective = _affine(sx, sy, -x0 * sx, -y0 * sy)
+    if flip:
+        effective = hflip_matrix(out_w) @ effective
+    return (x0, y0, x1, y1), flip, effective
+
+
+def _resample(image: np.ndarray, matrix: np.ndarray, out_size: tuple[int, int], border: str,
+              color: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Applies an axis-aligned affine map (scale, translate, flip) with crop + pad + ``cv2.resize``.
 
-    ``cv2.resize`` is several times faster than ``cv2.warpAffine``. The source window is rounded to whole
-    pixels, so the map actually applied differs from ``matrix`` by under half a source pixel; it is returned
-    and the boxes must follow *it*, so image and boxes stay exactly consistent.
+    ``cv2.resize`` of the source window is several times faster than ``cv2.warpAffine``. The window is rounded
+    to whole pixels, so the map actually applied differs from ``matrix`` by under half a source pixel; it is
+    returned and the boxes must follow *it*, so image and boxes stay exactly consistent.
+
+    ``color`` is an optional pointwise uint8 RGB -> uint8 RGB map (the HSV jitter). It runs on whichever of
+    the visible source window and the output has fewer pixels (a pointwise map commutes with cropping,
+    border replication and flipping; the gray fill goes through it too, as darknet distorts the whole
+    network input). Only the bilinear interpolation sees the colors in the other order, a sub-quantization
+    difference at edges.
 
     Returns:
       (uint8 [out_h, out_w, 3] image, [3, 3] effective matrix, source -> output continuous pixels).
@@ -176,36 +205,37 @@ def _resample(image: np.ndarray, matrix: np.ndarray, out_size: tuple[int, int], 
         raise ValueError(f"augment border: expected 'replicate' or 'gray', got {border!r}")
     h, w = image.shape[:2]
     out_w, out_h = int(out_size[0]), int(out_size[1])
-    flip = matrix[0, 0] < 0
-    if flip:  # matrix = F @ unflipped, F its own inverse; flip the resampled image at the end
-        matrix = hflip_matrix(out_w) @ matrix
-    # Source window [x0, x1) x [y0, y1) that lands on the whole output, rounded to whole pixels.
-    x0 = int(round(-matrix[0, 2] / matrix[0, 0]))
-    x1 = max(int(round((out_w - matrix[0, 2]) / matrix[0, 0])), x0 + 1)
-    y0 = int(round(-matrix[1, 2] / matrix[1, 1]))
-    y1 = max(int(round((out_h - matrix[1, 2]) / matrix[1, 1])), y0 + 1)
-    sx, sy = out_w / (x1 - x0), out_h / (y1 - y0)
-    effective = _affine(sx, sy, -x0 * sx, -y0 * sy)
+    (x0, y0, x1, y1), flip, effective = _source_window(matrix, (out_w, out_h))
     cx0, cx1, cy0, cy1 = max(x0, 0), min(x1, w), max(y0, 0), min(y1, h)
-    if cx1 <= cx0 or cy1 <= cy0:  # the window misses the image entirely: nothing to replicate
-        window = np.full((y1 - y0, x1 - x0, 3), GRAY, np.uint8)
+    visible = max(cx1 - cx0, 0) * max(cy1 - cy0, 0)
+    color_first = color is not None and visible < out_w * out_h
+    gray = np.full((1, 1, 3), GRAY, np.uint8)
+    if color_first:
+        gray = color(gray)
+    if visible == 0:  # the window misses the image entirely: nothing to replicate
+        window = np.empty((y1 - y0, x1 - x0, 3), np.uint8)
+        window[:] = gray[0, 0]
     else:
         window = image[cy0:cy1, cx0:cx1]
+        if color_first:
+            window = color(np.ascontiguousarray(window))
         pads = (cy0 - y0, y1 - cy1, cx0 - x0, x1 - cx1)  # top, bottom, left, right
         if any(pads):
             mode = (dict(borderType=cv2.BORDER_REPLICATE) if border == "replicate"
-                    else dict(borderType=cv2.BORDER_CONSTANT, value=(GRAY, GRAY, GRAY)))
+                    else dict(borderType=cv2.BORDER_CONSTANT, value=gray[0, 0].tolist()))
             window = cv2.copyMakeBorder(window, *pads, **mode)
     if window.shape[:2] != (out_h, out_w):
         window = cv2.resize(window, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
     if flip:
         window = cv2.flip(window, 1)
-        effective = hflip_matrix(out_w) @ effective
+    if color is not None and not color_first:
+        window = color(np.ascontiguousarray(window))
     return np.ascontiguousarray(window), effective
 
 
 def warp_affine(example: Example, matrix: np.ndarray, out_size: tuple[int, int], *, border: str = "replicate",
-                min_size_px: float = 1.0, min_visible_fraction: float = 0.25) -> Example:
+                min_size_px: float = 1.0, min_visible_fraction: float = 0.25,
+                color: Callable[[np.ndarray], np.ndarray] | None = None) -> Example:
     """Warps image and boxes with ``matrix`` into an ``out_size`` (w, h) image, then clips/filters the boxes.
 
     Args:
@@ -214,13 +244,14 @@ def warp_affine(example: Example, matrix: np.ndarray, out_size: tuple[int, int],
       out_size: (width, height) of the output.
       border: "replicate" (darknet's crop_image clamps at the border) or "gray" (127, the letterbox fill).
       min_size_px, min_visible_fraction: see ``clip_and_filter_boxes``.
+      color: optional pointwise uint8 RGB -> uint8 RGB map applied to the image as well (see ``_resample``).
     Returns:
       Example with a uint8 [out_h, out_w, 3] image and boxes in [0, 1].
     """
     if abs(matrix[0, 1]) > 1e-12 or abs(matrix[1, 0]) > 1e-12:
         raise ValueError("warp_affine: only axis-aligned maps (no rotation or shear) are supported")
     in_size = _size(example)
-    image, matrix = _resample(example["image"], matrix, out_size, border)
+    image, matrix = _resample(example["image"], matrix, out_size, border, color)
     boxes = transform_boxes(example["boxes"], matrix, in_size, out_size)
     out = dict(example, image=image, boxes=boxes)
     return clip_and_filter_boxes(out, boxes, min_size_px=min_size_px, min_visible_fraction=min_visible_fraction)
@@ -270,35 +301,46 @@ def _rand_scale(rng: np.random.Generator, s: float) -> float:
     return f if rng.uniform() < 0.5 else 1.0 / f
 
 
+def _hsv_tables(dhue: float, sat: float, exposure: float) -> list[np.ndarray | None]:
+    """uint8 [256] lookup tables for OpenCV's 8-bit full-range H, S and V (None where the op is off)."""
+    x = np.arange(256, dtype=np.float32)
+    shift = int(round(dhue * 256)) % 256
+    return [(np.arange(256) + shift).astype(np.uint8) if shift else None,  # uint8 wrap = the hue circle
+            np.clip(x * sat + 0.5, 0, 255).astype(np.uint8) if sat != 1.0 else None,
+            np.clip(x * exposure + 0.5, 0, 255).astype(np.uint8) if exposure != 1.0 else None]
+
+
 def hsv_adjust(image: np.ndarray, dhue: float, sat: float, exposure: float) -> np.ndarray:
     """Shifts hue by ``dhue`` (fraction of the circle) and scales saturation / value, uint8 RGB -> uint8 RGB.
 
-    Uses OpenCV's 8-bit "full" HSV (hue 0..255 = the whole circle, so a uint8 add wraps around exactly) and
-    lookup tables for saturation and value: several times faster than float HSV, within one quantization
-    step of darknet's float version.
+    Uses OpenCV's 8-bit "full" HSV (hue 0..255 = the whole circle, so the shift wraps exactly modulo 256) and
+    one lookup table per channel: several times faster than float HSV, within one quantization step of
+    darknet's float version. Pointwise, so it commutes with cropping, padding and flipping.
     """
-    h, s, v = cv2.split(cv2.cvtColor(image, cv2.COLOR_RGB2HSV_FULL))
-    shift = int(round(dhue * 256)) % 256
-    if shift:
-        h += np.uint8(shift)  # in place, modulo 256: the hue circle wraps exactly
-    x = np.arange(256, dtype=np.float32)
-    if sat != 1.0:
-        s = cv2.LUT(s, np.clip(x * sat + 0.5, 0, 255).astype(np.uint8))
-    if exposure != 1.0:
-        v = cv2.LUT(v, np.clip(x * exposure + 0.5, 0, 255).astype(np.uint8))
-    hsv = cv2.merge([h, s, v])
-    return cv2.cvtColor(hsv, cv2.COLOR_HSV2RGB_FULL)
+    planes = cv2.split(cv2.cvtColor(image, cv2.COLOR_RGB2HSV_FULL))
+    # Per-plane 1-channel LUTs beat one 3-channel LUT call by about 2x in OpenCV 4.x.
+    planes = [p if t is None else cv2.LUT(p, t) for p, t in zip(planes, _hsv_tables(dhue, sat, exposure))]
+    return cv2.cvtColor(cv2.merge(planes), cv2.COLOR_HSV2RGB_FULL)
+
+
+def _draw_hsv(rng: np.random.Generator, hue: float, saturation: float, exposure: float
+              ) -> tuple[float, float, float] | None:
+    """darknet random_distort_image draws: (dhue, sat factor, exposure factor), or None if all are identity."""
+    dhue = rng.uniform(-hue, hue) if hue > 0 else 0.0
+    dsat = _rand_scale(rng, saturation)
+    dexp = _rand_scale(rng, exposure)
+    if dhue == 0.0 and dsat == 1.0 and dexp == 1.0:
+        return None
+    return dhue, dsat, dexp
 
 
 def random_hsv(example: Example, rng: np.random.Generator, hue: float = 0.1, saturation: float = 1.5,
                exposure: float = 1.5) -> Example:
     """darknet random_distort_image: hue U(-hue, hue), saturation and exposure rand_scale; boxes unchanged."""
-    dhue = rng.uniform(-hue, hue) if hue > 0 else 0.0
-    dsat = _rand_scale(rng, saturation)
-    dexp = _rand_scale(rng, exposure)
-    if dhue == 0.0 and dsat == 1.0 and dexp == 1.0:
+    params = _draw_hsv(rng, hue, saturation, exposure)
+    if params is None:
         return example
-    return dict(example, image=hsv_adjust(example["image"], dhue, dsat, dexp))
+    return dict(example, image=hsv_adjust(example["image"], *params))
 
 
 # -------------------------------------------------------------------------------- composed pipelines
@@ -307,7 +349,8 @@ def train_augment(example: Example, rng: np.random.Generator, out_size: tuple[in
     """All enabled training augmentations, with a single warp, -> Example at ``out_size`` (w, h).
 
     Order (darknet v2 load_data_region, plus the v1 paper op): jitter crop -> fit (resize or letterbox)
-    -> v1 scale/translate -> horizontal flip -> HSV. ``cfg`` is ``data_cfg.augment`` (see
+    -> v1 scale/translate -> horizontal flip -> HSV, with one resample of the image (the HSV jitter runs on
+    the smaller of the visible source window and the output, see ``_resample``). ``cfg`` is ``data_cfg.augment`` (see
     ``pipeline.default_data_config``): jitter, scale, translate, flip, hue, saturation, exposure, letterbox,
     border, min_box_size_px, min_visible_fraction. A value of 0 (or 1.0 for the HSV factors, False for flip)
     turns an op off.
@@ -322,10 +365,11 @@ def train_augment(example: Example, rng: np.random.Generator, out_size: tuple[in
         m = scale_translate_matrix(rng, out_size, cfg["scale"], cfg["translate"]) @ m
     if cfg["flip"] and rng.uniform() < 0.5:
         m = hflip_matrix(out_size[0]) @ m
+    hsv = _draw_hsv(rng, cfg["hue"], cfg["saturation"], cfg["exposure"])
+    color = None if hsv is None else (lambda image: hsv_adjust(image, *hsv))
     border = "gray" if letterboxed else cfg["border"]
-    out = warp_affine(example, m, out_size, border=border, min_size_px=cfg["min_box_size_px"],
-                      min_visible_fraction=cfg["min_visible_fraction"])
-    return random_hsv(out, rng, cfg["hue"], cfg["saturation"], cfg["exposure"])
+    return warp_affine(example, m, out_size, border=border, min_size_px=cfg["min_box_size_px"],
+                       min_visible_fraction=cfg["min_visible_fraction"], color=color)
 
 
 def eval_preprocess(example: Example, out_size: tuple[int, int], *, letterbox_eval: bool = False) -> Example:

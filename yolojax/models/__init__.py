@@ -57,6 +57,8 @@ def build_model(model_cfg: Any) -> nn.Module:
             boxes_per_cell=int(_get(v1, "boxes_per_cell", 2)),
             batch_norm=bool(_get(v1, "batch_norm", False)),
             dropout_rate=float(_get(v1, "dropout_rate", 0.5)),
+            # set by experiments/convert_darknet.py for cfgs whose [crop] rescales inputs to [-1, 1]
+            crop_rescale=bool(_get(v1, "crop_rescale", False)),
             **common,
         )
     v2 = _get(model_cfg, "v2", None)

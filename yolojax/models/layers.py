@@ -20,7 +20,8 @@ LEAKY_SLOPE = 0.1
 # which is what we match exactly (the OpenCV equality test); it differs from darknet CPU by < 1e-4 relative
 # whenever var > 1e-4.
 BN_EPSILON = 1e-6
-# Darknet updates rolling statistics as rolling = 0.99 * rolling + 0.01 * batch.
+# Darknet updates rolling statistics as rolling = 0.99 * rolling + 0.01 * batch. (Darknet's batch variance is
+# the unbiased one, 1/(m-1); Flax's is 1/m: a factor m/(m-1) with m = batch·H·W >= 10^4 for YOLOv2, ignored.)
 BN_MOMENTUM = 0.99
 
 # Darknet initializes conv weights with N(0, 2 / fan_in) (He normal, not truncated)...
