@@ -19,6 +19,10 @@ $(VENV)/.installed: pyproject.toml | $(VENV)/bin/activate
 
 install: $(VENV)/.installed
 
+# Trains configs/quickstart.py on the synthetic dataset, evaluates it on the held-out split, draws detections.
+demo: $(VENV)/.installed
+	$(PY) experiments/demo.py
+
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q -n 2 --dist loadfile tests
 

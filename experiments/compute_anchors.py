@@ -23,7 +23,6 @@ import sys
 import numpy as np
 
 from yolojax import anchors as anchor_lib
-from yolojax import boxes as box_lib
 
 
 def wh_from_voc(voc_root: str, years: list[str], image_set: str, *,
@@ -31,16 +30,16 @@ def wh_from_voc(voc_root: str, years: list[str], image_set: str, *,
     """Normalized (w, h) ``[N, 2]`` of the objects of ``VOC<year>/ImageSets/Main/<image_set>.txt``.
 
     ``voc_root``: the folder holding VOCdevkit, VOCdevkit itself, or VOC<year> (``voc.voc_year_dir``). Boxes
-    are VOC 1-based pixel xyxy in the XML, normalized like TFDS and darknet (``boxes.voc_px_to_normalized``:
-    w = (xmax - xmin) / width).
+    are VOC 1-based pixel xyxy in the XML, normalized exactly as the data pipeline does
+    (``sources.voc_boxes_to_normalized``, TFDS's and darknet's convention: w = (xmax - xmin) / width).
     """
-    from yolojax.data import voc  # the devkit reader (no JAX, no TensorFlow)
+    from yolojax.data import sources, voc  # devkit readers (no JAX, no TensorFlow)
 
     chunks = []
     for year in years:
         for _, ann in voc.iter_annotations(voc_root, year, image_set):
             keep = np.ones(len(ann["classes"]), bool) if include_difficult else ~ann["difficult"]
-            boxes = box_lib.voc_px_to_normalized(ann["boxes_px"][keep], ann["width"], ann["height"])
+            boxes = sources.voc_boxes_to_normalized(ann["boxes_px"][keep], ann["width"], ann["height"])
             chunks.append(anchor_lib.boxes_to_wh(boxes))
     if not chunks:
         raise ValueError(f"image set '{image_set}' of VOC {','.join(years)} under {voc_root} lists no images")

@@ -126,7 +126,7 @@ def main(argv: list[str]) -> int:
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
     start = time.perf_counter()
-    if FLAGS.results_dir is not None:  # a model mode (checkpoint -> detections) slots in beside this one
+    if FLAGS.results_dir is not None:  # results-file mode
         if FLAGS.voc_root is None:
             raise app.UsageError("--results_dir needs --voc_root")
         result = evaluate_result_files()

@@ -221,3 +221,28 @@ def test_prefetch_to_device_keeps_the_state():
     assert dev.get_state() == {"step": 6}
     ref = next(pipeline.make_train_iterator(_cfg(), seed=0, global_batch_size=2, start_step=5))
     np.testing.assert_array_equal(np.asarray(first["image"]), ref["image"])
+
+
+def test_write_image_hand_computed():
+    batch = np.full((2, 1, 3, 3), -1.0, np.float32)
+    pipeline.write_image(batch, 1, np.array([[[0, 255, 51], [255, 0, 0], [102, 102, 102]]], np.uint8))
+    np.testing.assert_allclose(batch[1, 0], [[0, 1, 0.2], [1, 0, 0], [0.4, 0.4, 0.4]], rtol=1e-6)
+    assert (batch[0] == -1).all()  # the other slot untouched
+    np.testing.assert_array_equal(pipeline.stack_images([np.full((1, 1, 3), 255, np.uint8)]), np.ones((1, 1, 1, 3)))
+
+
+def test_voc_annotations_parsed_once_and_records_are_copies(bad_devkit, monkeypatch):
+    # The pipeline relies on VocDevkitSource caching the parsed XML (a third of a JPEG decode per read).
+    from yolojax.data import voc
+
+    devkit, ids = bad_devkit
+    src = sources.VocDevkitSource(devkit, "2007", "trainval")
+    calls = []
+    parse = voc.parse_annotation
+    monkeypatch.setattr(voc, "parse_annotation", lambda path: calls.append(path) or parse(path))
+    first = src[5]
+    first["boxes"][:] = -7  # a caller scribbling on its record must not reach the cache
+    second = src[5]
+    assert len(calls) == 1
+    assert (second["boxes"] >= 0).all() and second["image_bytes"] == first["image_bytes"]
+    assert second["image_id"] == ids[5] and len(second["classes"]) == len(second["boxes"])

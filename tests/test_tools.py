@@ -387,3 +387,63 @@ def test_evaluate_model_mode_bad_darknet_files_is_one_line(tiny_models, syntheti
     assert proc.returncode == 1
     err_lines = [l for l in proc.stderr.strip().splitlines() if l.startswith("evaluate: error:")]
     assert len(err_lines) == 1 and "bad.weights" in err_lines[0]
+
+
+@pytest.mark.slow
+def test_tfds_split_equals_devkit(tiny_models, synthetic_voc, tmp_path):
+    """The same images prepared as TFDS voc/2007 (real builder, local files): compute_anchors gives the same
+    anchors and evaluate.py's model mode the same result (same decoder, same ground truth)."""
+    from yolojax.data import sources
+
+    tfds_dir = str(tmp_path / "tfds")
+    sources.prepare_tfds_voc("2007", tfds_dir, devkit_dir=os.path.join(synthetic_voc, "VOCdevkit"))
+    anchors = _load_script("experiments/compute_anchors.py")
+    a_dir, a_tfds = tmp_path / "dir.json", tmp_path / "tfds.json"
+    assert anchors.main(["--voc_root", synthetic_voc, "--image_set", "test", "--k", "3", "--json", str(a_dir)]) == 0
+    assert anchors.main(["--tfds_split", "2007_test", "--tfds_data_dir", tfds_dir, "--k", "3",
+                         "--json", str(a_tfds)]) == 0
+    from_dir, from_tfds = json.loads(a_dir.read_text()), json.loads(a_tfds.read_text())
+    assert from_dir["num_boxes"] == from_tfds["num_boxes"] > 0
+    # TFDS may list the images in another order: sums differ in the last bit, nothing more.
+    np.testing.assert_allclose(from_dir["anchors"], from_tfds["anchors"], rtol=1e-9)
+    assert from_dir["mean_iou"] == pytest.approx(from_tfds["mean_iou"], rel=1e-12)
+
+    results = {}
+    for name, data_flags in (("dir", ["--voc_root", synthetic_voc]),
+                             ("tfds", ["--tfds_split", "2007_test", "--tfds_data_dir", tfds_dir])):
+        out = tmp_path / f"{name}_eval.json"
+        proc = _evaluate("--workdir", tiny_models["workdir"], *data_flags, "--image_set", "test",
+                         "--out_dir", str(tmp_path / name), "--json", str(out))
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        results[name] = json.loads(out.read_text())
+    assert results["dir"]["num_images"] == results["tfds"]["num_images"] == 12
+    assert results["dir"]["num_positives"] == results["tfds"]["num_positives"]
+    assert results["dir"]["num_detections"] == results["tfds"]["num_detections"]
+    # Ground truth goes TFDS -> normalized -> pixels (float round trip), so AP may move in the last bits.
+    assert results["dir"]["map_07"] == pytest.approx(results["tfds"]["map_07"], abs=1e-9)
+    assert results["dir"]["map_area"] == pytest.approx(results["tfds"]["map_area"], abs=1e-9)
+
+
+def test_yolov1_checkpoint_and_its_darknet_export_agree(synthetic_voc, tmp_path):
+    """The YOLOv1 family through the same loaders: a tiny Fast YOLO checkpoint and its darknet export give
+    the same detections (layout, sqrt flag and thresholds read from config and [detection] alike)."""
+    import yolojax
+    from yolojax import darknet
+
+    workdir = str(tmp_path / "fast_yolo")
+    _write_checkpoint(workdir, _tiny_config("fast_yolo"))
+    det = yolojax.load(workdir)
+    assert det.family == "v1" and det.grid_size == 2 and det.sqrt
+    assert det.default_thresholds("eval") == {"score_threshold": 0.001, "iou_threshold": 0.5}
+    cfg, weights = str(tmp_path / "fy.cfg"), str(tmp_path / "fy.weights")
+    darknet.export(det.model, det.variables, cfg, weights, height=IMAGE_SIZE, width=IMAGE_SIZE)
+    dk = yolojax.load(cfg, weights)
+    assert dk.family == "v1" and (dk.grid_size, dk.boxes_per_cell, dk.sqrt) == (2, 2, True)
+    image = _jpegs(synthetic_voc)[0]
+    # Untrained: raw linear scores may be negative, so keep everything.
+    a, b = det.predict(image, score_threshold=-1e6), dk.predict(image, score_threshold=-1e6)
+    assert len(a["scores"]) > 0
+    np.testing.assert_allclose(a["boxes"], b["boxes"], atol=1e-5)
+    np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-4, atol=1e-6)
+    with pytest.raises(yolojax.LoadError, match="fix the input at 64 px"):
+        yolojax.load(workdir, image_size=96)

@@ -494,17 +494,23 @@ def load(source: str | os.PathLike, weights: str | os.PathLike | None = None, **
 
 
 # ------------------------------------------------------------------------ evaluation on a VOC image set
-def voc_samples(voc_root: str | os.PathLike, year: str, image_set: str) -> Iterable[tuple[str, str, dict]]:
-    """``(image_id, image path, ground truth)`` for a devkit image set, in list order.
+def voc_samples(voc_root: str | os.PathLike, year: str, image_set: str) -> Iterable[tuple[str, np.ndarray, dict]]:
+    """``(image_id, uint8 image, ground truth)`` for a devkit image set, in list order.
 
-    Ground truth: {"boxes_px": [M, 4] VOC 1-based pixel xyxy as in the XML, "classes": [M] (VOC_CLASSES
-    index), "difficult": [M] bool}. Missing images surface when they are read (FileNotFoundError).
+    Images are decoded lazily with the data pipeline's decoder (``sources.decode_image``), so the numbers
+    match training-time evaluation and the TFDS path. Ground truth: {"boxes_px": [M, 4] VOC 1-based pixel
+    xyxy as in the XML, "classes": [M] (VOC_CLASSES index), "difficult": [M] bool}.
     """
-    from yolojax.data import voc
+    from yolojax.data import sources, voc
 
     year_dir = voc.voc_year_dir(voc_root, year)
     for image_id, ann in voc.iter_annotations(voc_root, year, image_set):
-        yield image_id, os.path.join(year_dir, "JPEGImages", f"{image_id}.jpg"), ann
+        path = os.path.join(year_dir, "JPEGImages", f"{image_id}.jpg")
+        if not os.path.isfile(path):
+            raise FileNotFoundError(f"image {image_id!r} of image set {image_set!r} not found: {path}")
+        with open(path, "rb") as f:
+            image = sources.decode_image(f.read(), path)
+        yield image_id, image, ann
 
 
 def tfds_samples(split: str, data_dir: str | None = None) -> Iterable[tuple[str, np.ndarray, dict]]:

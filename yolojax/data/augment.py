@@ -7,9 +7,10 @@ takes an Example and returns a new one (inputs are never modified).
 Geometry is expressed as 3x3 affine matrices in *continuous* pixel coordinates (pixel ``i`` covers
 ``[i, i + 1)``), source pixels -> output pixels. Each geometric op has a matrix builder and a one-op
 function; the training path composes all enabled ops into one matrix and warps the image once
-(crop + pad + ``cv2.resize``), which is both faster and less blurry than warping once per op. Boxes follow through the
-same matrix, then are clipped to the output image; boxes left too small or mostly cut away are dropped
-(``clip_and_filter_boxes``) so no zero-area box ever reaches the log-space w/h loss.
+(crop + pad + ``cv2.resize``), which is both faster and less blurry than warping once per op, and runs the
+HSV jitter (8-bit OpenCV HSV with lookup tables) on whichever of source window and output is smaller. Boxes
+follow through the same matrix, then are clipped to the output image; boxes left too small or mostly cut away
+are dropped (``clip_and_filter_boxes``) so no zero-area box ever reaches the log-space w/h loss.
 
 The ops (SPEC section 3):
   * ``crop_jitter_matrix``: darknet's ``jitter`` (v2 ``jitter=.3``, v1 ``jitter=.2``): each image side moves
@@ -209,27 +210,29 @@ def _resample(image: np.ndarray, matrix: np.ndarray, out_size: tuple[int, int], 
     cx0, cx1, cy0, cy1 = max(x0, 0), min(x1, w), max(y0, 0), min(y1, h)
     visible = max(cx1 - cx0, 0) * max(cy1 - cy0, 0)
     color_first = color is not None and visible < out_w * out_h
-    gray = np.full((1, 1, 3), GRAY, np.uint8)
-    if color_first:
-        gray = color(gray)
+
+    def fill() -> list[int]:  # the gray fill, through the color map if that runs before the padding
+        gray = np.full((1, 1, 3), GRAY, np.uint8)
+        return (color(gray) if color_first else gray)[0, 0].tolist()
+
     if visible == 0:  # the window misses the image entirely: nothing to replicate
         window = np.empty((y1 - y0, x1 - x0, 3), np.uint8)
-        window[:] = gray[0, 0]
+        window[:] = fill()
     else:
         window = image[cy0:cy1, cx0:cx1]
-        if color_first:
-            window = color(np.ascontiguousarray(window))
+        if color_first:  # OpenCV reads the strided view in place: no copy of the window first
+            window = color(window)
         pads = (cy0 - y0, y1 - cy1, cx0 - x0, x1 - cx1)  # top, bottom, left, right
         if any(pads):
             mode = (dict(borderType=cv2.BORDER_REPLICATE) if border == "replicate"
-                    else dict(borderType=cv2.BORDER_CONSTANT, value=gray[0, 0].tolist()))
+                    else dict(borderType=cv2.BORDER_CONSTANT, value=fill()))
             window = cv2.copyMakeBorder(window, *pads, **mode)
     if window.shape[:2] != (out_h, out_w):
         window = cv2.resize(window, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
     if flip:
         window = cv2.flip(window, 1)
     if color is not None and not color_first:
-        window = color(np.ascontiguousarray(window))
+        window = color(window)
     return np.ascontiguousarray(window), effective
 
 
@@ -301,13 +304,17 @@ def _rand_scale(rng: np.random.Generator, s: float) -> float:
     return f if rng.uniform() < 0.5 else 1.0 / f
 
 
+_LEVELS_INT = np.arange(256)
+_LEVELS = _LEVELS_INT.astype(np.float32)
+
+
 def _hsv_tables(dhue: float, sat: float, exposure: float) -> list[np.ndarray | None]:
     """uint8 [256] lookup tables for OpenCV's 8-bit full-range H, S and V (None where the op is off)."""
-    x = np.arange(256, dtype=np.float32)
     shift = int(round(dhue * 256)) % 256
-    return [(np.arange(256) + shift).astype(np.uint8) if shift else None,  # uint8 wrap = the hue circle
-            np.clip(x * sat + 0.5, 0, 255).astype(np.uint8) if sat != 1.0 else None,
-            np.clip(x * exposure + 0.5, 0, 255).astype(np.uint8) if exposure != 1.0 else None]
+    # Factors are positive, so only the top needs clamping (np.minimum: np.clip's wrapper costs more here).
+    return [(_LEVELS_INT + shift).astype(np.uint8) if shift else None,  # uint8 wrap = the hue circle
+            np.minimum(_LEVELS * sat + 0.5, 255).astype(np.uint8) if sat != 1.0 else None,
+            np.minimum(_LEVELS * exposure + 0.5, 255).astype(np.uint8) if exposure != 1.0 else None]
 
 
 def hsv_adjust(image: np.ndarray, dhue: float, sat: float, exposure: float) -> np.ndarray:
@@ -317,6 +324,8 @@ def hsv_adjust(image: np.ndarray, dhue: float, sat: float, exposure: float) -> n
     one lookup table per channel: several times faster than float HSV, within one quantization step of
     darknet's float version. Pointwise, so it commutes with cropping, padding and flipping.
     """
+    if sat < 0 or exposure < 0:
+        raise ValueError(f"hsv_adjust: saturation and exposure factors must be >= 0, got {sat}, {exposure}")
     planes = cv2.split(cv2.cvtColor(image, cv2.COLOR_RGB2HSV_FULL))
     # Per-plane 1-channel LUTs beat one 3-channel LUT call by about 2x in OpenCV 4.x.
     planes = [p if t is None else cv2.LUT(p, t) for p, t in zip(planes, _hsv_tables(dhue, sat, exposure))]
