@@ -114,6 +114,16 @@ class Detector:
     description: str = ""
     _compiled: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
+    def __post_init__(self):
+        import jax
+
+        if self.family not in EVAL_SCORE_THRESHOLD:
+            raise ValueError(f"Detector.family must be 'v1' or 'v2', got {self.family!r}")
+        if self.family == "v2" and self.anchors is None:
+            raise ValueError("Detector: a YOLOv2-family detector needs anchors [A, 2] (grid units)")
+        # On the device once, not copied from host memory on every call (darknet variables are numpy).
+        self.variables = jax.device_put(self.variables)
+
     @property
     def num_classes(self) -> int:
         return len(self.class_names)
