@@ -49,7 +49,7 @@ def get_config():
     c.loss.prior_warmup_images = 3200
 
     c.eval.every_steps = 0  # evaluate once at the end
-    c.eval.batch_size = 50
+    c.eval.batch_size = 64  # divisible by 1, 2, 4, 8 devices
     c.eval.score_threshold = 0.005
     c.checkpoint.every_steps = 200
     c.lock()

@@ -500,8 +500,10 @@ def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
 def check_batch_size(config: ml_collections.ConfigDict, mesh: Mesh) -> int:
     """The per-process batch; the global batch must split evenly over devices and processes."""
     n_dev, n_proc = mesh.devices.size, jax.process_count()
-    if config.batch_size % n_dev:
-        raise ValueError(f"config.batch_size={config.batch_size} does not split over {n_dev} devices")
+    for field in ("batch_size", "eval.batch_size"):
+        value = config.batch_size if field == "batch_size" else config.eval.batch_size
+        if value % n_dev or value % n_proc:
+            raise ValueError(f"config.{field}={value} does not split over {n_dev} devices in {n_proc} processes")
     return config.batch_size // n_proc
 
 
