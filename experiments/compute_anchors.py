@@ -1,7 +1,7 @@
 r"""k-means anchors (YOLOv2 "dimension clusters") from VOC annotations or a TFDS split.
 
   python experiments/compute_anchors.py --voc_root ROOT --year 2007 --image_set trainval --k 5 \
-      [--grid 13] [--json anchors.json] [--plot anchors.png]
+      [--grid 13] [--json anchors.json] [--plot anchors.png (default: beside the JSON)]
   python experiments/compute_anchors.py --tfds_split 07+12 --k 5   # TFDS VOC (needs the prepared dataset)
 
 Box shapes come from the devkit XML (only the XML is read, no image is decoded) as normalized (w, h) of the
@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 
 import numpy as np
@@ -122,7 +123,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--include_difficult", action="store_true")
     p.add_argument("--json", default=None, help="write the summary here")
-    p.add_argument("--plot", default=None, help="write a scatter plot of box shapes and anchors (PNG)")
+    p.add_argument("--plot", default=None,
+                   help="scatter plot of box shapes and anchors (PNG); default: beside --json, same name")
     return p.parse_args(argv)
 
 
@@ -143,8 +145,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         with open(args.json, "w") as f:
             json.dump(summary, f, indent=1)
-    if args.plot:
-        plot(wh, summary, args.plot)
+    plot_path = args.plot or (os.path.splitext(args.json)[0] + ".png" if args.json else None)
+    if plot_path:
+        plot(wh, summary, plot_path)
+        print(f"wrote {plot_path}")
     return 0
 
 

@@ -136,26 +136,6 @@ def test_decode_accepts_darknet_flat_layout(detector):
         np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
 
 
-def test_v1_detector_predicts():
-    """A YOLOv1-family detector decodes the darknet v1 layout (tiny Fast YOLO, grid 2)."""
-    import jax
-    import jax.numpy as jnp
-    import ml_collections
-
-    from yolojax.models import build_model
-
-    cfg = ml_collections.ConfigDict(dict(name="fast_yolo", num_classes=3, width=0.125,
-                                         v1=dict(grid_size=2, boxes_per_cell=2)))
-    model = build_model(cfg)
-    variables = model.init(jax.random.key(0), jnp.zeros((1, SIZE, SIZE, 3)), train=False)
-    det = api.Detector(model=model, variables=variables, family="v1", input_hw=(SIZE, SIZE),
-                       class_names=("a", "b", "c"), grid_size=2, boxes_per_cell=2)
-    assert det.default_thresholds("eval") == {"score_threshold": 0.001, "iou_threshold": 0.5}
-    found = det.predict(_images()[0], score_threshold=-1.0, max_detections=200)
-    # Every one of the S*S*B = 8 boxes survives for some class (scores > -1); at most 8 per class after NMS.
-    assert 8 <= len(found["scores"]) <= 24
-
-
 def test_detections_to_json():
     found = {"boxes_px": np.array([[1.234, 2.0, 30.5, 40.126]], np.float32), "class_names": ["dog"],
              "classes": np.array([11]), "scores": np.array([0.5], np.float32)}
@@ -165,17 +145,17 @@ def test_detections_to_json():
 
 # -------------------------------------------------------------------------------------------------- draw
 def test_draw_exact_pixels():
-    image = np.zeros((40, 60, 3), np.uint8)
+    image = np.zeros((100, 120, 3), np.uint8)
     found = {"boxes": np.array([[0.25, 0.25, 0.75, 0.75]], np.float32), "scores": np.array([0.9], np.float32),
              "classes": np.array([1]), "class_names": ["cat"]}
     out = api.draw(image, found, line_width=1)
     colour = api._PALETTE[1]
-    # The rectangle spans x 15..45, y 10..30 (inclusive); the label sits above its top-left corner.
-    for x, y in ((45, 20), (45, 29), (30, 30), (20, 30), (15, 25)):
+    # The rectangle spans x 30..90, y 25..75 (inclusive); the label sits above its top-left corner.
+    for x, y in ((90, 50), (90, 75), (60, 75), (30, 75), (30, 50)):
         assert tuple(out[y, x]) == colour, (x, y)
-    assert tuple(out[20, 30]) == (0, 0, 0)  # inside the box: untouched
-    assert tuple(out[35, 5]) == (0, 0, 0)  # outside: untouched
-    assert np.any(out[:10, 15:] != 0)  # label background above the box
+    assert tuple(out[50, 60]) == (0, 0, 0)  # inside the box: untouched
+    assert tuple(out[90, 10]) == (0, 0, 0)  # outside: untouched
+    assert np.any(out[:25, 30:] != 0) and not np.any(out[:25, :30] != 0)  # label above the box, at its left
     assert np.array_equal(image, np.zeros_like(image))  # the input is not modified
     np.testing.assert_array_equal(api.draw(image, found, score_threshold=0.95), image)
 

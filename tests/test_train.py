@@ -233,3 +233,16 @@ def test_eight_devices_equal_one_device_step():
     assert "one shards 1 rows [8] devices 1" in lines
     assert "eight shards 8 rows [1] devices 8" in lines  # the batch really is split, one row per device
     assert lines[-1] == "OK"
+
+
+def test_bfloat16_switch_keeps_float32_params_and_loss():
+    exp = train.build_experiment(tiny_config(**{"model.dtype": "bfloat16", "batch_size": 2}))
+    from yolojax.data import pipeline
+
+    batch = next(pipeline.make_train_iterator(exp.config.data, seed=0, global_batch_size=2))
+    state, metrics = exp.steps.train(exp.state, train.shard_batch(batch, exp.mesh))
+    assert {x.dtype for x in jax.tree.leaves(state.params)} == {jnp.dtype(jnp.float32)}
+    assert metrics["loss"].dtype == jnp.float32 and np.isfinite(float(metrics["loss"]))
+    outputs = exp.model.apply({"params": state.params, "batch_stats": state.batch_stats},
+                              jnp.asarray(batch["image"]), train=False)
+    assert outputs.dtype == jnp.bfloat16  # the compute really ran in bf16

@@ -396,7 +396,11 @@ def load_checkpoint(path: str | os.PathLike, *, config: Any = None, step: int | 
     # schedule gives the same optimizer-state structure as training's schedule function.
     tx = train_lib.make_optimizer(config.optim, optax.constant_schedule(0.0))
     mesh = train_lib.make_mesh(jax.devices()[:1])
-    state = train_lib.create_train_state(config, model, tx, mesh, image_size)
+    # Only the shapes of a fresh state (eval_shape: no random init of millions of weights), placed on one
+    # device; restore_checkpoint fills it from disk.
+    replicated = train_lib.replicated(mesh)
+    state = jax.tree.map(lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=replicated),
+                         jax.eval_shape(lambda: train_lib.create_train_state(config, model, tx, mesh, image_size)))
     verbosity = absl_logging.get_verbosity()
     absl_logging.set_verbosity(absl_logging.WARNING)  # orbax logs every restore detail at INFO
     try:
