@@ -24,17 +24,7 @@ from yolojax.darknet.weights import WeightsHeader, layer_blobs, read_header
 from yolojax.models import TinyYOLOv2, YOLOv1, YOLOv2
 
 
-def _find_cfg_dir() -> Path | None:
-    here = Path(__file__).resolve().parent
-    shared = here.parent.parent / "shared" / "reference" / "darknet-cfg"
-    for c in (os.environ.get("YOLOJAX_DARKNET_CFG_DIR", ""), shared):
-        if c and (Path(c) / "yolov2-voc.cfg").is_file():
-            return Path(c)
-    return None
-
-
-CFG_DIR = _find_cfg_dir()
-needs_cfgs = pytest.mark.skipif(CFG_DIR is None, reason="official darknet cfgs not found")
+CFG_DIR = dk.OFFICIAL_CFG_DIR  # the official cfgs ship with the package
 
 # --------------------------------------------------------------------------------------------------------------
 # Independent parameter count straight from cfg text (darknet's output-size rules, nothing from yolojax).
@@ -92,7 +82,6 @@ def _variable_counts(model, sections) -> tuple[int, int]:
     return count(shapes.get("params", {})), count(shapes.get("batch_stats", {}))
 
 
-@needs_cfgs
 @pytest.mark.parametrize("name,expected_type", [
     ("yolov2-voc.cfg", YOLOv2), ("yolo-voc.2.0.cfg", YOLOv2), ("yolov2-tiny-voc.cfg", TinyYOLOv2),
     ("yolo-v1-paper.cfg", YOLOv1), ("fast-yolo-v1-paper.cfg", YOLOv1)])
@@ -111,7 +100,6 @@ def test_parameter_counts_match_cfg_and_model(name, expected_type):
         assert round(expected[0] / 1e6, 1) == 271.7
 
 
-@needs_cfgs
 def test_handwritten_match_details():
     v2 = match_handwritten(dk.load_cfg(CFG_DIR / "yolov2-voc.cfg"))
     assert (v2.passthrough, v2.flat_output, v2.width) == ("conv64_reorg", True, 1.0)
@@ -549,7 +537,6 @@ def test_variables_that_do_not_fit_name_the_layer(tmp_path):
                   anchors=((1.0, 1.0), (2.0, 2.0)))
 
 
-@needs_cfgs
 def test_cfg_anchors_and_resize():
     secs = dk.load_cfg(CFG_DIR / "yolov2-voc.cfg")
     np.testing.assert_allclose(dk.cfg_anchors(secs)[4], [11.2364, 10.0071])
@@ -575,7 +562,6 @@ def test_backbone_file_fills_the_first_18_convs_of_yolov2(tmp_path):
                                   variables["batch_stats"]["conv17"]["bn"]["var"])
 
 
-@needs_cfgs
 def test_darknet19_classifier_runs_in_the_generic_network(tmp_path):
     sections = dk.with_input_size(dk.load_cfg(CFG_DIR / "darknet19.cfg"), 64, 64)
     (tmp_path / "d.cfg").write_text(dk.format_cfg(sections))

@@ -34,21 +34,7 @@ from yolojax.models.layers import darknet_pool_padding, scale_channels
 # --------------------------------------------------------------------------------------------------------------
 
 
-def _find_cfg_dir() -> Path | None:
-    here = Path(__file__).resolve().parent
-    candidates = [
-        os.environ.get("YOLOJAX_DARKNET_CFG_DIR", ""),
-        here / "data" / "darknet-cfg",
-        here.parent / "yolojax" / "darknet" / "cfg",
-        here.parent.parent / "shared" / "reference" / "darknet-cfg",
-    ]
-    for c in candidates:
-        if c and (Path(c) / "yolov2-voc.cfg").is_file():
-            return Path(c)
-    return None
-
-
-CFG_DIR = _find_cfg_dir()
+from yolojax.darknet import OFFICIAL_CFG_DIR as CFG_DIR  # noqa: E402  (the official cfgs ship with yolojax)
 
 
 def parse_cfg(text: str) -> list[tuple[str, dict[str, str]]]:
@@ -155,8 +141,6 @@ def test_cfg_arithmetic_hand_check():
 
 @pytest.mark.parametrize("cfg_name", sorted(EXPECTED_COUNTS))
 def test_cfg_arithmetic(cfg_name):
-    if CFG_DIR is None:
-        pytest.skip("darknet reference cfgs not found (set YOLOJAX_DARKNET_CFG_DIR)")
     assert cfg_param_counts((CFG_DIR / cfg_name).read_text()) == EXPECTED_COUNTS[cfg_name]
 
 

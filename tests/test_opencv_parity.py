@@ -27,7 +27,7 @@ cv2 = pytest.importorskip("cv2")
 if int(cv2.__version__.split(".")[0]) >= 5 or not hasattr(cv2.dnn, "readNetFromDarknet"):
     pytest.skip("needs OpenCV 4 (its darknet importer)", allow_module_level=True)
 
-CFG_DIR = Path(__file__).resolve().parent.parent.parent / "shared" / "reference" / "darknet-cfg"
+CFG_DIR = dk.OFFICIAL_CFG_DIR
 MAX_REL_ERR = 1e-3
 
 
@@ -109,14 +109,12 @@ def _check_official(name: str, size: int, official_weights, expected_type) -> No
     assert err <= MAX_REL_ERR
 
 
-@pytest.mark.skipif(not CFG_DIR.is_dir(), reason="official darknet cfgs not found")
 @pytest.mark.parametrize("size", [416, 288])
 def test_tiny_yolov2_voc_matches_opencv(size, official_weights):
     _check_official("yolov2-tiny-voc.cfg", size, official_weights, TinyYOLOv2)
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not CFG_DIR.is_dir(), reason="official darknet cfgs not found")
 @pytest.mark.parametrize("name", ["yolov2-voc.cfg", "yolo-voc.2.0.cfg"])
 @pytest.mark.parametrize("size", [416, 288])
 def test_yolov2_voc_cfgs_match_opencv(name, size, official_weights):

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 import warnings
 from typing import Any
 
@@ -33,8 +34,22 @@ from yolojax.darknet.network import DarknetNetwork
 from yolojax.darknet.weights import (DarknetWeights, WeightsError, WeightsHeader, random_blobs, read_weights,
                                      weights_to_bytes, write_weights)
 
+# The official darknet cfgs (pjreddie), shipped with the package: yolov2-voc, yolo-voc.2.0, yolov2-tiny-voc,
+# the YOLOv1 / Fast YOLO paper cfgs, darknet19(_448), extraction, and voc.names.
+OFFICIAL_CFG_DIR = Path(__file__).resolve().parent / "cfgs"
+
+
+def official_cfg(name: str) -> Path:
+    """Path of an official darknet cfg shipped with yolojax, e.g. ``official_cfg("yolov2-voc.cfg")``."""
+    path = OFFICIAL_CFG_DIR / name
+    if not path.is_file():
+        available = sorted(p.name for p in OFFICIAL_CFG_DIR.iterdir())
+        raise FileNotFoundError(f"no official cfg named {name!r}; available: {available}")
+    return path
+
+
 __all__ = [
-    "CfgError", "ConversionReport", "DarknetNetwork", "LoadReport", "MappingError", "WeightsError",
+    "OFFICIAL_CFG_DIR", "official_cfg", "CfgError", "ConversionReport", "DarknetNetwork", "LoadReport", "MappingError", "WeightsError",
     "WeightsHeader", "build", "cfg_anchors", "count_weights", "export", "format_cfg", "init_variables", "load",
     "load_cfg", "load_with_report", "model_config_fields", "parse_cfg", "random_blobs", "read_weights",
     "save_training_checkpoint", "variable_shapes", "with_input_size", "write_weights",
