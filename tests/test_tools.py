@@ -321,33 +321,27 @@ def test_detect_checkpoint_of_another_architecture_is_one_line(tiny_models, synt
 
 
 def test_detect_darknet_files_that_do_not_match_is_one_line(tiny_models, synthetic_voc, tmp_path, capsys):
-    detect = _load_script("experiments/detect.py")
-    data = open(tiny_models["weights"], "rb").read()
-    truncated = tmp_path / "truncated.weights"
-    truncated.write_bytes(data[:-40])  # 10 floats short
-    rc = detect.main(["--darknet_cfg", tiny_models["cfg"], "--darknet_weights", str(truncated),
-                      "--out_dir", str(tmp_path / "o"), _jpegs(synthetic_voc)[0]])
-    err = capsys.readouterr().err.strip()
-    assert rc == 1 and len(err.splitlines()) == 1, err
-    assert "truncated.weights" in err and "WeightsError" in err
-    # A weights file of another (bigger) network than the cfg.
-    other = str(tmp_path / "tiny_yolov1.cfg")
-    from yolojax import darknet
-
-    v1 = _tiny_config("yolov1")
-    from yolojax.models import build_model
+    """A truncated .weights file, and the weights of another network (a tiny YOLOv1) given with the Tiny
+    YOLOv2 cfg: one line naming the file and the float counts."""
     import jax
     import jax.numpy as jnp
 
-    model = build_model(v1.model)
+    from yolojax import darknet
+    from yolojax.models import build_model
+
+    truncated = tmp_path / "truncated.weights"
+    truncated.write_bytes(open(tiny_models["weights"], "rb").read()[:-40])  # 10 floats short
+    model = build_model(_tiny_config("yolov1").model)
     variables = model.init(jax.random.key(0), jnp.zeros((1, IMAGE_SIZE, IMAGE_SIZE, 3)))
-    darknet.export(model, variables, other, str(tmp_path / "tiny_yolov1.weights"), height=IMAGE_SIZE,
-                   width=IMAGE_SIZE)
-    rc = detect.main(["--darknet_cfg", tiny_models["cfg"], "--darknet_weights", str(tmp_path / "tiny_yolov1.weights"),
-                      "--out_dir", str(tmp_path / "o"), _jpegs(synthetic_voc)[0]])
-    err = capsys.readouterr().err.strip()
-    assert rc == 1 and len(err.splitlines()) == 1, err
-    assert "tiny_yolov1.weights" in err
+    other = tmp_path / "tiny_yolov1.weights"
+    darknet.export(model, variables, tmp_path / "tiny_yolov1.cfg", other, height=IMAGE_SIZE, width=IMAGE_SIZE)
+    detect = _load_script("experiments/detect.py")
+    for weights in (truncated, other):
+        rc = detect.main(["--darknet_cfg", tiny_models["cfg"], "--darknet_weights", str(weights),
+                          "--out_dir", str(tmp_path / "o"), _jpegs(synthetic_voc)[0]])
+        err = capsys.readouterr().err.strip()
+        assert rc == 1 and len(err.splitlines()) == 1, err
+        assert weights.name in err and "WeightsError" in err and "floats" in err, err
 
 
 def _evaluate(*args: str) -> subprocess.CompletedProcess:

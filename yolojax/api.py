@@ -21,7 +21,6 @@ padded to a fixed size so a folder of images compiles once.
 from __future__ import annotations
 
 import dataclasses
-import functools
 import json
 import os
 from typing import Any, Iterable, Sequence

@@ -620,7 +620,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     restored = restore_checkpoint(mngr, state, config, workdir)
     if restored is not None:
         state, data_state = restored
-        logging.info("resumed %s at step %d", workdir, int(jax.device_get(state.step)))
+        if jax.process_index() == 0:
+            print(f"resuming {workdir} from its checkpoint at step {int(jax.device_get(state.step))}", flush=True)
     save_config(config, workdir)
     train_iter = pipeline.make_train_iterator(config.data, seed=config.seed, global_batch_size=config.batch_size,
                                               start_step=int(data_state["step"]))
