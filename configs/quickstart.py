@@ -56,8 +56,8 @@ def get_config():
     c.optim.name = "adam"
     c.optim.base_lr = 2e-3
     c.optim.weight_decay = 0.0
+    c.schedule.name = "cosine"  # decays to 0 at the last step
     c.schedule.burn_in_steps = 30
-    c.schedule.boundaries_epochs = (14.0, 18.0)
     c.loss.prior_warmup_images = 3200
 
     c.eval.every_steps = 0  # evaluate once, at the end

@@ -250,3 +250,18 @@ def test_bfloat16_switch_keeps_float32_params_and_loss():
     # the compute really ran in bf16: every output is a bf16 number (the model hands them back as f32)
     out = np.asarray(outputs, np.float32)
     np.testing.assert_array_equal(out, out.astype(jnp.bfloat16).astype(np.float32))
+
+
+def test_checkpoints_keep_last_k_plus_best(tmp_path):
+    from types import SimpleNamespace
+
+    config = tiny_config(**{"checkpoint.keep": 2})
+    mngr = train.make_checkpoint_manager(str(tmp_path), config.checkpoint)
+    maps = {2: 0.9, 4: 0.5}  # evaluated steps; step 2 is the best
+    for step in range(1, 7):
+        state = SimpleNamespace(step=jnp.array(step), params={"w": jnp.full(3, float(step))}, batch_stats={},
+                                opt_state={}, rng=jnp.zeros(2, jnp.uint32), seen=jnp.array(4 * step))
+        train.save_checkpoint(mngr, state, config, {"step": step},
+                              {"map": maps[step]} if step in maps else None)
+    mngr.wait_until_finished()
+    assert mngr.all_steps() == [2, 5, 6]  # the last two and the best by mAP
