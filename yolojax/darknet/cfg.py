@@ -71,28 +71,23 @@ class Section:
             raise CfgError(f"{self.where(key)}: required key is missing")
         return default
 
-    def get_int(self, key: str, default: int | None = None) -> int:
+    def _get_number(self, key: str, default, parse, what: str):
         if not self.has(key):
             if default is None:
                 raise CfgError(f"{self.where(key)}: required key is missing")
             return default
         value = self.get_str(key)
         try:
-            return int(value)
+            return parse(value)
         except ValueError:
-            # darknet reads ints with atoi, which would take '1.0' as 1; be strict and say so.
-            raise CfgError(f"{self.where(key)}: expected an integer, got '{value}'") from None
+            raise CfgError(f"{self.where(key)}: expected {what}, got '{value}'") from None
+
+    def get_int(self, key: str, default: int | None = None) -> int:
+        # darknet reads ints with atoi, which would take '1.0' as 1; be strict and say so.
+        return self._get_number(key, default, int, "an integer")
 
     def get_float(self, key: str, default: float | None = None) -> float:
-        if not self.has(key):
-            if default is None:
-                raise CfgError(f"{self.where(key)}: required key is missing")
-            return default
-        value = self.get_str(key)
-        try:
-            return float(value)
-        except ValueError:
-            raise CfgError(f"{self.where(key)}: expected a number, got '{value}'") from None
+        return self._get_number(key, default, float, "a number")
 
     def get_ints(self, key: str) -> tuple[int, ...]:
         value = self.get_str(key)
