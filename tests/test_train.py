@@ -226,6 +226,7 @@ _DP_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 def test_eight_devices_equal_one_device_step():
     script = _DP_SCRIPT.format(root=ROOT, tests=os.path.join(ROOT, "tests"))
     env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
