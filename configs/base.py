@@ -15,7 +15,7 @@ from yolojax.data import pipeline
 VOC_ANCHORS = ((1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892), (9.47112, 4.84053),
                (11.2364, 10.0071))
 # The paper's multi-scale sizes {320, 352, ..., 608}.
-MULTISCALE_SIZES_PX = tuple(range(320, 609, 32))
+MULTISCALE_SIZES_PX = pipeline.darknet_multiscale_sizes()
 
 
 def v2_loss() -> ml_collections.ConfigDict:
