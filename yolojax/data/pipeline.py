@@ -64,13 +64,11 @@ def augment_preset(name: str) -> ml_collections.ConfigDict:
     c.border = "replicate"       # fill outside the source: "replicate" (darknet crop_image) or "gray"
     c.min_box_size_px = 1.0      # drop boxes narrower/lower than this in the network input
     c.min_visible_fraction = 0.25  # drop boxes with less than this fraction of their area left after a cut
-    if name == "v2":
-        pass
-    elif name == "v1":
+    if name == "v1":
         c.jitter, c.scale, c.translate, c.flip, c.hue = 0.0, 0.2, 0.2, False, 0.0
     elif name == "none":
         c.jitter, c.flip, c.hue, c.saturation, c.exposure = 0.0, False, 0.0, 1.0, 1.0
-    else:
+    elif name != "v2":  # the defaults above are the v2 preset
         raise ValueError(f"augment preset: expected 'v1', 'v2' or 'none', got {name!r}")
     return c
 
