@@ -56,6 +56,8 @@ def base_config() -> ml_collections.ConfigDict:
     # --- initialization ---
     c.init = ml_collections.ConfigDict()
     c.init.darknet_weights = ""  # e.g. darknet19_448.conv.23: backbone from an ImageNet classifier
+    c.init.darknet_cfg = ""  # "" = the official cfg shipped with yolojax that matches the model's trunk
+    c.init.checkpoint = ""  # fine-tune: a yolojax workdir or checkpoint dir; variables whose path+shape agree
 
     # --- data (fields documented in yolojax.data.pipeline.default_data_config) ---
     c.data = pipeline.default_data_config()  # VOC 07+12 -> 2007 test through TFDS, v2 augmentation, 416 px
@@ -66,7 +68,10 @@ def base_config() -> ml_collections.ConfigDict:
 
     # --- optimizer (darknet: SGD, momentum .9, decay 5e-4 on kernels only) ---
     c.optim = ml_collections.ConfigDict(dict(name="sgd", base_lr=1e-3, momentum=0.9, nesterov=False,
-                                             weight_decay=5e-4, b1=0.9, b2=0.999, eps=1e-8, grad_clip_norm=0.0))
+                                             weight_decay=5e-4, b1=0.9, b2=0.999, eps=1e-8, grad_clip_norm=0.0,
+                                             # regex over "/"-joined parameter paths (e.g. "params/backbone/.*"):
+                                             # no update, no weight decay; "" = train everything
+                                             freeze="", freeze_batch_stats=True))
 
     # --- schedule (paper: /10 at epochs 60 and 90; darknet burn_in=1000 in front) ---
     c.schedule = ml_collections.ConfigDict(dict(
@@ -81,6 +86,9 @@ def base_config() -> ml_collections.ConfigDict:
 
     # --- checkpoints ---
     c.checkpoint = ml_collections.ConfigDict(dict(every_steps=1000, keep=3, keep_best=True, async_save=True))
+
+    # --- profiling: a jax.profiler trace of steps [start_step, start_step + num_steps) into <workdir>/profile ---
+    c.profile = ml_collections.ConfigDict(dict(start_step=10, num_steps=0))  # num_steps 0 = off
     return c
 
 

@@ -25,6 +25,7 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "experiment config (de
                                           lock_config=False)
 _ALLOW_PARTIAL = flags.DEFINE_bool("allow_partial", False, "accept a partial .weights file (the rest keeps "
                                    "a fresh initialization)")
+flags.DEFINE_bool("debug", False, "Show the full traceback of an error instead of one line.")
 flags.mark_flags_as_required(["cfg", "weights", "out"])
 
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -60,7 +61,7 @@ def main(argv):
 
     model, variables, report = darknet.load_with_report(_CFG.value, _WEIGHTS.value)
     if report.conversion.uninitialized and not _ALLOW_PARTIAL.value:
-        raise SystemExit(f"{_WEIGHTS.value} covers only part of {_CFG.value}: layers "
+        raise ValueError(f"{_WEIGHTS.value} covers only part of {_CFG.value}: layers "
                          f"{list(report.conversion.missing_layers)} have no weights (pass --allow_partial to keep "
                          f"them freshly initialized)")
     sections = darknet.load_cfg(_CFG.value)
@@ -68,11 +69,19 @@ def main(argv):
     config = _CONFIG.value if _CONFIG.value is not None else default_config(fields)
     with config.unlocked():
         _update(config.model, fields)
-    out = darknet.save_training_checkpoint(config, variables, _OUT.value, seen=report.header.seen)
+    from yolojax import checkpoints, train
+
+    out = os.path.abspath(_OUT.value)
+    meta = {"model": checkpoints.model_signature(config), "seen": int(report.header.seen),
+            "source": f"darknet {os.path.abspath(_CFG.value)} + {os.path.abspath(_WEIGHTS.value)}"}
+    checkpoints.write_variables(out, variables, meta=meta, step=0, overwrite=True)
+    train.save_config(config, out)
     print(f"{_CFG.value} + {_WEIGHTS.value} ({report.num_floats} floats, header "
           f"{report.header.major}.{report.header.minor}.{report.header.revision}, seen {report.header.seen}) -> "
           f"{type(model).__name__} {out}/checkpoints/0 and {out}/config.json")
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from yolojax import cli
+
+    cli.run(main, prog="convert_darknet")

@@ -10,8 +10,9 @@ Inputs: image files, folders (their .jpg/.jpeg/.png/.bmp/.webp files, sorted) or
 ``{"image": path, "width": W, "height": H, "detections": [{"box": [x1, y1, x2, y2], "class": name,
 "class_id": c, "score": s}, ...]}`` with boxes in pixel xyxy of the original image (x_px = x_norm * W).
 Images run in fixed-size jitted batches (the last one padded), so a folder compiles once.
-Bad input (missing or unreadable image, a checkpoint of another model, darknet files that do not fit) ends
-with one line ``detect: error: ...`` and exit status 1.
+Bad input (a missing path, a checkpoint of another model, darknet files that do not fit) ends with one line
+``detect: error: ...`` and exit status 1 (``--debug`` shows the traceback). An image that cannot be read is
+named, skipped, and the others are still written; the exit status is then 1.
 """
 from __future__ import annotations
 
@@ -75,33 +76,58 @@ def load_detector(args: argparse.Namespace):
     return api.load_checkpoint(args.workdir or args.checkpoint, config=args.config, image_size=args.image_size)
 
 
-def run(args: argparse.Namespace) -> int:
-    """Detects on every input; returns the number of images written."""
-    from yolojax import api
+def run(args: argparse.Namespace) -> tuple[int, list[str]]:
+    """Detects on every input; returns (images written, paths that could not be read and were skipped)."""
+    from yolojax import api, drawing
 
     paths = expand_inputs(args.inputs)  # fail on a bad path before spending time on the model
     detector = load_detector(args)
     os.makedirs(args.out_dir, exist_ok=True)
     print(f"detect: {detector.description}, input {detector.input_hw[1]}x{detector.input_hw[0]}, "
           f"{len(paths)} image(s)", flush=True)
+    skipped: list[str] = []
+    readable: list[tuple[str, str]] = []
+
+    def images():  # reads lazily; an unreadable image is named, counted and skipped
+        for path, name in zip(paths, output_names(paths)):
+            try:
+                image = api.load_image(path)
+            except (ValueError, OSError) as e:
+                print(f"  {path}: skipped, {api.one_line(e)}", flush=True)
+                skipped.append(f"{path} ({api.one_line(e)})")
+                continue
+            readable.append((path, name))
+            yield image
+
     start = time.perf_counter()
-    found_iter = detector.predict_iter(paths, score_threshold=args.score_threshold,
+    originals: list = []
+
+    def keep(it):
+        for image in it:
+            originals.append(image)
+            yield image
+
+    found_iter = detector.predict_iter(keep(images()), score_threshold=args.score_threshold,
                                        iou_threshold=args.iou_threshold, max_detections=args.max_detections,
                                        batch_size=args.batch_size)
-    for path, name, found in zip(paths, output_names(paths), found_iter):
+    written = 0
+    for i, found in enumerate(found_iter):
+        path, name = readable[i]
         ext = os.path.splitext(path)[1].lower()
-        api.save_image(api.draw(path, found), os.path.join(args.out_dir, name + (ext if ext in (".jpg", ".jpeg", ".png")
-                                                                              else ".png")))
+        out_image = os.path.join(args.out_dir, name + (ext if ext in (".jpg", ".jpeg", ".png") else ".png"))
+        api.save_image(drawing.draw_detections(originals[i], found), out_image)
+        originals[i] = None  # drawn: free it
         height, width = found["image_size"]
         with open(os.path.join(args.out_dir, name + ".json"), "w") as f:
             json.dump({"image": path, "width": width, "height": height,
                        "detections": api.detections_to_json(found)}, f, indent=1)
+        written += 1
         print(f"  {path}: {len(found['scores'])} detection(s)"
               + "".join(f"; {n} {s:.2f}" for n, s in list(zip(found["class_names"], found["scores"]))[:5]))
     seconds = time.perf_counter() - start
-    print(f"detect: wrote {len(paths)} image(s) and JSON to {args.out_dir} in {seconds:.1f} s "
-          f"({len(paths) / max(seconds, 1e-9):.1f} images/s including the first compilation)")
-    return len(paths)
+    print(f"detect: wrote {written} image(s) and JSON to {args.out_dir} in {seconds:.1f} s "
+          f"({written / max(seconds, 1e-9):.1f} images/s including the first compilation)")
+    return written, skipped
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -120,18 +146,23 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--iou_threshold", type=float, default=None, help="NMS IoU (default: v2 0.45, v1 0.5)")
     p.add_argument("--max_detections", type=int, default=100)
     p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return p.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
+    from yolojax import cli
+
     args = parse_args(argv)
     try:
-        run(args)
-    except (ValueError, OSError, KeyError) as e:  # bad input: one line naming the problem, no traceback
-        from yolojax.api import one_line
-
-        print(f"detect: error: {one_line(e)}", file=sys.stderr)
-        return 1
+        _, skipped = run(args)
+    except cli.USER_ERRORS as e:  # bad input: one line naming the problem, no traceback
+        if args.debug:
+            raise
+        return cli.fail("detect", e)
+    if skipped:
+        return cli.fail("detect", f"{len(skipped)} image(s) could not be read and were skipped (the others were "
+                                  "written): " + "; ".join(skipped[:3]) + (" ..." if len(skipped) > 3 else ""))
     return 0
 
 

@@ -50,6 +50,9 @@ flags.DEFINE_integer("image_size", None, "Model mode: network input size (defaul
 flags.DEFINE_string("tfds_split", None, "Model mode: a prepared TFDS VOC split (e.g. 2007_test) instead of "
                     "--voc_root.")
 flags.DEFINE_string("tfds_data_dir", None, "Model mode: TFDS data_dir.")
+flags.DEFINE_string("split", None, "Model mode: split to score (default: with --voc_root <year>_<image_set>; with "
+                    "--workdir alone, the training config's eval split).")
+flags.DEFINE_bool("debug", False, "Show the full traceback of an error instead of one line.")
 flags.DEFINE_float("score_threshold", None, "Model mode: keep scores above (default: v2 0.005, v1 0.001).")
 flags.DEFINE_float("nms_iou", None, "Model mode: NMS IoU (default: v2 0.45, v1 0.5).")
 flags.DEFINE_integer("max_detections", 200, "Model mode: detections kept per image.")
@@ -75,12 +78,34 @@ def evaluate_result_files() -> dict:
     return evaluator.compute()
 
 
-def evaluate_model() -> dict:
-    """Model mode: model -> detections on the image set -> result files in --out_dir, evaluated in memory."""
-    from yolojax import api, evaluation
+def model_dataset(detector_config) -> tuple:
+    """(data config, split) that model mode scores: --voc_root/--year/--image_set, --tfds_split, or (with
+    --workdir) the training config's own dataset and --split (default: its eval split)."""
+    from yolojax.data import pipeline
 
-    if FLAGS.out_dir is None or (FLAGS.voc_root is None) == (FLAGS.tfds_split is None):
-        raise app.UsageError("model mode needs --out_dir and one of --voc_root / --tfds_split")
+    if FLAGS.voc_root is not None and FLAGS.tfds_split is not None:
+        raise app.UsageError("give at most one of --voc_root / --tfds_split")
+    if FLAGS.voc_root is not None or FLAGS.tfds_split is not None:
+        data_cfg = pipeline.default_data_config()
+        if FLAGS.voc_root is not None:
+            data_cfg.source, data_cfg.voc_dir = "voc_dir", FLAGS.voc_root
+            return data_cfg, FLAGS.split or f"{FLAGS.year}_{FLAGS.image_set}"
+        data_cfg.source, data_cfg.tfds_data_dir = "tfds", FLAGS.tfds_data_dir or ""
+        return data_cfg, FLAGS.tfds_split
+    if detector_config is None:
+        raise app.UsageError("darknet files need a dataset: --voc_root or --tfds_split")
+    return detector_config.data, FLAGS.split or detector_config.data.eval_split
+
+
+def evaluate_model() -> dict:
+    """Model mode: model -> detections on the split (the same eval batches and evaluation path as training) ->
+    result files in --out_dir, scored in memory."""
+    from yolojax import api, eval_loop
+    from yolojax.data import sources
+
+    if FLAGS.out_dir is None:
+        raise app.UsageError("model mode needs --out_dir")
+    config = None
     if FLAGS.darknet_cfg or FLAGS.darknet_weights:
         if not (FLAGS.darknet_cfg and FLAGS.darknet_weights):
             raise app.UsageError("give both --darknet_cfg and --darknet_weights")
@@ -88,26 +113,26 @@ def evaluate_model() -> dict:
         detector = api.load_darknet(FLAGS.darknet_cfg, FLAGS.darknet_weights, class_names=names,
                                     image_size=FLAGS.image_size)
     else:
-        detector = api.load_checkpoint(FLAGS.checkpoint or FLAGS.workdir, config=FLAGS.config,
-                                       image_size=FLAGS.image_size)
-    if FLAGS.voc_root is not None:
-        samples = api.voc_samples(FLAGS.voc_root, FLAGS.year, FLAGS.image_set)
-    else:
-        samples = api.tfds_samples(FLAGS.tfds_split, FLAGS.tfds_data_dir)
-    # Devkit class namespace (VOC_CLASSES, as results-file mode): detector class c is VOC class c.
-    evaluator = evaluation.VOCEvaluator(iou_threshold=FLAGS.iou)
-    print(f"evaluate: {detector.description}, input {detector.input_hw[1]}x{detector.input_hw[0]}", flush=True)
-    stats = api.evaluate_detector(detector, samples, evaluator, score_threshold=FLAGS.score_threshold,
-                                  iou_threshold=FLAGS.nms_iou, max_detections=FLAGS.max_detections,
-                                  batch_size=FLAGS.batch_size)
-    evaluator.write_results(FLAGS.out_dir, prefix=FLAGS.prefix, image_set=FLAGS.image_set)
-    result = evaluator.compute()
-    curves = api.precision_recall_curves(FLAGS.out_dir, stats["ground_truth"], prefix=FLAGS.prefix,
-                                         image_set=FLAGS.image_set, iou_threshold=FLAGS.iou)
-    api.plot_precision_recall(curves, f"{FLAGS.out_dir}/pr_curves.png", title=detector.description)
-    print(f"evaluate: {stats['num_images']} images in {stats['seconds']:.1f} s, {stats['images_per_sec']:.1f} "
-          f"images/s after the first batch (which includes compilation); result files and pr_curves.png in "
-          f"{FLAGS.out_dir}")
+        path = FLAGS.checkpoint or FLAGS.workdir
+        config = api.load_config(FLAGS.config or api.workdir_config_path(path))
+        detector = api.load_checkpoint(path, config=config, image_size=FLAGS.image_size)
+    data_cfg, split = model_dataset(config)
+    print(f"evaluate: {detector.description}, input {detector.input_hw[1]}x{detector.input_hw[0]}, split {split!r}",
+          flush=True)
+    evaluators = eval_loop.make_evaluators(detector.class_names, FLAGS.iou)
+    unreadable_before = sources.DATA_WARNINGS.get("corrupt_image", 0)
+    stats = api.evaluate(detector, data_cfg, split, evaluators, score_threshold=FLAGS.score_threshold,
+                         iou_threshold=FLAGS.nms_iou, max_detections=FLAGS.max_detections, batch_size=FLAGS.batch_size)
+    unreadable = sources.DATA_WARNINGS.get("corrupt_image", 0) - unreadable_before
+    voc_evaluator = evaluators[0]
+    voc_evaluator.write_results(FLAGS.out_dir, prefix=FLAGS.prefix, image_set=FLAGS.image_set)
+    result = eval_loop.compute(evaluators)
+    api.plot_precision_recall(voc_evaluator.precision_recall(), f"{FLAGS.out_dir}/pr_curves.png",
+                              title=detector.description)
+    print(f"evaluate: scored {stats['num_images']} images in {stats['seconds']:.1f} s, "
+          f"{stats['images_per_sec']:.1f} images/s after the first batch (which includes compilation); result files "
+          f"and pr_curves.png in {FLAGS.out_dir}")
+    result["unreadable_images"] = unreadable
     return result
 
 
@@ -131,21 +156,21 @@ def main(argv: list[str]) -> int:
             raise app.UsageError("--results_dir needs --voc_root")
         result = evaluate_result_files()
     elif FLAGS.workdir or FLAGS.checkpoint or FLAGS.darknet_cfg or FLAGS.darknet_weights:
-        try:
-            result = evaluate_model()
-        except (ValueError, OSError) as e:  # bad model or input files: one line naming the problem
-            from yolojax.api import one_line
-
-            print(f"evaluate: error: {one_line(e)}", file=sys.stderr)
-            return 1
+        result = evaluate_model()
     else:
         raise app.UsageError("give --results_dir (results-file mode), or --workdir / --checkpoint / "
                              "--darknet_cfg + --darknet_weights (model mode)")
     report(result)
     logging.info("evaluated %d images in %.2f s", result["num_images"], time.perf_counter() - start)
+    if result.get("unreadable_images"):
+        from yolojax import cli
+
+        return cli.fail("evaluate", f"{result['unreadable_images']} image(s) could not be read and were not scored "
+                                    "(named in the warnings above)")
     return 0
 
 
 if __name__ == "__main__":
-    logging.use_absl_handler()
-    sys.exit(app.run(main))
+    from yolojax import cli
+
+    cli.run(main, prog="evaluate")

@@ -7,12 +7,10 @@ Config overrides work as usual: --config.data.augment.jitter=0.
 """
 from __future__ import annotations
 
-import math
 import sys
 
-import cv2
 import numpy as np
-from absl import app, flags
+from absl import flags
 from ml_collections import config_flags
 
 from yolojax.data import pipeline, sources
@@ -25,23 +23,17 @@ _SEED = flags.DEFINE_integer("seed", None, "Data seed (default: config.seed or 0
 
 
 def draw_batch(batch: dict, names: tuple[str, ...], num: int) -> np.ndarray:
-    """Batch (CONTRACT format) -> uint8 [rows*S, cols*S, 3] RGB grid with boxes and class names."""
-    images = (batch["image"][:num] * 255).round().astype(np.uint8)
-    n, s = len(images), images.shape[1]
-    cols = math.ceil(math.sqrt(n))
-    rows = math.ceil(n / cols)
-    grid = np.zeros((rows * s, cols * images.shape[2], 3), np.uint8)
+    """Training batch -> uint8 grid (``yolojax.drawing``) with each image's boxes and class names."""
+    from yolojax import drawing
+
+    images = drawing.to_uint8(batch["image"][:num])
+    tiles = []
     for i, img in enumerate(images):
-        img = np.ascontiguousarray(img)
-        for box, cls in zip(batch["boxes"][i][batch["mask"][i]], batch["classes"][i][batch["mask"][i]]):
-            x0, y0, x1, y1 = (box * ([img.shape[1], img.shape[0]] * 2)).round().astype(int)
-            colour = tuple(int(c) for c in np.random.default_rng(int(cls)).integers(64, 256, 3))
-            cv2.rectangle(img, (x0, y0), (x1, y1), colour, 1)
-            cv2.putText(img, names[cls] if cls < len(names) else str(cls), (x0 + 2, max(y0 + 10, 10)),
-                        cv2.FONT_HERSHEY_SIMPLEX, 0.35, colour, 1, cv2.LINE_AA)
-        r, c = divmod(i, cols)
-        grid[r * s:(r + 1) * s, c * img.shape[1]:(c + 1) * img.shape[1]] = img
-    return grid
+        mask = np.asarray(batch["mask"][i], bool)
+        classes = np.asarray(batch["classes"][i])[mask]
+        tiles.append(drawing.draw_boxes(img, np.asarray(batch["boxes"][i])[mask], classes,
+                                        [names[c] if c < len(names) else str(c) for c in classes], line_width=1))
+    return drawing.tile(tiles)
 
 
 def main(argv) -> int:
@@ -60,11 +52,15 @@ def main(argv) -> int:
                                       process_index=0, process_count=1)
     batch = next(it)
     grid = draw_batch(batch, sources.class_names(data_cfg), min(_NUM.value, len(batch["image"])))
-    cv2.imwrite(_OUT.value, cv2.cvtColor(grid, cv2.COLOR_RGB2BGR))
+    from yolojax import api
+
+    api.save_image(grid, _OUT.value)
     print(f"wrote {_OUT.value}: {min(_NUM.value, len(batch['image']))} images at {batch['image'].shape[1]} px, "
           f"{int(batch['mask'].sum())} boxes")
     return 0
 
 
 if __name__ == "__main__":
-    sys.exit(app.run(main))
+    from yolojax import cli
+
+    cli.run(main, prog="show_batch")

@@ -2,10 +2,12 @@
 
   python experiments/train.py --config configs/yolov2_voc.py --workdir runs/yolov2 \
       [--config.optim.base_lr=5e-4] [--config.total_steps=100]
+  python experiments/train.py --config runs/yolov2/config.json --workdir runs/yolov2_more   # a saved config
 
-Re-running the same command on the same workdir resumes from its last checkpoint. Multi-host: start one
-process per host with --distributed (jax.distributed.initialize() reads the cluster from the environment,
-or pass --coordinator_address/--num_processes/--process_id).
+Re-running the same command on the same workdir resumes from its newest intact checkpoint. Multi-host: start
+one process per host with --distributed (jax.distributed.initialize() reads the cluster from the environment,
+or pass --coordinator_address/--num_processes/--process_id). Bad input ends with one line
+``train: error: ...`` and exit status 1 (--debug shows the traceback).
 """
 
 import os
@@ -16,13 +18,14 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from absl import app, flags, logging  # noqa: E402
 from ml_collections import config_flags  # noqa: E402
 
-_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file (optionally :arg).",
-                                          lock_config=True)
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file (optionally :arg) or a "
+                                          "workdir's config.json.", lock_config=True)
 _WORKDIR = flags.DEFINE_string("workdir", None, "Directory for checkpoints, logs and the resolved config.")
 _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.initialize() first.")
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (with --distributed).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (with --distributed).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (with --distributed).")
+flags.DEFINE_bool("debug", False, "Show the full traceback of an error instead of one line.")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -40,7 +43,10 @@ def main(argv):
     result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     if jax.process_index() == 0:
         print(f"final step {result['step']}: mAP@0.5 VOC07={result['map_07']:.4f} area={result['map_area']:.4f}")
+    return 0
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from yolojax import cli
+
+    cli.run(main, prog="train")

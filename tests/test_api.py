@@ -27,8 +27,11 @@ def detector():
     model = build_model(ml_collections.ConfigDict(dict(name="tiny_yolov2", num_classes=3, width=0.125)))
     variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, SIZE, SIZE, 3)), train=False))(jax.random.key(0))
     anchors = np.array([[1.0, 1.5], [2.0, 1.0], [0.5, 0.5], [1.5, 1.5], [1.0, 1.0]], np.float32)
-    return api.Detector(model=model, variables=variables, family="v2", input_hw=(SIZE, SIZE),
-                        class_names=("red", "green", "blue"), anchors=anchors, description="test")
+    from yolojax import families
+
+    head = families.Head("v2", 3, anchors=tuple(map(tuple, anchors.tolist())))
+    return api.Detector(model=model, variables=variables, head=head, input_hw=(SIZE, SIZE),
+                        class_names=("red", "green", "blue"), description="test")
 
 
 def _images() -> list[np.ndarray]:
@@ -148,7 +151,9 @@ def test_draw_exact_pixels():
     found = {"boxes": np.array([[0.25, 0.25, 0.75, 0.75]], np.float32), "scores": np.array([0.9], np.float32),
              "classes": np.array([1]), "class_names": ["cat"]}
     out = api.draw(image, found, line_width=1)
-    colour = api._PALETTE[1]
+    from yolojax import drawing
+
+    colour = drawing.PALETTE[1]
     # The rectangle spans x 30..90, y 25..75 (inclusive); the label sits above its top-left corner.
     for x, y in ((90, 50), (90, 75), (60, 75), (30, 75), (30, 50)):
         assert tuple(out[y, x]) == colour, (x, y)
@@ -197,14 +202,12 @@ def test_precision_recall_curves_hand_case(tmp_path):
     difficult box (neither). Recall [.5, .5, 1, 1], precision [1, .5, 2/3, 2/3]."""
     from yolojax import evaluation
 
-    gt = {"boxes_px": np.array([[1, 1, 10, 10], [21, 21, 40, 40], [50, 50, 60, 60]], np.float64),
-          "classes": np.array([0, 0, 0]), "difficult": np.array([False, False, True])}
-    evaluation.write_results(tmp_path, image_ids=["im"] * 4,
-                             boxes=np.array([[1, 1, 10, 10], [100, 100, 120, 120], [21, 21, 40, 40],
-                                             [50, 50, 60, 60]], np.float64),
-                             scores=np.array([0.9, 0.8, 0.7, 0.6]), classes=np.zeros(4, int),
-                             class_names=("a", "b"))
-    curves = api.precision_recall_curves(tmp_path, [("im", gt)], class_names=("a", "b"))
+    ev = evaluation.VOCEvaluator(class_names=("a", "b"))
+    ev.add("im", gt_boxes=np.array([[1, 1, 10, 10], [21, 21, 40, 40], [50, 50, 60, 60]], np.float64),
+           gt_classes=np.array([0, 0, 0]), gt_difficult=np.array([False, False, True]),
+           det_boxes=np.array([[1, 1, 10, 10], [100, 100, 120, 120], [21, 21, 40, 40], [50, 50, 60, 60]], np.float64),
+           det_scores=np.array([0.9, 0.8, 0.7, 0.6]), det_classes=np.zeros(4, int))
+    curves = ev.precision_recall()
     recall, precision, npos = curves["a"]
     assert npos == 2 and curves["b"][2] == 0
     np.testing.assert_allclose(recall, [0.5, 0.5, 1.0, 1.0])

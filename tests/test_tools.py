@@ -222,18 +222,20 @@ def _tiny_config(name: str):
 
 
 def _write_checkpoint(workdir: str, config) -> None:
-    """A freshly initialized model saved exactly as training saves it (train.py's functions)."""
+    """A freshly initialized model saved exactly as training saves it (train.py's state, the checkpoint layer)."""
     import jax
     import optax
 
+    from yolojax import checkpoints
     from yolojax import train as train_lib
     from yolojax.models import build_model
 
     model = build_model(config.model)
     tx = train_lib.make_optimizer(config.optim, optax.constant_schedule(1e-3))
     state = train_lib.create_train_state(config, model, tx, train_lib.make_mesh(jax.devices()[:1]), IMAGE_SIZE)
-    mngr = train_lib.make_checkpoint_manager(workdir, config.checkpoint)
-    train_lib.save_checkpoint(mngr, state, config, {"step": 0})
+    mngr = checkpoints.make_manager(workdir, async_save=False)
+    checkpoints.save(mngr, 0, train_lib.state_to_tree(state), meta={"model": checkpoints.model_signature(config)},
+                     data_state={"step": 0})
     mngr.wait_until_finished()
     mngr.close()
     train_lib.save_config(config, workdir)
@@ -298,7 +300,7 @@ def test_detect_bad_input_is_one_line(tiny_models, synthetic_voc, tmp_path, caps
     not_image.write_text("not an image")
     cases = [
         ([str(tmp_path / "missing.jpg")], "image not found", "missing.jpg"),
-        ([str(not_image)], "not a readable image", "notes.jpg"),
+        ([str(not_image)], "could not be read and were skipped", "notes.jpg"),
         ([str(tmp_path / "*.png")], "no file matches", "*.png"),
     ]
     for inputs, problem, name in cases:
@@ -432,12 +434,12 @@ def test_yolov1_checkpoint_and_its_darknet_export_agree(synthetic_voc, tmp_path)
     workdir = str(tmp_path / "fast_yolo")
     _write_checkpoint(workdir, _tiny_config("fast_yolo"))
     det = yolojax.load(workdir)
-    assert det.family == "v1" and det.grid_size == 2 and det.sqrt
+    assert det.family == "v1" and det.head.grid_size == 2 and det.head.sqrt
     assert det.default_thresholds("eval") == {"score_threshold": 0.001, "iou_threshold": 0.5}
     cfg, weights = str(tmp_path / "fy.cfg"), str(tmp_path / "fy.weights")
     darknet.export(det.model, det.variables, cfg, weights, height=IMAGE_SIZE, width=IMAGE_SIZE)
     dk = yolojax.load(cfg, weights)
-    assert dk.family == "v1" and (dk.grid_size, dk.boxes_per_cell, dk.sqrt) == (2, 2, True)
+    assert dk.family == "v1" and (dk.head.grid_size, dk.head.boxes_per_cell, dk.head.sqrt) == (2, 2, True)
     image = _jpegs(synthetic_voc)[0]
     # Untrained: raw linear scores may be negative, so keep everything.
     a, b = det.predict(image, score_threshold=-1e6), dk.predict(image, score_threshold=-1e6)

@@ -115,13 +115,20 @@ def test_nonfinite_loss_names_step_and_parts():
 # ------------------------------------------------------------------------------------------------ evaluator glue
 class _Recorder:
     def __init__(self):
-        self.calls = []
+        self.gt, self.dets = [], []
 
-    def add(self, image_id, **kw):
-        self.calls.append((image_id, kw))
+    def add_ground_truth(self, image_id, **kw):
+        self.gt.append((image_id, kw))
+
+    def add_detections(self, image_id, **kw):
+        self.dets.append((image_id, kw))
 
 
 def test_eval_glue_converts_to_voc_pixels_and_skips_padding():
+    """eval_loop.add_batch: detections clipped and turned into darknet's result-file pixels, ground truth back
+    to the annotation's 1-based pixels, padding rows (index -1) skipped."""
+    from yolojax import eval_loop
+
     dets = {"boxes": np.array([[[0.0, 0.0, 0.5, 0.5], [0, 0, 0, 0]], [[0.1, 0.1, 0.2, 0.2], [0, 0, 0, 0]]]),
             "scores": np.array([[0.9, 0.0], [0.8, 0.0]]), "classes": np.array([[2, -1], [1, -1]]),
             "count": np.array([1, 1])}
@@ -129,14 +136,27 @@ def test_eval_glue_converts_to_voc_pixels_and_skips_padding():
              "mask": np.array([[True], [True]]), "difficult": np.array([[True], [False]]),
              "orig_size": np.array([[100, 200], [0, 0]]), "index": np.array([5, -1])}
     rec = _Recorder()
-    assert train.add_batch_to_evaluator(rec, dets, batch) == 1
-    image_id, kw = rec.calls[0]
-    assert image_id == "5"
-    # height 100, width 200: x_px = x * 200 + 1, y_px = y * 100 + 1 (VOC 1-based).
-    np.testing.assert_allclose(kw["det_boxes"], [[1, 1, 101, 51]])
-    np.testing.assert_allclose(kw["gt_boxes"], [[51, 51, 151, 101]])
-    assert kw["det_classes"].tolist() == [2] and kw["gt_classes"].tolist() == [3]
-    assert kw["gt_difficult"].tolist() == [True]
+    assert eval_loop.add_batch([rec], dets, batch, image_id=str, input_hw=(64, 64), letterbox=False) == 1
+    (gt_id, gt), (det_id, det) = rec.gt[0], rec.dets[0]
+    assert gt_id == det_id == "5" and len(rec.gt) == len(rec.dets) == 1
+    # height 100, width 200: x_px = x * 200 + 1, y_px = y * 100 + 1 (VOC 1-based); detections clipped to
+    # [1, width] x [1, height] as darknet writes them.
+    np.testing.assert_allclose(det["boxes"], [[1, 1, 101, 51]])
+    np.testing.assert_allclose(gt["boxes"], [[51, 51, 151, 101]])
+    assert det["classes"].tolist() == [2] and gt["classes"].tolist() == [3]
+    assert gt["difficult"].tolist() == [True]
+
+
+def test_eval_glue_undoes_letterbox_and_clips():
+    """A 100x200 image letterboxed into 64x64: content rows 16..48. A detection covering the whole input maps
+    to the whole image (clipped to [1, 200] x [1, 100]); one at the content box maps exactly onto the image."""
+    from yolojax import eval_loop
+
+    px = eval_loop.devkit_detections(np.array([[0.0, 0.0, 1.0, 1.0], [0.0, 0.25, 1.0, 0.75]]), (100, 200), (64, 64),
+                                     letterbox=True)
+    np.testing.assert_allclose(px, [[1, 1, 200, 100], [1, 1, 200, 100]], atol=1e-9)
+    gt = eval_loop.devkit_ground_truth(np.array([[0.5, 0.25, 1.0, 0.5]]), (100, 200), (64, 64), letterbox=True)
+    np.testing.assert_allclose(gt, [[101, 1, 201, 51]], atol=1e-9)
 
 
 # ------------------------------------------------------------------------------------------------ loop
@@ -177,8 +197,10 @@ def test_exact_resume_is_bit_identical(full_run, tmp_path):
 
 def test_workdir_of_another_model_says_so(full_run):
     workdir, _ = full_run
-    with pytest.raises(train.CheckpointMismatchError, match=r"(?s)another model.*model\.width: checkpoint 0.125 vs "
-                                                            r"config 0.25"):
+    from yolojax import checkpoints
+
+    with pytest.raises(checkpoints.CheckpointMismatchError, match=r"another model.*model\.width: checkpoint 0.125 vs "
+                                                                  r"config 0.25"):
         train.train_and_evaluate(tiny_config(**{"model.width": 0.25}), workdir)
 
 
@@ -254,15 +276,13 @@ def test_bfloat16_switch_keeps_float32_params_and_loss():
 
 
 def test_checkpoints_keep_last_k_plus_best(tmp_path):
-    from types import SimpleNamespace
+    from yolojax import checkpoints
 
-    config = tiny_config(**{"checkpoint.keep": 2})
-    mngr = train.make_checkpoint_manager(str(tmp_path), config.checkpoint)
+    mngr = checkpoints.make_manager(str(tmp_path), keep=2, keep_best=True, async_save=False)
     maps = {2: 0.9, 4: 0.5}  # evaluated steps; step 2 is the best
     for step in range(1, 7):
-        state = SimpleNamespace(step=jnp.array(step), params={"w": jnp.full(3, float(step))}, batch_stats={},
-                                opt_state={}, rng=jnp.zeros(2, jnp.uint32), seen=jnp.array(4 * step))
-        train.save_checkpoint(mngr, state, config, {"step": step},
-                              {"map": maps[step]} if step in maps else None)
+        tree = {"step": jnp.array(step), "params": {"w": jnp.full(3, float(step))}, "seen": jnp.array(4 * step)}
+        checkpoints.save(mngr, step, tree, meta={"model": {}}, data_state={"step": step},
+                         metrics={"map": maps[step]} if step in maps else None)
     mngr.wait_until_finished()
     assert mngr.all_steps() == [2, 5, 6]  # the last two and the best by mAP

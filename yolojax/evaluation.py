@@ -410,6 +410,18 @@ class VOCEvaluator:
                              scores=det_scores, classes=det_classes, prefix=prefix, image_set=image_set,
                              class_names=self.class_names)
 
+    def precision_recall(self) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
+        """Per class name: (recall [D], precision [D], number of non-difficult ground truths), D = the class's
+        detections in descending score order, matched as the devkit does (``class_precision_recall``)."""
+        gt_img, gt_boxes, gt_classes, gt_diff = self._concat(self._gt, [(), (4,), (), ()])
+        det_img, det_boxes, det_scores, det_classes = self._concat(self._det, [(), (4,), (), ()])
+        curves = {}
+        for c, name in enumerate(self.class_names):
+            g, d = gt_classes == c, det_classes == c
+            curves[name] = class_precision_recall(det_img[d], det_scores[d], det_boxes[d], gt_img[g], gt_boxes[g],
+                                                  gt_diff[g].astype(bool), iou_threshold=self.iou_threshold)
+        return curves
+
     def compute(self) -> dict[str, Any]:
         """Per-class AP with both metrics.
 
@@ -418,17 +430,13 @@ class VOCEvaluator:
         "num_detections" ``[C]`` int, "class_names", "iou_threshold", "num_images". A class without
         non-difficult ground truth has AP NaN, is left out of the means, and raises a warning.
         """
-        gt_img, gt_boxes, gt_classes, gt_diff = self._concat(self._gt, [(), (4,), (), ()])
-        det_img, det_boxes, det_scores, det_classes = self._concat(self._det, [(), (4,), (), ()])
+        curves = self.precision_recall()
         num_classes = len(self.class_names)
         ap_07, ap_area = np.full(num_classes, np.nan), np.full(num_classes, np.nan)
-        npos_all, ndet_all = np.zeros(num_classes, np.int64), np.zeros(num_classes, np.int64)
-        for c in range(num_classes):
-            g, d = gt_classes == c, det_classes == c
-            recall, precision, npos = class_precision_recall(
-                det_img[d], det_scores[d], det_boxes[d], gt_img[g], gt_boxes[g], gt_diff[g].astype(bool),
-                iou_threshold=self.iou_threshold)
-            npos_all[c], ndet_all[c] = npos, int(d.sum())
+        npos_all = np.array([curves[n][2] for n in self.class_names], np.int64)
+        ndet_all = np.array([len(curves[n][0]) for n in self.class_names], np.int64)
+        for c, name in enumerate(self.class_names):
+            recall, precision, npos = curves[name]
             if npos > 0:
                 ap_07[c], ap_area[c] = voc07_ap(recall, precision), area_ap(recall, precision)
         has_gt = npos_all > 0

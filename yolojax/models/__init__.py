@@ -14,11 +14,13 @@ from yolojax.models.layers import (
 from yolojax.models.yolov1 import YOLOv1
 from yolojax.models.yolov2 import PASSTHROUGHS, TinyYOLOv2, YOLOv2
 
-MODEL_NAMES = ("yolov1", "fast_yolo", "yolov2", "tiny_yolov2")
+# config.model.name -> model family (yolojax.families: loss, decoder, thresholds). The only list of models.
+MODEL_FAMILIES = {"yolov1": "v1", "fast_yolo": "v1", "yolov2": "v2", "tiny_yolov2": "v2"}
+MODEL_NAMES = tuple(MODEL_FAMILIES)
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 __all__ = [
-    "BN_EPSILON", "ConvBN", "Darknet19", "MODEL_NAMES", "TinyYOLOv2", "YOLOv1", "YOLOv2", "build_model",
+    "BN_EPSILON", "ConvBN", "Darknet19", "MODEL_FAMILIES", "MODEL_NAMES", "TinyYOLOv2", "YOLOv1", "YOLOv2", "build_model",
     "darknet_maxpool", "darknet_reorg", "reorg", "space_to_depth",
 ]  # fmt: skip
 
@@ -33,7 +35,7 @@ def _get(cfg: Any, key: str, default: Any) -> Any:
 
 
 def build_model(model_cfg: Any) -> nn.Module:
-    """Module described by `config.model` (fields in notes/CONTRACT.md; missing fields take darknet defaults).
+    """Module described by `config.model` (fields in configs/base.py; missing fields take darknet defaults).
 
     name 'yolov1' | 'fast_yolo' -> YOLOv1 (output [N, S·S·(5B+C)]); 'yolov2' -> YOLOv2, 'tiny_yolov2' ->
     TinyYOLOv2 (output [N, S, S, A, 5+C]). Raises ValueError naming the field for unknown values.

@@ -1,0 +1,184 @@
+"""Model families: the one place that says how a model's raw outputs are trained, decoded and thresholded.
+
+Two families:
+
+* ``"v1"`` (YOLOv1, Fast YOLO): darknet's ``[detection]`` layer. Outputs ``[N, S*S*(5B+C)]`` in darknet's flat
+  layout (class probabilities of all cells, then confidences, then boxes); loss ``losses.yolov1_loss``;
+  decoder ``postprocess.decode_yolov1``; published thresholds score 0.001 / NMS 0.5.
+* ``"v2"`` (YOLOv2, Tiny YOLOv2): darknet's ``[region]`` layer. Outputs ``[N, S, S, A, 5+C]`` (tx, ty, tw, th, to,
+  class logits) or darknet's flat channel order ``[N, S, S, A*(5+C)]``; loss ``losses.yolov2_loss``; decoder
+  ``postprocess.decode_yolov2``; published thresholds score 0.005 / NMS 0.45.
+
+Which model belongs to which family is ``yolojax.models.MODEL_FAMILIES``. A :class:`Head` holds everything
+that turns outputs into boxes (family, classes, anchors or the v1 grid); it is built from a training config
+(:meth:`Head.from_config`) or from a darknet cfg (:meth:`Head.from_darknet`). Training, the notebook API,
+evaluation, detection, the demo and export all take their loss, decoder and thresholds from here.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+
+@dataclasses.dataclass(frozen=True)
+class Family:
+    """Per-family constants: the published evaluation thresholds and the output layout (for docs/logs)."""
+
+    name: str
+    eval_score_threshold: float
+    nms_iou_threshold: float
+    output_layout: str
+
+
+FAMILIES: dict[str, Family] = {
+    "v1": Family("v1", eval_score_threshold=0.001, nms_iou_threshold=0.5,
+                 output_layout="[N, S*S*(5B+C)] darknet detection layout"),
+    "v2": Family("v2", eval_score_threshold=0.005, nms_iou_threshold=0.45,
+                 output_layout="[N, S, S, A, 5+C] (tx, ty, tw, th, to, class logits)"),
+}
+# Drawing and `detect.py` keep only confident boxes; evaluation uses the family's published threshold.
+DRAW_SCORE_THRESHOLD = 0.3
+
+
+def config_get(cfg: Any, path: str, default: Any = None) -> Any:
+    """cfg.a.b or ``default`` when a part is missing (ConfigDict, dict or None)."""
+    node = cfg
+    for key in path.split("."):
+        if node is None or key not in node:
+            return default
+        node = node[key]
+    return node
+
+
+def family_of(model_name: str) -> str:
+    """'v1' or 'v2' for a ``config.model.name``; ValueError naming the field for an unknown model."""
+    from yolojax.models import MODEL_FAMILIES
+
+    if model_name not in MODEL_FAMILIES:
+        raise ValueError(f"config.model.name={model_name!r}: expected one of {tuple(MODEL_FAMILIES)}")
+    return MODEL_FAMILIES[model_name]
+
+
+def anchors_of(model_cfg: Any) -> np.ndarray:
+    """``config.model.anchors`` as float32 ``[A, 2]`` (w, h) in units of the output grid's cells (darknet's
+    convention: the same numbers on every input size; 32-px cells for the stride-32 YOLOv2 models)."""
+    anchors = np.asarray(config_get(model_cfg, "anchors", ()), np.float32).reshape(-1, 2)
+    num = int(config_get(model_cfg, "v2.num_anchors", len(anchors)))
+    if anchors.shape[0] != num:
+        raise ValueError(f"config.model.anchors has {anchors.shape[0]} anchors but config.model.v2.num_anchors={num}")
+    return anchors
+
+
+@dataclasses.dataclass(frozen=True)
+class Head:
+    """Everything that turns raw outputs into boxes and scores, and targets into a loss.
+
+    Attributes:
+      family: 'v1' or 'v2'.
+      num_classes: C.
+      anchors: v2: ``((w, h), ...)`` in grid cells; None for v1.
+      grid_size, boxes_per_cell, sqrt: v1 layout (S, B, square-root-encoded w/h).
+    """
+
+    family: str
+    num_classes: int
+    anchors: tuple[tuple[float, float], ...] | None = None
+    grid_size: int = 7
+    boxes_per_cell: int = 2
+    sqrt: bool = True
+
+    def __post_init__(self):
+        if self.family not in FAMILIES:
+            raise ValueError(f"Head.family must be one of {tuple(FAMILIES)}, got {self.family!r}")
+        if self.family == "v2" and not self.anchors:
+            raise ValueError("a YOLOv2-family head needs anchors [A, 2] (grid cells)")
+
+    # ------------------------------------------------------------------------------------ construction
+    @classmethod
+    def from_config(cls, config: Any) -> "Head":
+        """From a full experiment config (``config.model``, and ``config.loss.sqrt`` for v1)."""
+        model = config["model"] if "model" in config else config
+        family = family_of(config_get(model, "name"))
+        num_classes = int(config_get(model, "num_classes", 20))
+        if family == "v2":
+            return cls("v2", num_classes, anchors=tuple(map(tuple, anchors_of(model).tolist())))
+        return cls("v1", num_classes, grid_size=int(config_get(model, "v1.grid_size", 7)),
+                   boxes_per_cell=int(config_get(model, "v1.boxes_per_cell", 2)),
+                   sqrt=bool(config_get(config, "loss.sqrt", True)))
+
+    @classmethod
+    def from_darknet(cls, sections: tuple) -> "Head":
+        """From parsed darknet cfg sections: the last ``[region]`` (v2) or ``[detection]`` (v1) layer."""
+        from yolojax.darknet import cfg_anchors
+
+        heads = [s for s in sections if s.type in ("region", "detection")]
+        if not heads:
+            raise ValueError(f"{sections[0].source}: no [region] or [detection] layer: not a YOLO detector cfg")
+        head = heads[-1]
+        if head.type == "region":
+            anchors = np.asarray(cfg_anchors(sections), np.float64).reshape(-1, 2)
+            return cls("v2", head.get_int("classes"), anchors=tuple(map(tuple, anchors.tolist())))
+        return cls("v1", head.get_int("classes"), grid_size=head.get_int("side"), boxes_per_cell=head.get_int("num"),
+                   sqrt=bool(head.get_int("sqrt", 0)))
+
+    # ------------------------------------------------------------------------------------ behaviour
+    @property
+    def anchors_array(self) -> np.ndarray | None:
+        """Anchors as float32 ``[A, 2]`` (v2), None for v1."""
+        return None if self.anchors is None else np.asarray(self.anchors, np.float32).reshape(-1, 2)
+
+    def thresholds(self, purpose: str = "eval") -> dict[str, float]:
+        """{'score_threshold', 'iou_threshold'}: the family's published evaluation values (purpose='eval')
+        or :data:`DRAW_SCORE_THRESHOLD` for drawing (purpose='draw'), with the family's NMS IoU."""
+        if purpose not in ("eval", "draw"):
+            raise ValueError(f"thresholds: purpose must be 'eval' or 'draw', got {purpose!r}")
+        fam = FAMILIES[self.family]
+        score = fam.eval_score_threshold if purpose == "eval" else DRAW_SCORE_THRESHOLD
+        return {"score_threshold": score, "iou_threshold": fam.nms_iou_threshold}
+
+    def decode(self, outputs):
+        """Raw outputs -> (boxes ``[B, N, 4]`` normalized xyxy of the network input, scores ``[B, N, C]``).
+        Jit-able; v2 accepts darknet's flat channel order ``[B, S, S, A*(5+C)]`` as well."""
+        from yolojax import postprocess
+
+        if self.family == "v1":
+            return postprocess.decode_yolov1(outputs, grid_size=self.grid_size, boxes_per_cell=self.boxes_per_cell,
+                                             num_classes=self.num_classes, sqrt=self.sqrt)
+        anchors = self.anchors_array
+        if outputs.ndim == 4:  # darknet channel order: anchor-major, then (tx, ty, tw, th, to, classes)
+            outputs = outputs.reshape(outputs.shape[:3] + (len(anchors), -1))
+        return postprocess.decode_yolov2(outputs, anchors)
+
+    def detect(self, outputs, *, score_threshold: float, iou_threshold: float, max_detections: int):
+        """Decode + fixed-size per-class NMS: ``postprocess.batched_nms``'s dict (boxes ``[B, K, 4]`` normalized
+        xyxy of the network input, scores ``[B, K]``, classes ``[B, K]`` (-1 pad), count ``[B]``). Jit-able."""
+        import jax.numpy as jnp
+
+        from yolojax import postprocess
+
+        boxes, scores = self.decode(jnp.asarray(outputs, jnp.float32))
+        return postprocess.batched_nms(boxes, scores, score_threshold=score_threshold, iou_threshold=iou_threshold,
+                                       max_detections=max_detections)
+
+    def loss_fn(self, loss_options: Mapping[str, Any]) -> Callable:
+        """``loss(outputs, boxes, classes, mask, seen) -> (total, parts)`` with ``loss_options`` (``config.loss``)
+        passed as keywords, so a misspelled option is a TypeError naming it. For v1, ``sqrt`` is both a loss
+        option and part of the head (the decoder must agree): the head's value is used."""
+        from yolojax import losses
+
+        options = dict(loss_options)
+        if self.family == "v1":
+            options["sqrt"] = self.sqrt
+
+            def loss(outputs, boxes, classes, mask, seen):
+                del seen
+                return losses.yolov1_loss(outputs, boxes, classes, mask, grid_size=self.grid_size,
+                                          boxes_per_cell=self.boxes_per_cell, num_classes=self.num_classes, **options)
+            return loss
+        anchors = self.anchors_array
+
+        def loss(outputs, boxes, classes, mask, seen):
+            return losses.yolov2_loss(outputs, boxes, classes, mask, anchors=anchors, seen=seen, **options)
+        return loss
