@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import sys
+import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
 from typing import Any
@@ -249,6 +250,9 @@ def _no_orphan_reports() -> Iterator[None]:
     sys.unraisablehook = hook
     try:
         yield
+    except BaseException:
+        time.sleep(0.1)  # best effort: let the abandoned reads finish while the hook is in place
+        raise
     finally:
         gc.collect()
         sys.unraisablehook = old
@@ -481,7 +485,7 @@ def _checkpoints_dir(path: str | os.PathLike) -> tuple[str, int | None]:
 def _read_manager(directory: str):
     import orbax.checkpoint as ocp
 
-    options = ocp.CheckpointManagerOptions(create=False, read_only=True)
+    options = ocp.CheckpointManagerOptions(create=False)  # (read_only=True logs two warnings per call)
     return ocp.CheckpointManager(directory, options=options, item_names=ITEMS)
 
 
@@ -561,6 +565,7 @@ def write_variables(workdir: str | os.PathLike, variables: Mapping[str, PyTree],
             except BaseException:
                 if old is not None and not os.path.exists(os.path.join(os.fspath(mngr.directory), str(step))):
                     shutil.move(old, os.path.join(os.fspath(mngr.directory), str(step)))
+                    os.rmdir(os.path.dirname(old))
                 raise
             if old is not None:
                 shutil.rmtree(os.path.dirname(old))
