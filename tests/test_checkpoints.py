@@ -27,6 +27,10 @@ class AdamLike(NamedTuple):  # stands in for an optax state: a namedtuple with i
     mu: dict
 
 
+class Empty(NamedTuple):  # like optax.EmptyState: a node without leaves
+    pass
+
+
 def make_tree(step: int) -> dict:
     """A training-state-like dict: nested params, batch_stats, a namedtuple opt_state, uint32 rng, ints.
     'big' holds 4,096 random floats (incompressible, so it alone fills the largest ocdbt data file)."""
@@ -40,7 +44,7 @@ def make_tree(step: int) -> dict:
             "batch_stats": {"bn": {"mean": jnp.arange(4, dtype=jnp.float32) * step,
                                    "var": jnp.ones((4,), jnp.float32)}},
             "opt_state": (AdamLike(count=jnp.asarray(7 * step, jnp.int32),
-                                   mu=jax.tree.map(jnp.zeros_like, params)),),
+                                   mu=jax.tree.map(jnp.zeros_like, params)), Empty()),
             "rng": jnp.asarray([12345, 4000000000 + step], jnp.uint32),
             "seen": jnp.asarray(64 * step, jnp.int32)}
 
@@ -100,7 +104,7 @@ def test_round_trip_bit_exact(mngr):
     restored = ckpt.restore(mngr, abstract(make_tree(2)))
     assert restored.step == 2 and restored.skipped == []
     assert_trees_equal(restored.tree, make_tree(2))
-    assert isinstance(restored.tree["opt_state"][0], AdamLike)
+    assert isinstance(restored.tree["opt_state"][0], AdamLike) and restored.tree["opt_state"][1] == Empty()
     assert restored.tree["rng"].dtype == jnp.uint32 and int(restored.tree["rng"][1]) == 4000000002
     assert all(isinstance(x, jax.Array) and x.sharding.is_fully_replicated for x in jax.tree.leaves(restored.tree))
     assert restored.data_state == {"step": 2}
@@ -292,6 +296,24 @@ def test_async_save_then_restore(tmp_path):
     assert restored.step == 7 and restored.data_state == {"step": 7}
     assert_trees_equal(restored.tree, make_tree(7))
     mngr.close()
+
+
+def test_reads_checkpoints_written_before_checksums(tmp_path):
+    """The layout written by the training code before this module (no checksums / state_keys in meta)."""
+    tree = make_tree(4)
+    mngr = ocp.CheckpointManager(str(tmp_path / "checkpoints"), item_names=("state", "meta", "data"),
+                                 options=ocp.CheckpointManagerOptions(create=True, enable_async_checkpointing=False))
+    mngr.save(4, args=ocp.args.Composite(state=ocp.args.StandardSave(tree),
+                                         meta=ocp.args.JsonSave({"model": MODEL, "step": 4, "metrics": {}}),
+                                         data=ocp.args.JsonSave({"state": {"step": 4}})))
+    mngr.close()
+    mngr = ckpt.make_manager(str(tmp_path), async_save=False)
+    restored = ckpt.restore(mngr, abstract(tree))
+    mngr.close()
+    assert restored.step == 4 and restored.data_state == {"step": 4}
+    assert_trees_equal(restored.tree, tree)
+    variables, meta = ckpt.restore_variables(str(tmp_path))
+    assert_trees_equal(variables, _variables(tree)) and meta["model"] == MODEL
 
 
 # ----------------------------------------------------------------------------------------------------------
