@@ -336,6 +336,13 @@ def test_restore_variables_from_workdir_and_step_dir(workdir):
     variables, _ = ckpt.restore_variables(workdir, step=1)
     assert_trees_equal(variables, _variables(make_tree(1)))
 
+    def another_model(meta):
+        raise ckpt.CheckpointMismatchError(f"step {meta['step']} is another model")
+
+    with pytest.raises(ckpt.CheckpointMismatchError, match="^step 2 is another model$"):
+        ckpt.restore_variables(workdir, check_meta=another_model)
+    assert sorted(os.listdir(os.path.join(workdir, "checkpoints"))) == ["1", "2"]
+
 
 def test_restore_variables_reads_no_opt_state(workdir, monkeypatch):
     """restore_variables needs no target and asks orbax for the params/batch_stats arrays only (spied on

@@ -489,14 +489,17 @@ def _read_manager(directory: str):
     return ocp.CheckpointManager(directory, options=options, item_names=ITEMS)
 
 
-def restore_variables(path: str | os.PathLike, *, step: int | None = None) -> tuple[dict, dict]:
+def restore_variables(path: str | os.PathLike, *, step: int | None = None,
+                      check_meta: Callable[[dict], None] | None = None) -> tuple[dict, dict]:
     """Model variables from a workdir (its newest intact checkpoint, healing as :func:`restore`) or one
     checkpoint ``<workdir>/checkpoints/<step>`` (must be intact).
 
     Only ``params`` and ``batch_stats`` are read (orbax partial restore; the optimizer state is neither read
     nor needed), as host numpy arrays with their saved dtypes. Works for training checkpoints and for
     :func:`write_variables` ones. Returns ({"params": ..., "batch_stats": ... (if saved non-empty)}, meta).
-    Raises CheckpointError (one line) if the path does not exist, is not a workdir or holds no checkpoint.
+    ``check_meta(meta)`` is called before any array is read, as in :func:`restore` (what it raises
+    propagates). Raises CheckpointError (one line) if the path does not exist, is not a workdir or holds no
+    checkpoint.
     """
     import orbax.checkpoint as ocp
 
@@ -515,7 +518,7 @@ def restore_variables(path: str | os.PathLike, *, step: int | None = None) -> tu
         mngr = _read_manager(directory)
         try:
             restored = _restore_healing(
-                mngr, step, lambda s: _read_step(mngr, s, make_target, None, read_data=False))
+                mngr, step, lambda s: _read_step(mngr, s, make_target, check_meta, read_data=False))
         finally:
             mngr.close()
     if restored is None:
