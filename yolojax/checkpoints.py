@@ -311,7 +311,7 @@ def _check_fits(where: str, target: Mapping[str, Any], stored: Mapping[str, Any]
                                           f"{w} in the target")
 
 
-def _verify(where: str, tree: PyTree, checksums: Mapping[str, str]) -> None:
+def _verify(tree: PyTree, checksums: Mapping[str, str]) -> None:
     """_Damage if a leaf read is non-finite or its bytes differ from the CRC-32 recorded when saved."""
     for path, leaf in _flat(tree).items():
         a = _host(leaf)
@@ -357,7 +357,7 @@ def _read_step(mngr, step: int, make_target: Callable[[Mapping[str, Any]], tuple
             raise _Damage("data item has no 'state'")
         data_state = data["state"]
     with _reading("verifying state"):
-        _verify(f"checkpoint step {step}", tree, meta.get("checksums") or {})
+        _verify(tree, meta.get("checksums") or {})
     return Restored(step=step, tree=tree, meta=meta, data_state=data_state)
 
 
