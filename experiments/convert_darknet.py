@@ -69,13 +69,13 @@ def main(argv):
     config = _CONFIG.value if _CONFIG.value is not None else default_config(fields)
     with config.unlocked():
         _update(config.model, fields)
-    from yolojax import checkpoints, train
+    from yolojax import checkpoints
 
     out = os.path.abspath(_OUT.value)
     meta = {"model": checkpoints.model_signature(config), "seen": int(report.header.seen),
             "source": f"darknet {os.path.abspath(_CFG.value)} + {os.path.abspath(_WEIGHTS.value)}"}
     checkpoints.write_variables(out, variables, meta=meta, step=0, overwrite=True)
-    train.save_config(config, out)
+    checkpoints.write_config(out, config)
     print(f"{_CFG.value} + {_WEIGHTS.value} ({report.num_floats} floats, header "
           f"{report.header.major}.{report.header.minor}.{report.header.revision}, seen {report.header.seen}) -> "
           f"{type(model).__name__} {out}/checkpoints/0 and {out}/config.json")

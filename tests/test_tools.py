@@ -238,7 +238,7 @@ def _write_checkpoint(workdir: str, config) -> None:
                      data_state={"step": 0})
     mngr.wait_until_finished()
     mngr.close()
-    train_lib.save_config(config, workdir)
+    checkpoints.write_config(workdir, config)
 
 
 @pytest.fixture(scope="module")

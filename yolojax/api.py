@@ -351,8 +351,13 @@ def load_checkpoint(path: str | os.PathLike, *, config: Any = None, step: int | 
                      or (448 if head.family == "v1" else 416))
     _check_image_size(image_size, head.family, train_size, workdir)
     image_size = image_size or train_size
-    variables, meta = checkpoints.restore_variables(workdir, step=step)
-    checkpoints.check_model(meta, config, f"{workdir} (step {meta.get('step')})")
+    try:
+        variables, meta = checkpoints.restore_variables(
+            workdir, step=step, check_meta=lambda m: checkpoints.check_model(m, config, f"{workdir} (step {m.get('step')})"))
+    except checkpoints.CheckpointMismatchError:
+        raise
+    except checkpoints.CheckpointError as e:
+        raise LoadError(str(e)) from None
     return Detector(
         model=build_model(config.model), variables=variables, head=head, input_hw=(image_size, image_size),
         class_names=class_names_of(config), letterbox=bool(config_get(config, "data.eval_letterbox", False)),

@@ -14,7 +14,8 @@ a CRC-32 of every leaf's bytes. Reading (:func:`restore`, :func:`restore_variabl
 structure and shapes against the target, then the checksums and finiteness of what was read; a step that
 fails in any way other than "another model" is moved aside and the next older one is tried.
 
-This module works on plain pytrees; it knows nothing of models, optimizers or configs.
+This module works on plain pytrees; it knows nothing of models or optimizers. Of configs it knows only the
+model signature stored in ``meta`` (:func:`model_signature`, :func:`check_model`) and ``config.json`` (:func:`write_config`).
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ import contextlib
 import dataclasses
 import gc
 import inspect
+import json
 import logging
 import os
 import shutil
@@ -575,3 +577,46 @@ def write_variables(workdir: str | os.PathLike, variables: Mapping[str, PyTree],
         finally:
             mngr.close()
     return os.path.join(workdir, CHECKPOINTS, str(step))
+
+
+# ----------------------------------------------------------------------------------------------------------
+# Configs: the model signature in meta, and config.json beside the checkpoints.
+
+
+def model_signature(config: Any) -> dict:
+    """What must agree between a checkpoint and the config that resumes or loads it: the model section (minus
+    the compute dtype, which may change between runs) as plain JSON."""
+    model = json.loads(config.model.to_json_best_effort())
+    model.pop("dtype", None)
+    return model
+
+
+def _diff(a: Any, b: Any, prefix: str = "model") -> list[str]:
+    if isinstance(a, dict) and isinstance(b, dict):
+        out = []
+        for k in sorted(set(a) | set(b)):
+            out += _diff(a.get(k, "<missing>"), b.get(k, "<missing>"), f"{prefix}.{k}")
+        return out
+    if isinstance(a, (list, tuple)) and isinstance(b, (list, tuple)):
+        a, b = json.loads(json.dumps(a)), json.loads(json.dumps(b))
+    return [] if a == b else [f"{prefix}: checkpoint {a!r} vs config {b!r}"]
+
+
+def check_model(meta: Mapping[str, Any], config: Any, where: str) -> None:
+    """CheckpointMismatchError (one line) listing the model fields that differ between a checkpoint's meta and
+    ``config``."""
+    diffs = _diff(dict(meta.get("model", {})), model_signature(config))
+    if diffs:
+        raise CheckpointMismatchError(f"{where} holds a checkpoint of another model ({'; '.join(diffs)}); use a "
+                                      "new --workdir or the matching config")
+
+
+def write_config(workdir: str | os.PathLike, config: Any) -> str:
+    """Writes the resolved config (after overrides) as ``<workdir>/config.json`` (process 0; atomically)."""
+    path = os.path.join(os.path.abspath(os.fspath(workdir)), "config.json")
+    if jax.process_index() == 0:
+        os.makedirs(os.path.dirname(path), exist_ok=True)
+        with open(path + ".tmp", "w") as f:
+            f.write(config.to_json_best_effort(indent=2, sort_keys=True))
+        os.replace(path + ".tmp", path)
+    return path

@@ -314,14 +314,6 @@ def check_finite(step: int, metrics: Mapping[str, float]) -> None:
         raise NonFiniteLossError(f"{what} became nan or inf at step {step}: {parts}")
 
 
-def save_config(config: ml_collections.ConfigDict, workdir: str) -> None:
-    """Writes the resolved config (after overrides) as ``workdir/config.json`` (process 0)."""
-    if jax.process_index() == 0:
-        os.makedirs(workdir, exist_ok=True)
-        with open(os.path.join(workdir, "config.json"), "w") as f:
-            f.write(config.to_json_best_effort(indent=2, sort_keys=True))
-
-
 def check_batch_size(config: ml_collections.ConfigDict, mesh: Mesh) -> int:
     """The per-process batch; the global batch must split evenly over devices and processes."""
     n_dev, n_proc = mesh.devices.size, jax.process_count()
@@ -499,11 +491,18 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                           state_to_tree(state))
     restored = checkpoints.restore(mngr, target,
                                    check_meta=lambda meta: checkpoints.check_model(meta, config, f"workdir {workdir!r}"))
-    if restored is not None:
+    if restored is not None and "opt_state" not in restored.tree:  # variables only (experiments/convert_darknet.py)
+        seen = min(int(restored.meta.get("seen", 0)), np.iinfo(np.int32).max)
+        state = state.replace(**{k: v for k, v in restored.tree.items() if k != "step"},
+                              seen=jnp.asarray(seen, jnp.int32))
+        if is_main:
+            print(f"starting from the variables of {workdir}/checkpoints/{restored.step} "
+                  f"({restored.meta.get('source', 'converted weights')}; seen={seen})", flush=True)
+    elif restored is not None:
         state, data_state = state.replace(**restored.tree), restored.data_state
         if is_main:
             print(f"resuming {workdir} from its checkpoint at step {restored.step}", flush=True)
-    save_config(config, workdir)
+    checkpoints.write_config(workdir, config)
     train_iter = pipeline.make_train_iterator(config.data, seed=config.seed, global_batch_size=config.batch_size,
                                               start_step=int(data_state["step"]))
     batches = pipeline.prefetch_to_device(train_iter, batch_sharding(mesh))
