@@ -599,3 +599,15 @@ def test_convert_script_writes_a_checkpoint_the_api_loads(tmp_path):
     want = np.asarray(model.apply(variables, img))
     got = np.asarray(detector.model.apply(detector.variables, img))
     np.testing.assert_array_equal(got.reshape(want.shape), want)
+
+
+def test_darknet19_module_sections_are_darknet19_448_cfg():
+    """The cfg written for a Darknet19 classifier computes what the official darknet19_448.cfg does (the layer
+    order yolojax.initialization maps darknet files by)."""
+    from yolojax.darknet.mapping import _signature, module_sections
+    from yolojax.models import Darknet19
+
+    official = dk.load_cfg(CFG_DIR / "darknet19_448.cfg")
+    assert _signature(module_sections(Darknet19(num_classes=1000), 448, 448)) == _signature(official)
+    backbone = module_sections(Darknet19(), 448, 448)
+    assert _signature(backbone) == _signature(official[:24])  # [net] + the 23 layers of darknet19_448.conv.23
