@@ -32,7 +32,7 @@ from yolojax.models.yolov1 import ARCHITECTURES as V1_ARCHITECTURES
 from yolojax.models.yolov1 import YOLOv1, yolov1_output_size
 from yolojax.models.yolov2 import TINY_YOLOV2_LAYERS, TinyYOLOv2, YOLOv2
 
-# VOC anchors of yolov2-voc.cfg in grid units of the 13x13 grid (SPEC section 5), written when exporting a
+# VOC anchors of yolov2-voc.cfg in grid units of the 13x13 grid (as in yolov2-voc.cfg), written when exporting a
 # YOLOv2 with 5 anchors and no anchors given.
 VOC_ANCHORS = ((1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892), (9.47112, 4.84053),
                (11.2364, 10.0071))
