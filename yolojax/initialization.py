@@ -89,7 +89,7 @@ class InitReport:
             out.append(f"  copied {len(self.copied)} variables, {self.floats_copied:,} floats")
         modules = _modules(self.kept_init)
         out.append(f"  kept their random init: {len(self.kept_init)} variables"
-                   + (f" in {len(modules)} modules: {', '.join(modules)}" if modules else ""))
+                   + (f" in {len(modules)} module(s): {', '.join(modules)}" if modules else ""))
         for path, why in self.kept_init.items():
             if why.startswith("shape"):
                 out.append(f"    re-initialized {path}: {why}")
@@ -228,7 +228,7 @@ def from_darknet(model: nn.Module, variables: PyTree, weights_path: str | os.Pat
         theirs = (f"the model's conv{k} is {_describe(model_convs[k])}" if k < len(model_convs)
                   else f"the model has only {len(model_convs)} convolutions")
         if k == 0 or rest != [weighted[-1]]:  # only a final classifier layer may be left out
-            raise MappingError(f"{cfg_path} does not match the trunk of {_model_name(model)}: cfg layer "
+            raise MappingError(f"{cfg_path} does not match {_model_name(model)} layer by layer: cfg layer "
                                f"{info.index} (line {info.section.line}, {_describe(info)}) vs {theirs}; "
                                f"{weights_path} cannot initialize it")
         unused[f"cfg layer {info.index} [{info.section.type}]"] = f"{_describe(info)}; {theirs}"
