@@ -94,9 +94,9 @@ def test_parameter_counts_match_cfg_and_model(name, expected_type):
     assert type(model) is expected_type  # the hand-written module that training uses
     assert _variable_counts(model, sections) == expected
     assert _variable_counts(dk.DarknetNetwork(sections), sections) == expected
-    if name == "yolov2-voc.cfg":  # SPEC section 5
+    if name == "yolov2-voc.cfg":  # 50.66M trainable values + 20,672 BN statistics
         assert expected == (50_655_389, 20_672)
-    if name == "yolo-v1-paper.cfg":  # SPEC section 4: 271.7M
+    if name == "yolo-v1-paper.cfg":  # YOLOv1: 271.7M trainable values
         assert round(expected[0] / 1e6, 1) == 271.7
 
 
@@ -599,3 +599,15 @@ def test_convert_script_writes_a_checkpoint_the_api_loads(tmp_path):
     want = np.asarray(model.apply(variables, img))
     got = np.asarray(detector.model.apply(detector.variables, img))
     np.testing.assert_array_equal(got.reshape(want.shape), want)
+
+
+def test_darknet19_module_sections_are_darknet19_448_cfg():
+    """The cfg written for a Darknet19 classifier computes what the official darknet19_448.cfg does (the layer
+    order yolojax.initialization maps darknet files by)."""
+    from yolojax.darknet.mapping import _signature, module_sections
+    from yolojax.models import Darknet19
+
+    official = dk.load_cfg(CFG_DIR / "darknet19_448.cfg")
+    assert _signature(module_sections(Darknet19(num_classes=1000), 448, 448)) == _signature(official)
+    backbone = module_sections(Darknet19(), 448, 448)
+    assert _signature(backbone) == _signature(official[:24])  # [net] + the 23 layers of darknet19_448.conv.23

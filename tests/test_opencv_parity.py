@@ -153,3 +153,113 @@ def test_export_then_opencv_equals_yolojax_model(model, size, tmp_path):
     theirs = opencv_raw(tmp_path / "m.cfg", tmp_path / "m.weights", image)
     assert ours.shape == theirs.shape
     assert rel_err(ours, theirs) <= MAX_REL_ERR
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Backbone initialization (yolojax.initialization.from_darknet) against OpenCV, on a real photo, at
+# intermediate maps. Error measure as above, required <= 1e-4.
+# --------------------------------------------------------------------------------------------------------------
+
+TRUNK_MAX_REL_ERR = 1e-4
+
+
+def photo_blob(size: int) -> np.ndarray:
+    """A real photo (matplotlib's sample grace_hopper.jpg) as OpenCV's network input: blobFromImage at
+    size x size, RGB, scaled to [0, 1] -> [1, 3, size, size] float32 (NCHW)."""
+    from matplotlib import cbook
+
+    bgr = cv2.imread(str(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False)))
+    assert bgr is not None and bgr.std() > 20  # a natural image, not a flat one
+    return cv2.dnn.blobFromImage(bgr, 1 / 255.0, (size, size), swapRB=True, crop=False)
+
+
+def opencv_activations(cfg_path: Path, weights_path: Path, blob: np.ndarray, layers: list[int]) -> list[np.ndarray]:
+    """OpenCV's outputs (after batch norm and activation) of darknet layers ``layers`` -> NHWC arrays.
+
+    OpenCV names darknet layer i 'conv_i', 'bn_i' and then its activation; one forward call for all outputs.
+    """
+    net = cv2.dnn.readNetFromDarknet(str(cfg_path), str(weights_path))
+    names = list(net.getLayerNames())
+    outs = [names[names.index(f"bn_{i}") + 1] for i in layers]
+    assert all(n.startswith("leaky_") for n in outs), outs
+    net.setInput(blob)
+    return [o.transpose(0, 2, 3, 1) for o in net.forward(outs)]
+
+
+def _with_zeros(variables):
+    """ShapeDtypeStruct leaves (what from_darknet did not fill) -> zeros: they play no part in the trunk."""
+    return jax.tree.map(lambda v: np.zeros(v.shape, v.dtype) if isinstance(v, jax.ShapeDtypeStruct) else v,
+                        variables)
+
+
+def _trunk_activations(model, variables, images: np.ndarray, modules: tuple[str, ...], skip_dense: bool = False):
+    """Outputs of the named ConvBN modules (after BN and activation; inference mode), via capture_intermediates.
+
+    skip_dense: replace nn.Dense calls by zeros, so YOLOv1's 205M-parameter fc0 needs no variables (it comes
+    after every conv compared here).
+    """
+    import flax.linen as nn
+
+    def run(v, x):
+        def no_dense(next_fun, args, kwargs, context):
+            if isinstance(context.module, nn.Dense) and skip_dense:
+                return jnp.zeros(args[0].shape[:-1] + (context.module.features,), jnp.float32)
+            return next_fun(*args, **kwargs)
+
+        with nn.intercept_methods(no_dense):
+            _, state = model.apply(v, x, train=False, mutable=["intermediates"],
+                                   capture_intermediates=lambda mdl, _: mdl.name in modules)
+        return [state["intermediates"][m]["__call__"][0] for m in modules]
+
+    return [np.asarray(a) for a in jax.jit(run)(variables, images)]
+
+
+@pytest.mark.slow
+def test_darknet19_trunk_of_yolov2_matches_opencv(tmp_path):
+    from yolojax import initialization
+
+    sections = dk.load_cfg(CFG_DIR / "darknet19_448.cfg")
+    weights = tmp_path / "darknet19_448.weights"  # a full file: OpenCV needs every layer of the cfg
+    dk.write_weights(weights, sections, dk.random_blobs(sections, seed=3))
+    model = YOLOv2()
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 416, 416, 3)), train=False))
+    variables, report = initialization.from_darknet(model, dict(shapes), weights)
+    assert [l["module"] for l in report.layers] == [f"conv{k}" for k in range(18)]
+    blob = photo_blob(416)
+    fine, coarse = _trunk_activations(model, _with_zeros(variables), blob.transpose(0, 2, 3, 1),
+                                      ("conv12", "conv17"))
+    # darknet19_448.cfg layer 16 = conv12 (the map the passthrough reads), layer 22 = conv17 (last trunk conv)
+    cv_fine, cv_coarse = opencv_activations(_resized_cfg("darknet19_448.cfg", 416, tmp_path), weights, blob, [16, 22])
+    assert fine.shape == cv_fine.shape == (1, 26, 26, 512)
+    assert coarse.shape == cv_coarse.shape == (1, 13, 13, 1024)
+    for ours, theirs in ((fine, cv_fine), (coarse, cv_coarse)):
+        assert np.abs(theirs).max() > 0.1 and theirs.std() > 0.01  # a live signal
+        err = rel_err(ours, theirs)
+        print(f"darknet19 trunk {ours.shape}: rel err {err:.2e}")
+        assert err <= TRUNK_MAX_REL_ERR
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("batch_norm", [True, False], ids=["bn", "bn_folded"])
+def test_extraction_trunk_of_yolov1_matches_opencv(batch_norm, tmp_path):
+    from yolojax import initialization
+    from yolojax.models import YOLOv1
+
+    sections = dk.load_cfg(CFG_DIR / "extraction.cfg")
+    weights = tmp_path / "extraction.weights"
+    dk.write_weights(weights, sections, dk.random_blobs(sections, seed=4))
+    model = YOLOv1(batch_norm=batch_norm)
+    shapes = jax.eval_shape(lambda: model.init(jax.random.key(0), jnp.zeros((1, 448, 448, 3)), train=False))
+    variables, report = initialization.from_darknet(model, dict(shapes), weights)
+    assert len(report.layers) == 20 and report.layers[-1]["module"] == "conv19"
+    convs = {k: v for k, v in variables["params"].items() if not k.startswith("fc")}
+    trunk = {"params": convs, **({"batch_stats": variables["batch_stats"]} if batch_norm else {})}
+    blob = photo_blob(448)
+    (ours,) = _trunk_activations(model, _with_zeros(trunk), blob.transpose(0, 2, 3, 1), ("conv19",), skip_dense=True)
+    # extraction.cfg layer 23 = conv19, the last convolution before its ImageNet classifier
+    (theirs,) = opencv_activations(_resized_cfg("extraction.cfg", 448, tmp_path), weights, blob, [23])
+    assert ours.shape == theirs.shape == (1, 14, 14, 1024)
+    assert np.abs(theirs).max() > 0.1 and theirs.std() > 0.01
+    err = rel_err(ours, theirs)
+    print(f"extraction trunk (batch_norm={batch_norm}): rel err {err:.2e}")
+    assert err <= TRUNK_MAX_REL_ERR

@@ -26,12 +26,13 @@ from flax import traverse_util
 
 from yolojax.darknet.cfg import CfgError, LayerInfo, Section, infer_layers
 from yolojax.darknet.network import NAME_PREFIX, DarknetNetwork
+from yolojax.models.darknet import DARKNET19_LAYERS, Darknet19
 from yolojax.models.layers import scale_channels
 from yolojax.models.yolov1 import ARCHITECTURES as V1_ARCHITECTURES
 from yolojax.models.yolov1 import YOLOv1, yolov1_output_size
 from yolojax.models.yolov2 import TINY_YOLOV2_LAYERS, TinyYOLOv2, YOLOv2
 
-# VOC anchors of yolov2-voc.cfg in grid units of the 13x13 grid (SPEC section 5), written when exporting a
+# VOC anchors of yolov2-voc.cfg in grid units of the 13x13 grid (as in yolov2-voc.cfg), written when exporting a
 # YOLOv2 with 5 anchors and no anchors given.
 VOC_ANCHORS = ((1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892), (9.47112, 4.84053),
                (11.2364, 10.0071))
@@ -260,7 +261,6 @@ def yolov2_sections(model: YOLOv2 | TinyYOLOv2, height: int = 416, width: int = 
         if model.reorg_impl != "darknet":
             raise ValueError(f"reorg_impl={model.reorg_impl!r} has no darknet equivalent (darknet's [reorg] is "
                              f"its own permutation); only reorg_impl='darknet' models can be exported")
-        from yolojax.models.darknet import DARKNET19_LAYERS
         for layer in DARKNET19_LAYERS:
             layers.append(_sec("maxpool", size=2, stride=2) if layer == "M" else _conv(sc(layer[0]), layer[1], bn=bn))
         layers += [_conv(sc(1024), 3, bn=bn), _conv(sc(1024), 3, bn=bn)]
@@ -271,6 +271,19 @@ def yolov2_sections(model: YOLOv2 | TinyYOLOv2, height: int = 416, width: int = 
             layers += [_sec("route", layers=-9), _sec("reorg", stride=2), _sec("route", layers="-1,-3")]
         layers.append(_conv(sc(1024), 3, bn=bn))
     layers += [_conv(out, 1, bn=False, activation="linear"), _region(model.num_classes, anchors)]
+    return (_net(height, width),) + tuple(layers)
+
+
+def darknet19_sections(model: Darknet19, height: int = 448, width: int = 448) -> tuple[Section, ...]:
+    """The darknet cfg of a Darknet19 module: darknet19_448.cfg layer for layer (channels scaled by
+    ``model.width``); with ``num_classes`` set, the classifier conv (1x1, bias, linear), [avgpool] and [softmax]
+    follow (the module returns the logits, the softmax's input). The backbone (num_classes None) ends at conv17."""
+    sc = lambda f: scale_channels(f, model.width)  # noqa: E731
+    layers = [_sec("maxpool", size=2, stride=2) if layer == "M" else _conv(sc(layer[0]), layer[1], bn=model.batch_norm)
+              for layer in DARKNET19_LAYERS]
+    if model.num_classes is not None:
+        layers += [_conv(model.num_classes, 1, bn=False, activation="linear"), _sec("avgpool"),
+                   _sec("softmax", groups=1)]
     return (_net(height, width),) + tuple(layers)
 
 
@@ -313,7 +326,10 @@ def module_sections(model: nn.Module, height: int | None = None, width: int | No
         return yolov2_sections(model, height or 416, width or 416, anchors)
     if isinstance(model, YOLOv1):
         return yolov1_sections(model, height or 448, width or 448)
-    raise TypeError(f"cannot export {type(model).__name__}: expected YOLOv2, TinyYOLOv2, YOLOv1 or DarknetNetwork")
+    if isinstance(model, Darknet19):
+        return darknet19_sections(model, height or 448, width or 448)
+    raise TypeError(f"cannot export {type(model).__name__}: expected YOLOv2, TinyYOLOv2, YOLOv1, Darknet19 or "
+                    f"DarknetNetwork")
 
 
 def module_targets(model: nn.Module, sections: tuple[Section, ...]) -> dict[int, Target]:

@@ -2,8 +2,8 @@
 
 Variables are named like the hand-written models' (yolojax/models): the k-th ``[convolutional]`` of the cfg
 (0-based, counting convolutions only) is ``conv{k}``, a yolojax.models.layers.ConvBN (``conv/kernel``,
-``conv/bias`` or ``bn/{scale,bias,mean,var}``), so backbone weights (e.g. darknet19_448.conv.23 read with
-darknet19_448.cfg) transfer to YOLOv2 by name. The k-th ``[connected]`` is ``connected{k}/dense`` and the k-th
+``conv/bias`` or ``bn/{scale,bias,mean,var}``); backbone initialization (yolojax.initialization) maps
+darknet files by layer order, not by these names. The k-th ``[connected]`` is ``connected{k}/dense`` and the k-th
 ``[local]`` is ``local{k}``: deliberately not the hand-written ``fc{k}``, whose inputs are flattened in another
 order, so a name match can never copy them silently. Tensors are NHWC; where darknet's NCHW memory order
 matters (``[connected]`` flattens C·H·W, ``[reorg]``) it is reproduced explicitly.

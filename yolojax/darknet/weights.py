@@ -1,4 +1,4 @@
-"""Darknet ``.weights`` files: header plus float32 blobs per layer, in cfg order (SPEC section 8).
+"""Darknet ``.weights`` files: header plus float32 blobs per layer, in cfg order (docs/darknet_formats.md).
 
 Header: int32 major, minor, revision, then ``seen`` (images seen in training) as int64 when
 ``major*10 + minor >= 2`` (and both < 1000), else int32 -- so 20 or 16 bytes. Then, per layer with weights:
