@@ -76,7 +76,8 @@ def make_optimizer(optim_cfg: ml_collections.ConfigDict, schedule: optax.Schedul
     'sgd' (default, darknet): g + weight_decay * w (kernels only) into momentum, then -lr; this is darknet's
     update (``axpy(-decay*batch, w, dw); w += lr/batch * dw; dw *= momentum``) with gradients already
     averaged over the batch. 'adam' (the Keras seeds): Adam with the same masked decay added to the gradient.
-    ``grad_clip_norm > 0`` clips by global norm first.
+    ``grad_clip_norm > 0`` clips by global norm first. ``freeze`` (a regex over "/"-joined parameter paths,
+    ``initialization.freeze_mask``) gives the matching leaves no update and no weight decay.
     """
     parts = []
     if optim_cfg.grad_clip_norm and optim_cfg.grad_clip_norm > 0:
@@ -89,7 +90,12 @@ def make_optimizer(optim_cfg: ml_collections.ConfigDict, schedule: optax.Schedul
         parts.append(optax.adam(schedule, b1=optim_cfg.b1, b2=optim_cfg.b2, eps=optim_cfg.eps))
     else:
         raise ValueError(f"config.optim.name={optim_cfg.name!r}: expected 'sgd' or 'adam'")
-    return optax.chain(*parts)
+    tx = optax.chain(*parts)
+    if optim_cfg.get("freeze", ""):
+        from yolojax import initialization
+
+        tx = initialization.freeze(tx, functools.partial(initialization.freeze_mask, regex=optim_cfg.freeze))
+    return tx
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -138,11 +144,12 @@ def all_finite(tree: PyTree) -> jax.Array:
 
 
 def train_step(state: TrainState, batch: Mapping[str, jax.Array], *, loss_fn: Callable,
-               schedule: optax.Schedule) -> tuple[TrainState, dict[str, jax.Array]]:
+               schedule: optax.Schedule, freeze_stats: str = "") -> tuple[TrainState, dict[str, jax.Array]]:
     """One SGD update on a global batch.
 
     batch: image float32 [B, H, W, 3] in [0, 1]; boxes float32 [B, M, 4] normalized xyxy; classes int32 [B, M];
     mask bool [B, M]. Model outputs are cast to float32 before the loss (bf16 compute, f32 loss and params).
+    ``freeze_stats``: a regex over "batch_stats/..." paths whose batch-norm statistics stay fixed.
     Returns the new state and scalar metrics: 'loss', the loss parts, 'lr', 'grad_norm', and 'state_finite'
     (1.0 when every parameter, batch statistic and optimizer leaf of the new state is finite).
     """
@@ -157,9 +164,12 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], *, loss_fn: Ca
 
     (loss, (parts, mutated)), grads = jax.value_and_grad(objective, has_aux=True)(state.params)
     new_state = state.apply_gradients(grads=grads)
-    new_state = new_state.replace(
-        batch_stats=mutated.get("batch_stats", state.batch_stats) if state.batch_stats else state.batch_stats,
-        seen=state.seen + batch["image"].shape[0])
+    new_stats = mutated.get("batch_stats", state.batch_stats) if state.batch_stats else state.batch_stats
+    if freeze_stats and state.batch_stats:
+        from yolojax import initialization
+
+        new_stats = initialization.keep_frozen_stats(new_stats, state.batch_stats, freeze_stats)
+    new_state = new_state.replace(batch_stats=new_stats, seen=state.seen + batch["image"].shape[0])
     finite = all_finite((new_state.params, new_state.batch_stats, new_state.opt_state))
     metrics = {"loss": loss, **{k: jnp.asarray(v, jnp.float32) for k, v in parts.items()},
                "lr": jnp.asarray(schedule(state.step), jnp.float32), "grad_norm": optax.global_norm(grads),
@@ -195,7 +205,9 @@ def make_steps(config: ml_collections.ConfigDict, mesh: Mesh, abstract_state: Tr
     head = families.Head.from_config(config)
     state_sharding = jax.tree.map(lambda _: replicated(mesh), abstract_state)
     data = batch_sharding(mesh)
-    train = jax.jit(functools.partial(train_step, loss_fn=head.loss_fn(config.loss), schedule=schedule),
+    freeze_stats = config.optim.freeze if config.optim.get("freeze_batch_stats", True) else ""
+    train = jax.jit(functools.partial(train_step, loss_fn=head.loss_fn(config.loss), schedule=schedule,
+                                      freeze_stats=freeze_stats),
                     in_shardings=(state_sharding, data), out_shardings=(state_sharding, replicated(mesh)),
                     donate_argnums=(0,))
     nms_kwargs = dict(score_threshold=config.eval.score_threshold, iou_threshold=config.eval.nms_iou_threshold,
@@ -351,13 +363,43 @@ def check_config(config: ml_collections.ConfigDict) -> None:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def initialize(state: TrainState, config: ml_collections.ConfigDict, workdir: str | None = None) -> TrainState:
-    """Initializes the variables of a fresh ``state`` from ``config.init`` (darknet backbone weights or a
-    yolojax checkpoint), logging what was copied and writing ``<workdir>/init_report.json``."""
-    del workdir
-    if config.init.darknet_weights:
-        raise NotImplementedError("config.init.darknet_weights: initialization from darknet files is not wired yet")
-    return state
+def initialize(state: TrainState, config: ml_collections.ConfigDict, model: flax.linen.Module,
+               workdir: str | None = None) -> TrainState:
+    """Initializes the variables of a fresh ``state`` from ``config.init``: darknet weights by layer order
+    (``init.darknet_weights``, read with ``init.darknet_cfg`` or the shipped cfg of the model's trunk), then a
+    yolojax checkpoint by path and shape (``init.checkpoint``, a workdir or checkpoint dir). What was copied
+    and what kept its random initialization goes to the log and to ``<workdir>/init_report.json``."""
+    from yolojax import checkpoints, initialization
+
+    init = config.init
+    if not (init.darknet_weights or init.checkpoint):
+        return state
+    variables = {"params": state.params, "batch_stats": state.batch_stats}
+    reports = []
+    if init.darknet_weights:
+        variables, report = initialization.from_darknet(model, variables, init.darknet_weights,
+                                                        model_cfg=config.model, cfg_path=init.darknet_cfg or None)
+        reports.append(("darknet_weights", report))
+    if init.checkpoint:
+        if not os.path.exists(init.checkpoint):
+            raise FileNotFoundError(f"config.init.checkpoint={init.checkpoint!r} does not exist")
+        source, _ = checkpoints.restore_variables(init.checkpoint)
+        variables, report = initialization.from_variables(variables, source, source=init.checkpoint)
+        reports.append(("checkpoint", report))
+    if jax.process_index() == 0:
+        for what, report in reports:
+            for line in report.lines():
+                print(f"init ({what}): {line}", flush=True)
+        if workdir is not None:
+            os.makedirs(workdir, exist_ok=True)
+            with open(os.path.join(workdir, "init_report.json"), "w") as f:
+                json.dump({what: json.loads(report.to_json()) for what, report in reports}, f, indent=2)
+
+    def put(new, current):
+        return jax.device_put(jnp.asarray(new, current.dtype), current.sharding)
+
+    return state.replace(params=jax.tree.map(put, variables["params"], state.params),
+                         batch_stats=jax.tree.map(put, variables.get("batch_stats", {}), state.batch_stats))
 
 
 @dataclasses.dataclass
@@ -391,7 +433,7 @@ def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None
                                             steps_in_epoch=steps_in_epoch, total_steps=total_steps)
     model = build_model(config.model)
     state = create_train_state(config, model, make_optimizer(config.optim, schedule), mesh, config.data.image_size)
-    state = initialize(state, config, workdir)
+    state = initialize(state, config, model, workdir)
     steps = make_steps(config, mesh, state, schedule)
     return Experiment(config=config, mesh=mesh, model=model, schedule=schedule, steps=steps, state=state,
                       steps_in_epoch=steps_in_epoch, total_steps=total_steps,
