@@ -53,9 +53,12 @@ flags.DEFINE_string("tfds_data_dir", None, "Model mode: TFDS data_dir.")
 flags.DEFINE_string("split", None, "Model mode: split to score (default: with --voc_root <year>_<image_set>; with "
                     "--workdir alone, the training config's eval split).")
 flags.DEFINE_bool("debug", False, "Show the full traceback of an error instead of one line.")
-flags.DEFINE_float("score_threshold", None, "Model mode: keep scores above (default: v2 0.005, v1 0.001).")
-flags.DEFINE_float("nms_iou", None, "Model mode: NMS IoU (default: v2 0.45, v1 0.5).")
-flags.DEFINE_integer("max_detections", 200, "Model mode: detections kept per image.")
+flags.DEFINE_float("score_threshold", None, "Model mode: keep scores above (default: the training config's "
+                   "eval.score_threshold; darknet files: v2 0.005, v1 0.001).")
+flags.DEFINE_float("nms_iou", None, "Model mode: NMS IoU (default: the training config's eval.nms_iou_threshold; "
+                   "darknet files: v2 0.45, v1 0.5).")
+flags.DEFINE_integer("max_detections", None, "Model mode: detections kept per image (default: the training "
+                     "config's, or 200).")
 flags.DEFINE_integer("batch_size", 8, "Model mode: images per device call.")
 flags.DEFINE_string("out_dir", None, "Model mode: where result files and pr_curves.png are written.")
 
@@ -76,6 +79,11 @@ def evaluate_result_files() -> dict:
     evaluator.add_result_files(FLAGS.results_dir, prefix=FLAGS.prefix, image_set=FLAGS.image_set,
                                allow_missing=FLAGS.allow_missing)
     return evaluator.compute()
+
+
+def _first(*values):
+    """The first value that is not None."""
+    return next((v for v in values if v is not None), None)
 
 
 def model_dataset(detector_config) -> tuple:
@@ -121,8 +129,13 @@ def evaluate_model() -> dict:
           flush=True)
     evaluators = eval_loop.make_evaluators(detector.class_names, FLAGS.iou)
     unreadable_before = sources.DATA_WARNINGS.get("corrupt_image", 0)
-    stats = api.evaluate(detector, data_cfg, split, evaluators, score_threshold=FLAGS.score_threshold,
-                         iou_threshold=FLAGS.nms_iou, max_detections=FLAGS.max_detections, batch_size=FLAGS.batch_size)
+    # A workdir is scored with its own config's thresholds (what training-time evaluation used).
+    own = config.eval if config is not None else {}
+    stats = api.evaluate(detector, data_cfg, split, evaluators,
+                         score_threshold=_first(FLAGS.score_threshold, own.get("score_threshold")),
+                         iou_threshold=_first(FLAGS.nms_iou, own.get("nms_iou_threshold")),
+                         max_detections=_first(FLAGS.max_detections, own.get("max_detections"), 200),
+                         batch_size=FLAGS.batch_size)
     unreadable = sources.DATA_WARNINGS.get("corrupt_image", 0) - unreadable_before
     voc_evaluator = evaluators[0]
     voc_evaluator.write_results(FLAGS.out_dir, prefix=FLAGS.prefix, image_set=FLAGS.image_set)
