@@ -1,0 +1,86 @@
+"""Faults a user meets, walked through the real command: a run that goes non-finite, and a damaged latest
+checkpoint. (The six kinds of checkpoint damage are covered one by one in test_checkpoints.py.)"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+TINY = ["--config", os.path.join(ROOT, "configs", "quickstart.py"), "--config.model.width=0.125",
+        "--config.batch_size=4", "--config.data.image_size=64", "--config.data.eval_image_size=64",
+        "--config.data.synthetic.image_width=64", "--config.data.synthetic.image_height=64",
+        "--config.data.synthetic.num_train=16", "--config.data.synthetic.num_eval=4", "--config.eval.batch_size=4",
+        "--config.data.num_threads=1", "--config.progress_bar=False", "--config.checkpoint.async_save=False",
+        "--config.log_every_steps=1", "--config.schedule.burn_in_steps=0"]
+
+
+def _train(workdir, *extra, timeout=600):
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    return subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "train.py"), "--workdir", str(workdir),
+                           *TINY, *extra], capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
+
+
+def _error_lines(stderr: str) -> list[str]:
+    return [line for line in stderr.strip().splitlines() if line.strip()]
+
+
+def _all_finite_on_disk(workdir) -> list[int]:
+    """Every checkpoint's full state read back without a target: returns the steps, asserting finiteness."""
+    import orbax.checkpoint as ocp
+
+    steps = []
+    ckdir = os.path.join(workdir, "checkpoints")
+    for name in sorted(os.listdir(ckdir), key=lambda n: int(n) if n.isdigit() else -1):
+        if not name.isdigit():
+            continue
+        tree = ocp.StandardCheckpointer().restore(os.path.join(ckdir, name, "state"))
+        import jax
+
+        for leaf in jax.tree.leaves(tree):
+            leaf = np.asarray(leaf)
+            if np.issubdtype(leaf.dtype, np.floating):
+                assert np.all(np.isfinite(leaf)), f"checkpoint {name} holds a non-finite value"
+        steps.append(int(name))
+    return steps
+
+
+@pytest.mark.slow
+def test_huge_learning_rate_stops_in_one_line_and_writes_no_poisoned_checkpoint(tmp_path):
+    workdir = tmp_path / "run"
+    proc = _train(workdir, "--config.optim.name=sgd", "--config.optim.base_lr=1e6", "--config.total_steps=8",
+                  "--config.checkpoint.every_steps=1")
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    lines = _error_lines(proc.stderr)
+    assert len(lines) == 1 and lines[0].startswith("train: error: NonFiniteLossError:"), proc.stderr[-3000:]
+    assert "became nan or inf at step" in lines[0] and "Traceback" not in proc.stderr
+    bad_step = int(lines[0].split("at step ")[1].split(":")[0])
+    written = _all_finite_on_disk(str(workdir))
+    assert written and max(written) < bad_step  # the last good checkpoint is intact, nothing after it
+
+
+@pytest.mark.slow
+def test_damaged_latest_checkpoint_resumes_from_the_earlier_one(tmp_path):
+    workdir = tmp_path / "run"
+    proc = _train(workdir, "--config.total_steps=4", "--config.checkpoint.every_steps=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    # 64 flipped bytes in the largest data file of the latest checkpoint (silent corruption for orbax).
+    state_dir = workdir / "checkpoints" / "4" / "state"
+    files = [os.path.join(d, f) for d, _, fs in os.walk(state_dir) for f in fs if os.sep + "d" + os.sep in
+             os.path.join(d, f)]
+    target = max(files, key=os.path.getsize)
+    data = bytearray(open(target, "rb").read())
+    mid = len(data) // 2
+    data[mid:mid + 64] = bytes(b ^ 0xFF for b in data[mid:mid + 64])
+    open(target, "wb").write(bytes(data))
+    proc = _train(workdir, "--config.total_steps=6", "--config.checkpoint.every_steps=2")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    damaged = [l for l in (proc.stdout + proc.stderr).splitlines() if "is damaged" in l]
+    assert len(damaged) == 1 and "step 4" in damaged[0] and "trying step 2" in damaged[0], proc.stderr[-3000:]
+    assert "resuming" in proc.stdout and "at step 2" in proc.stdout
+    assert os.path.isdir(workdir / "checkpoints_damaged" / "4")  # moved aside, never deleted
+    assert "final step 6" in proc.stdout
