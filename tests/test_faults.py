@@ -84,3 +84,54 @@ def test_damaged_latest_checkpoint_resumes_from_the_earlier_one(tmp_path):
     assert "resuming" in proc.stdout and "at step 2" in proc.stdout
     assert os.path.isdir(workdir / "checkpoints_damaged" / "4")  # moved aside, never deleted
     assert "final step 6" in proc.stdout
+
+
+@pytest.mark.slow
+def test_kill_at_random_moments_resumes_bit_identically(tmp_path):
+    """kill -9 ten times at random moments of training or of an (asynchronous) checkpoint write, re-running
+    the same command each time: the final state equals an uninterrupted run's, bit for bit."""
+    import random
+    import signal
+    import time
+
+    import jax
+    import orbax.checkpoint as ocp
+
+    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env.update(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "xla_cache"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    args = [sys.executable, os.path.join(ROOT, "experiments", "train.py"), *TINY, "--config.total_steps=40",
+            "--config.checkpoint.every_steps=2", "--config.checkpoint.async_save=True", "--config.checkpoint.keep=2",
+            "--config.eval.every_steps=0"]
+    args = [a for a in args if a != "--config.checkpoint.async_save=False"]
+
+    def run_to_end(workdir):
+        proc = subprocess.run([*args, "--workdir", str(workdir)], capture_output=True, text=True, cwd=ROOT, env=env,
+                              timeout=600)
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc
+
+    run_to_end(tmp_path / "straight")
+    rng = random.Random(0)
+    workdir, kills = tmp_path / "killed", 0
+    while kills < 10:
+        proc = subprocess.Popen([*args, "--workdir", str(workdir)], stdout=subprocess.PIPE, stderr=subprocess.DEVNULL,
+                                text=True, cwd=ROOT, env=env)
+        # Wait until it trains (a "step N:" line), then kill within the next 0-2 s: mid-step or mid-save.
+        for line in proc.stdout:
+            if line.startswith("step "):
+                break
+        time.sleep(rng.uniform(0.0, 2.0))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        proc.stdout.close()
+    run_to_end(workdir)
+
+    def final_state(d):
+        return jax.tree.leaves(ocp.StandardCheckpointer().restore(os.path.join(d, "checkpoints", "40", "state")))
+
+    a, b = final_state(tmp_path / "straight"), final_state(workdir)
+    assert len(a) == len(b) > 0
+    for x, y in zip(a, b):
+        np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
