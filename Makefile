@@ -13,15 +13,18 @@ $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/activate
 	$(PIP) install --quiet -e ".[test]"
 	touch $@
 
+# The test install is a superset of the plain one: reuse it when it is up to date.
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/activate
-	$(PIP) install --quiet -e .
+	@if [ -f $(VENV)/.installed-test ] && [ $(VENV)/.installed-test -nt pyproject.toml ]; then \
+	  echo "using the test install in $(VENV)"; else $(PIP) install --quiet -e . ; fi
 	touch $@
 
 install: $(VENV)/.installed
 
 # Trains configs/quickstart.py on the synthetic dataset, evaluates it on the held-out split, draws detections.
+# DEMO_ARGS: extra flags, e.g. DEMO_ARGS="--config.total_steps=100 --workdir runs/short_demo".
 demo: $(VENV)/.installed
-	$(PY) experiments/demo.py
+	$(PY) experiments/demo.py $(DEMO_ARGS)
 
 test: $(VENV)/.installed-test
 	$(PY) -m pytest -q -n 2 --dist loadfile tests

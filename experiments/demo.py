@@ -12,9 +12,14 @@ import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags, logging  # noqa: E402
+from absl import flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart_demo", "Where checkpoints, logs and the image go.")
+_CONFIG = config_flags.DEFINE_config_file(
+    "config", os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "configs", "quickstart.py"),
+    "The config (default configs/quickstart.py); overrides such as --config.total_steps=100 work as usual.")
+flags.DEFINE_bool("debug", False, "Show the full traceback of an error instead of one line.")
 _DRAW_SCORE = flags.DEFINE_float("draw_score", 0.3, "Draw detections scoring above this.")
 _NUM_IMAGES = flags.DEFINE_integer("num_images", 8, "Held-out images in the detections picture.")
 
@@ -25,10 +30,9 @@ def main(argv):
     start = time.perf_counter()
     import jax
 
-    from configs import quickstart
     from yolojax import drawing, train
 
-    config = quickstart.get_config()
+    config = _CONFIG.value
     workdir = os.path.abspath(_WORKDIR.value)
     print(f"training configs/quickstart.py in {workdir} ({jax.device_count()} {jax.default_backend()} device(s))",
           flush=True)
@@ -60,4 +64,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from yolojax import cli
+
+    cli.run(main, prog="demo")

@@ -8,7 +8,7 @@ Training then reads the prepared data through tfds.data_source without TensorFlo
 (`--config.data.tfds_data_dir=DIR`). Users with a VOCdevkit may also skip this step and train from the folder
 directly (`--config.data.source=voc_dir --config.data.voc_dir=...`): the examples are the same.
 """
-from absl import app, flags
+from absl import flags
 
 from yolojax.data import sources
 
@@ -16,6 +16,7 @@ _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir to write into."
 _YEARS = flags.DEFINE_list("years", ["2007", "2012"], "VOC years to prepare.")
 _TARBALL_DIR = flags.DEFINE_string("tarball_dir", None, "Folder holding the original VOC tarballs.")
 _DEVKIT_DIR = flags.DEFINE_string("devkit_dir", None, "An extracted VOCdevkit folder (holding VOC<year>/).")
+flags.DEFINE_bool("debug", False, "Show the full traceback of an error instead of one line.")
 
 
 def main(argv):
@@ -27,4 +28,6 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    app.run(main)
+    from yolojax import cli
+
+    cli.run(main, prog="prepare_voc")
