@@ -1,6 +1,6 @@
 """The notebooks in notebooks/ execute (nbclient, a real IPython kernel) on tiny settings, and print what they
-should: the walkthrough's ground-truth-as-detections mAP is 1.0, the quickstart trains, loads, detects, draws
-and gets the same detections back from its ONNX export."""
+should: the walkthrough's ground-truth-as-detections mAP is 1.0; the quickstart trains, loads, detects and
+draws."""
 from __future__ import annotations
 
 import os
@@ -58,7 +58,4 @@ def test_quickstart_notebook(tmp_path):
     assert m and m.group(1) == "2" and 0.0 <= float(m.group(2)) <= 1.0 and m.group(3) == "8"
     assert len(re.findall(r"image \d: \d+ detection\(s\)", text)) == 4
     assert "drawn: [(64, 64, 3), (64, 64, 3), (64, 64, 3), (64, 64, 3)]" in text
-    err = float(re.search(r"relative error vs JAX ([0-9.e+-]+)", text).group(1))
-    assert err <= 1e-4
-    assert "onnxruntime detections equal JAX: True" in text
-    assert (workdir / "detections_0.png").is_file() and (workdir / "model.onnx").is_file()
+    assert (workdir / "detections_0.png").is_file()
