@@ -63,7 +63,25 @@ def output_names(paths: list[str]) -> list[str]:
 
 
 def load_detector(args: argparse.Namespace):
-    """The detector named by the flags (exactly one of workdir / checkpoint / darknet files)."""
+    """The detector named by the flags (exactly one of workdir / checkpoint / darknet files / export), run
+    by JAX or, with --backend onnx, by onnxruntime on an ONNX export of it."""
+    if args.exported:
+        from yolojax import export
+
+        return export.load_exported(args.exported)
+    detector = _load_model(args)
+    if args.backend == "onnx":
+        import tempfile
+
+        from yolojax import export
+
+        path = os.path.join(tempfile.mkdtemp(prefix="yolojax_detect_"), "model.onnx")
+        export.export_onnx(detector, path)  # checked against JAX before it is written
+        detector = export.load_exported(path)
+    return detector
+
+
+def _load_model(args: argparse.Namespace):
     from yolojax import api
 
     given = [n for n in ("workdir", "checkpoint", "darknet_cfg") if getattr(args, n)]
@@ -78,13 +96,24 @@ def load_detector(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> tuple[int, list[str]]:
     """Detects on every input; returns (images written, paths that could not be read and were skipped)."""
-    from yolojax import api, drawing
+    from yolojax import api, drawing, video
 
-    paths = expand_inputs(args.inputs)  # fail on a bad path before spending time on the model
+    videos = [s for s in args.inputs if video.is_video_source(s)]
+    # fail on a bad path before spending time on the model
+    paths = expand_inputs([s for s in args.inputs if s not in videos]) if len(videos) < len(args.inputs) else []
     detector = load_detector(args)
     os.makedirs(args.out_dir, exist_ok=True)
     print(f"detect: {detector.description}, input {detector.input_hw[1]}x{detector.input_hw[0]}, "
-          f"{len(paths)} image(s)", flush=True)
+          f"{len(paths)} image(s), {len(videos)} video(s)", flush=True)
+    for spec in videos:
+        stem = f"camera{spec}" if str(spec).isdigit() else os.path.splitext(os.path.basename(spec))[0]
+        stats = video.detect_video(
+            detector, int(spec) if str(spec).isdigit() else spec, out_path=os.path.join(args.out_dir, stem + ".mp4"),
+            json_path=os.path.join(args.out_dir, stem + ".jsonl"), score_threshold=args.score_threshold,
+            iou_threshold=args.iou_threshold, max_detections=args.max_detections, batch_size=args.batch_size,
+            max_frames=args.max_frames)
+        print(f"  {spec}: {stats['frames']} frames -> {stem}.mp4 + {stem}.jsonl, {stats['fps']:.1f} frames/s "
+              f"({stats['steady_fps']:.1f} after compilation)", flush=True)
     skipped: list[str] = []
     readable: list[tuple[str, str]] = []
 
@@ -132,7 +161,7 @@ def run(args: argparse.Namespace) -> tuple[int, list[str]]:
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("inputs", nargs="+", help="image files, folders or glob patterns")
+    p.add_argument("inputs", nargs="+", help="image files, folders, glob patterns, videos or camera indices")
     p.add_argument("--out_dir", required=True, help="where drawn images and JSON files go")
     p.add_argument("--workdir", help="training workdir (its latest checkpoint)")
     p.add_argument("--checkpoint", help="one checkpoint: <workdir>/checkpoints/<step>")
@@ -146,6 +175,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--iou_threshold", type=float, default=None, help="NMS IoU (default: v2 0.45, v1 0.5)")
     p.add_argument("--max_detections", type=int, default=100)
     p.add_argument("--batch_size", type=int, default=8)
+    p.add_argument("--backend", choices=("jax", "onnx"), default="jax",
+                   help="jax: XLA; onnx: export to ONNX and run it with onnxruntime (faster on CPUs, docs/export.md)")
+    p.add_argument("--exported", help="an export of experiments/export.py (.onnx or .jaxexport) as the model")
+    p.add_argument("--max_frames", type=int, default=None, help="videos/cameras: stop after this many frames")
     p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
     return p.parse_args(argv)
 

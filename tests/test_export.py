@@ -91,7 +91,7 @@ def test_darknet_reorg_is_exported_as_darknet_computes_it(detectors, photos):
         assert "Concat" in ops and not ops & {"SpaceToDepth", "DepthToSpace"}
     det = detectors["yolov2_reorg"]
     s2d = yolojax.api.Detector(model=det.model.clone(reorg_impl="space_to_depth"), variables=det.variables,
-                               family="v2", input_hw=det.input_hw, class_names=det.class_names, anchors=det.anchors)
+                               head=det.head, input_hw=det.input_hw, class_names=det.class_names)
     model = export.to_onnx(s2d)
     assert "SpaceToDepth" in {n.op_type for n in model.graph.node}
     got = export.onnx_session(model).run(["outputs"], {"images": images})[0]
@@ -227,8 +227,10 @@ def test_unsupported_layer_is_named(tmp_path):
                    "activation=leaky\n\n[connected]\noutput=30\nactivation=linear\n\n[detection]\nclasses=0\n"
                    "side=1\nnum=6\ncoords=4\n")
     model, variables = dk.load(cfg)
-    det = yolojax.api.Detector(model=model, variables=variables, family="v1", input_hw=(32, 32), class_names=(),
-                               grid_size=1, boxes_per_cell=6)
+    from yolojax import families
+
+    det = yolojax.api.Detector(model=model, variables=variables, input_hw=(32, 32), class_names=(),
+                               head=families.Head("v1", 0, grid_size=1, boxes_per_cell=6))
     with pytest.raises(export.ExportError, match=r"layer 0 \[local\]"):
         export.to_onnx(det)
 

@@ -18,8 +18,9 @@ __version__ = "0.1.0"
 # Names of yolojax.api re-exported here (loaded lazily).
 _API_NAMES = ("Detector", "LoadError", "detections_to_json", "draw", "load", "load_checkpoint", "load_darknet",
               "load_image", "save_image")
-_SUBMODULES = ("anchors", "api", "boxes", "classes", "darknet", "data", "evaluation", "losses", "models",
-               "postprocess", "schedules", "targets", "train")
+_SUBMODULES = ("anchors", "api", "boxes", "checkpoints", "classes", "darknet", "data", "drawing", "eval_loop",
+               "evaluation", "export", "families", "initialization", "losses", "models", "postprocess", "schedules",
+               "targets", "train", "video")
 
 __all__ = list(_API_NAMES) + list(_SUBMODULES) + ["VOC_CLASSES"]
 

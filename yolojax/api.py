@@ -428,6 +428,10 @@ def load(source: str | os.PathLike, weights: str | os.PathLike | None = None, **
     A ``.cfg`` source (or any source with ``weights``) is darknet; anything else is a yolojax workdir or
     checkpoint (see ``load_checkpoint`` / ``load_darknet``).
     """
+    if os.fspath(source).endswith((".onnx", ".jaxexport")):
+        from yolojax import export
+
+        return export.load_exported(source, **kwargs)
     if weights is not None or os.fspath(source).endswith(".cfg"):
         if weights is None:
             raise LoadError(f"{source}: a darknet cfg needs its .weights file")

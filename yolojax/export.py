@@ -59,8 +59,8 @@ def detector_metadata(detector, *, outputs: str = "raw", output_shape: Sequence[
         "format_version": METADATA_VERSION, "family": detector.family,
         "input_hw": [int(v) for v in detector.input_hw], "class_names": list(detector.class_names),
         "anchors": None if detector.anchors is None else np.asarray(detector.anchors, np.float64).tolist(),
-        "grid_size": int(detector.grid_size), "boxes_per_cell": int(detector.boxes_per_cell),
-        "sqrt": bool(detector.sqrt), "letterbox": bool(detector.letterbox), "description": detector.description,
+        "grid_size": int(detector.head.grid_size), "boxes_per_cell": int(detector.head.boxes_per_cell),
+        "sqrt": bool(detector.head.sqrt), "letterbox": bool(detector.letterbox), "description": detector.description,
         "outputs": outputs, "output_shape": None if output_shape is None else [int(v) for v in output_shape],
     }
     meta.update(extra or {})
@@ -68,16 +68,18 @@ def detector_metadata(detector, *, outputs: str = "raw", output_shape: Sequence[
 
 
 def _detector_from_metadata(meta: dict, model, source: str):
+    from yolojax import families
     from yolojax.api import Detector
 
     if meta.get("format_version") != METADATA_VERSION:
         raise ExportError(f"{source}: yolojax metadata format_version {meta.get('format_version')!r}, "
                           f"expected {METADATA_VERSION}")
+    anchors = None if meta["anchors"] is None else tuple(map(tuple, np.asarray(meta["anchors"], np.float64).tolist()))
+    head = families.Head(meta["family"], len(meta["class_names"]), anchors=anchors, grid_size=meta["grid_size"],
+                         boxes_per_cell=meta["boxes_per_cell"], sqrt=meta["sqrt"])
     return Detector(
-        model=model, variables={}, family=meta["family"], input_hw=tuple(meta["input_hw"]),
+        model=model, variables={}, head=head, input_hw=tuple(meta["input_hw"]),
         class_names=tuple(meta["class_names"]),
-        anchors=None if meta["anchors"] is None else np.asarray(meta["anchors"], np.float32),
-        grid_size=meta["grid_size"], boxes_per_cell=meta["boxes_per_cell"], sqrt=meta["sqrt"],
         letterbox=meta["letterbox"], description=f"{meta.get('description', '')} [export {source}]")
 
 
@@ -304,7 +306,7 @@ def _decode_nodes(g: _Graph, detector, raw_nchw: str, rank: int) -> tuple[str, s
         bh = g.op("Div", [g.op("Mul", [ah, g.op("Exp", [th])]), g.const(np.float32(sh), "sh")], "bh")
         scores = g.op("Mul", [g.op("Sigmoid", [to]), g.op("Softmax", [logits], axis=2)], "scores")
     else:
-        s, nb = detector.grid_size, detector.boxes_per_cell
+        s, nb = detector.head.grid_size, detector.head.boxes_per_cell
         raw = raw_nchw if rank == 2 else g.op("Flatten", [raw_nchw], axis=1)
         probs = g.op("Reshape", [g.op("Slice", [raw, g.ints([0]), g.ints([s * s * c]), g.ints([1])]),
                                  g.ints([0, s * s, 1, c])], "probs")
@@ -318,7 +320,7 @@ def _decode_nodes(g: _Graph, detector, raw_nchw: str, rank: int) -> tuple[str, s
         row = g.const((cells // s).reshape(1, -1, 1).astype(np.float32), "row")
         cx = g.op("Div", [g.op("Add", [x_off, col]), g.const(np.float32(s), "s")], "cx")
         cy = g.op("Div", [g.op("Add", [y_off, row]), g.const(np.float32(s), "s")], "cy")
-        if detector.sqrt:
+        if detector.head.sqrt:
             bw, bh = g.op("Mul", [bw, bw], "bw"), g.op("Mul", [bh, bh], "bh")
         scores = g.op("Reshape", [g.op("Mul", [conf, probs]), g.ints([0, s * s * nb, c])], "scores")
     half = g.const(np.float32(2.0), "two")
@@ -374,7 +376,7 @@ def _num_boxes(detector) -> int:
     h, w = detector.input_hw
     if detector.family == "v2":
         return (h // 32) * (w // 32) * len(detector.anchors)
-    return detector.grid_size ** 2 * detector.boxes_per_cell
+    return detector.head.grid_size ** 2 * detector.head.boxes_per_cell
 
 
 def onnx_session(model_or_path, *, threads: int | None = None, optimize: bool = True):
