@@ -38,8 +38,8 @@ from yolojax import schedules as schedules_lib
 PyTree = Any
 Batch = Mapping[str, np.ndarray]
 
-V1_FAMILY = ("yolov1", "fast_yolo")
-V2_FAMILY = ("yolov2", "tiny_yolov2")
+# [ablate #11] the families now come from yolojax.models (which added 'yolov1_conv_anchors' to v2).
+from yolojax.models import V1_MODELS as V1_FAMILY, V2_MODELS as V2_FAMILY  # noqa: E402
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -158,9 +158,11 @@ def make_loss_fn(config: ml_collections.ConfigDict) -> Callable[..., tuple[jax.A
                                       **kwargs)
     else:
         anchors = anchors_of(config)
+        location = config.model.v2.get("location", "direct")  # [ablate #11: port to the family registry]
 
         def loss_fn(outputs, boxes, classes, mask, seen):
-            return losses.yolov2_loss(outputs, boxes, classes, mask, anchors=anchors, seen=seen, **kwargs)
+            return losses.yolov2_loss(outputs, boxes, classes, mask, anchors=anchors, seen=seen, location=location,
+                                      **kwargs)
     return loss_fn
 
 
@@ -173,7 +175,8 @@ def make_decode_fn(config: ml_collections.ConfigDict) -> Callable[[jax.Array], t
         return functools.partial(postprocess.decode_yolov1, grid_size=v1.grid_size,
                                  boxes_per_cell=v1.boxes_per_cell, num_classes=config.model.num_classes)
     anchors = anchors_of(config)
-    return lambda outputs: postprocess.decode_yolov2(outputs, anchors)
+    location = config.model.v2.get("location", "direct")  # [ablate #11: port to the family registry]
+    return lambda outputs: postprocess.decode_yolov2(outputs, anchors, location=location)
 
 
 def _variables(params: PyTree, batch_stats: PyTree) -> dict:
@@ -653,6 +656,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             bar.write(format_metrics(step, total_steps, mean))
 
     loop_start = time.perf_counter()
+    start_step = step  # [ablate #11] for final_metrics.json
     last = {"step": step, "time": loop_start, "excluded": 0.0}
     try:
         while step < total_steps:
@@ -680,6 +684,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         mngr.wait_until_finished()
         writer.close()
     result.update(train_seconds=train_seconds, experiment=exp, state=state)
+    # [ablate #11: minimal stand-in until the new loop writes it] final metrics for experiments/ablate.py.
+    if is_main:
+        final = {"step": step, "map_07": float(result["map_07"]), "map_area": float(result["map_area"]),
+                 "train_images_per_sec": (step - start_step) * config.batch_size / max(train_seconds, 1e-9),
+                 "num_images": int(result["num_images"])}
+        with open(os.path.join(workdir, "final_metrics.json.tmp"), "w") as f:
+            json.dump(final, f, indent=2)
+        os.replace(os.path.join(workdir, "final_metrics.json.tmp"), os.path.join(workdir, "final_metrics.json"))
     return result
 
 

@@ -41,7 +41,7 @@ from yolojax.models.layers import BN_EPSILON, ConvBN, darknet_maxpool, reorg, sc
 PASSTHROUGHS = ("conv64_reorg", "reorg", "none")
 
 
-def _detection_output(x: jax.Array, num_anchors: int, num_classes: int, flat: bool) -> jax.Array:
+def detection_output(x: jax.Array, num_anchors: int, num_classes: int, flat: bool) -> jax.Array:
     """[N, S, S, A·(5+C)] (darknet channel order, anchor-major) -> [N, S, S, A, 5+C] unless `flat`."""
     x = x.astype(jnp.float32)
     if flat:
@@ -103,7 +103,7 @@ class YOLOv2(nn.Module):
             self.num_anchors * (5 + self.num_classes), 1, batch_norm=False, activation="linear", dtype=self.dtype,
             name=f"conv{index + 1}",
         )(x, train)
-        return _detection_output(x, self.num_anchors, self.num_classes, self.flat_output)
+        return detection_output(x, self.num_anchors, self.num_classes, self.flat_output)
 
 
 # yolov2-tiny-voc.cfg: (filters, kernel, maxpool stride after it or None).
@@ -140,4 +140,4 @@ class TinyYOLOv2(nn.Module):
             self.num_anchors * (5 + self.num_classes), 1, batch_norm=False, activation="linear", dtype=self.dtype,
             name=f"conv{len(TINY_YOLOV2_LAYERS)}",
         )(x, train)
-        return _detection_output(x, self.num_anchors, self.num_classes, self.flat_output)
+        return detection_output(x, self.num_anchors, self.num_classes, self.flat_output)
