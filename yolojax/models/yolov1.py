@@ -161,8 +161,4 @@ class YOLOv1ConvAnchors(nn.Module):
         x = conv_stack(images.astype(self.dtype), YOLOV1_CONV_ANCHORS_CONVS, width=self.width,
                        batch_norm=self.batch_norm, dtype=self.dtype, bn_epsilon=self.bn_epsilon, train=train)
         num_convs = sum(1 for layer in YOLOV1_CONV_ANCHORS_CONVS if layer != "M")  # 24
-        x = ConvBN(
-            self.num_anchors * (5 + self.num_classes), 1, batch_norm=False, activation="linear", dtype=self.dtype,
-            name=f"conv{num_convs}",
-        )(x, train)
-        return detection_output(x, self.num_anchors, self.num_classes, self.flat_output)
+        return detection_output(self, x, num_convs, train)
