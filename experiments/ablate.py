@@ -168,7 +168,10 @@ def main(argv: list[str]) -> int:
     unknown = [r for r in _RUNGS.value if r not in ladder.RUNGS]
     if unknown:
         raise app.UsageError(f"--rungs: unknown rung(s) {unknown}; expected any of {ladder.RUNGS}")
-    ladder.parse_arg(rung_arg(ladder.RUNGS[0], _BASE_PX.value))  # --base_px checked once, with the config's error
+    try:
+        ladder.parse_arg(rung_arg(ladder.RUNGS[0], _BASE_PX.value))
+    except ValueError as e:
+        raise app.UsageError(f"--base_px={_BASE_PX.value}: {e}") from None
     root = os.path.abspath(_ROOT.value)
     classifiers = {"yolov1": _YOLOV1_CLASSIFIER.value, "darknet19": _DARKNET19_CLASSIFIER.value}
     rungs = [r for r in ladder.RUNGS if r in _RUNGS.value]
@@ -198,5 +201,12 @@ def main(argv: list[str]) -> int:
     return 1 if status else 0
 
 
+def _main(argv: list[str]) -> int:
+    try:
+        return main(argv)
+    except ValueError as e:  # an unreadable final_metrics.json: one line naming the file
+        raise SystemExit(f"ablate.py: {e}") from None
+
+
 if __name__ == "__main__":
-    app.run(main)
+    app.run(_main)

@@ -137,6 +137,16 @@ def test_print_commands_one_per_rung_with_the_right_classifier(tmp_path):
     assert res.returncode != 0 and "unknown rung(s) ['dropout']" in res.stderr
 
 
+def test_bad_size_and_unreadable_metrics_are_one_line_errors(tmp_path):
+    res = run_ablate(f"--root={tmp_path}", "--print_commands", "--base_px=100")
+    assert res.returncode != 0 and "--base_px=100" in res.stderr and "multiple of 32" in res.stderr
+    (tmp_path / "baseline").mkdir()
+    (tmp_path / "baseline" / "final_metrics.json").write_text('{"step": 2, "map_07": 0.5')  # truncated
+    res = run_ablate(f"--root={tmp_path}", "--rungs=baseline")
+    assert res.returncode != 0 and "Traceback" not in res.stderr, res.stderr
+    assert f"{tmp_path}/baseline/final_metrics.json: not a readable final-metrics JSON file" in res.stderr
+
+
 # The smallest sweep: 64 px (YOLOv1 rungs too), width 1/8, batch 2, 4 train / 2 eval synthetic images.
 SMOKE = ["--base_px=64"] + [f"--override=--config.{k}={v}" for k, v in (
     ("data.source", "synthetic"), ("model.num_classes", 5), ("data.train_split", "train"),
