@@ -34,12 +34,13 @@ from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from yolojax import schedules as schedules_lib
+from yolojax.models import V1_MODELS, V2_MODELS  # [ablate #11]
 
 PyTree = Any
 Batch = Mapping[str, np.ndarray]
 
-# [ablate #11] the families now come from yolojax.models (which added 'yolov1_conv_anchors' to v2).
-from yolojax.models import V1_MODELS as V1_FAMILY, V2_MODELS as V2_FAMILY  # noqa: E402
+# [ablate #11] the model families now come from yolojax.models (v2 gained 'yolov1_conv_anchors').
+V1_FAMILY, V2_FAMILY = V1_MODELS, V2_MODELS
 
 
 # ----------------------------------------------------------------------------------------------------------
