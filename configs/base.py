@@ -51,7 +51,10 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.v1 = ml_collections.ConfigDict(dict(grid_size=7, boxes_per_cell=2, batch_norm=False,
                                                 dropout_rate=0.5))
     c.model.v2 = ml_collections.ConfigDict(dict(num_anchors=5, passthrough="conv64_reorg", reorg_impl="darknet",
-                                                batch_norm=True))
+                                                batch_norm=True,
+                                                # 'direct': darknet's sigmoid location prediction; 'offset': the
+                                                # region-proposal offsets of the paper's "anchor boxes" rung
+                                                location="direct"))
 
     # --- initialization ---
     c.init = ml_collections.ConfigDict()

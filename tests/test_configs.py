@@ -49,36 +49,6 @@ def test_yolov1_paper_recipe():
     assert load("fast_yolo_voc").model.name == "fast_yolo"
 
 
-def test_ablation_rungs_are_cumulative_switches():
-    configs = [yolov2_ablation.get_config(r) for r in yolov2_ablation.RUNGS]
-    by = dict(zip(yolov2_ablation.RUNGS, configs))
-    assert by["baseline"].model.name == "yolov1" and not by["baseline"].model.v1.batch_norm
-    assert by["batch_norm"].model.v1.batch_norm and by["batch_norm"].model.v1.dropout_rate == 0
-    assert by["anchor_boxes"].model.name == "yolov2" and by["anchor_boxes"].model.v2.num_anchors == 9
-    assert by["dimension_priors"].model.anchors == base.VOC_ANCHORS
-    assert by["new_network"].model.v2.passthrough == "none"
-    assert by["passthrough"].model.v2.passthrough == "conv64_reorg"
-    assert by["passthrough"].data.multiscale_sizes == ()
-    assert by["multi_scale"].data.multiscale_sizes == base.MULTISCALE_SIZES_PX
-    assert by["multi_scale"].data.eval_image_size == 416 and by["hires_detector"].data.eval_image_size == 544
-    # consecutive rungs differ (every rung is a real change of the config), except the documented limit:
-    # there is no anchor head on the YOLOv1 backbone in yolojax.models, so 'anchor_boxes' == 'new_network'.
-    for (ra, a), (rb, b) in zip(by.items(), list(by.items())[1:]):
-        assert (a.to_json() == b.to_json()) == ((ra, rb) == ("anchor_boxes", "new_network")), (ra, rb)
-    # the hand-picked anchors: 128, 256, 512 px squares and their 1:2 / 2:1 versions, in 32-px cells
-    anchors = yolov2_ablation.hand_picked_anchors()
-    assert anchors[1] == (4.0, 4.0) and anchors[4] == (8.0, 8.0) and anchors[7] == (16.0, 16.0)
-    assert anchors[0] == pytest.approx((128 * 2 ** 0.5 / 32, 64 * 2 ** 0.5 / 32), abs=1e-5)
-    with pytest.raises(ValueError, match="unknown rung 'dropout'"):
-        yolov2_ablation.get_config("dropout")
-
-
-def test_hires_classifier_rung_needs_its_weights():
-    c = yolov2_ablation.get_config("hires_classifier")
-    with pytest.raises(FileNotFoundError, match="config.init.darknet_weights="):
-        train.check_config(c)
-
-
 def _parse(argv):
     fv = flags.FlagValues()
     config_flags.DEFINE_config_file("config", None, "config", flag_values=fv, lock_config=True, sys_argv=argv)

@@ -66,14 +66,20 @@ def truths_from_batch(boxes, mask, classes):
 
 
 def darknet_region_delta(outputs, truths, anchors, seen, *, coord_scale=1.0, object_scale=5.0,
-                         noobject_scale=1.0, class_scale=1.0, thresh=0.6):
-    """Returns (delta in our [B,S,S,A,5+C] layout, chained through the logistic gradient, stats dict)."""
+                         noobject_scale=1.0, class_scale=1.0, thresh=0.6, location="direct"):
+    """Returns (delta in our [B,S,S,A,5+C] layout, chained through the logistic gradient, stats dict).
+
+    location="offset" transcribes the same layer with the region-proposal center (the YOLO9000 "anchor boxes"
+    rung): x = (i + 0.5 + tx * anchor_w) / S, target tx* = (x* S - i - 0.5) / anchor_w, x and y left linear
+    (no logistic, so no logistic gradient on them either)."""
+    offset = location == "offset"
     bsz, s, _, a, e = outputs.shape
     classes = e - 5
     # darknet memory: [batch][anchor n][entry][row j][col i]
     x = np.transpose(outputs.astype(np.float64), (0, 3, 4, 1, 2)).copy()
     out = x.copy()
-    out[:, :, 0:2] = dn_logistic(x[:, :, 0:2])
+    if not offset:
+        out[:, :, 0:2] = dn_logistic(x[:, :, 0:2])
     out[:, :, 4] = dn_logistic(x[:, :, 4])
     logits = x[:, :, 5:]
     ex = np.exp(logits - logits.max(axis=2, keepdims=True))
@@ -83,6 +89,10 @@ def darknet_region_delta(outputs, truths, anchors, seen, *, coord_scale=1.0, obj
     stats = {"ignored": 0, "noobj": 0, "assigned": 0, "overwritten": 0}
 
     def region_box(b, n, j, i):
+        if offset:
+            return ((i + .5 + x[b, n, 0, j, i] * biases[2 * n]) / s,
+                    (j + .5 + x[b, n, 1, j, i] * biases[2 * n + 1]) / s,
+                    math.exp(x[b, n, 2, j, i]) * biases[2 * n] / s, math.exp(x[b, n, 3, j, i]) * biases[2 * n + 1] / s)
         return ((i + out[b, n, 0, j, i]) / s, (j + out[b, n, 1, j, i]) / s,
                 math.exp(x[b, n, 2, j, i]) * biases[2 * n] / s, math.exp(x[b, n, 3, j, i]) * biases[2 * n + 1] / s)
 
@@ -91,6 +101,8 @@ def darknet_region_delta(outputs, truths, anchors, seen, *, coord_scale=1.0, obj
         iou = dn_box_iou(pred, truth)
         tx = truth[0] * s - i
         ty = truth[1] * s - j
+        if offset:
+            tx, ty = (tx - .5) / biases[2 * n], (ty - .5) / biases[2 * n + 1]
         tw = math.log(truth[2] * s / biases[2 * n])
         th = math.log(truth[3] * s / biases[2 * n + 1])
         delta[b, n, 0, j, i] = scale * (tx - out[b, n, 0, j, i])
@@ -131,7 +143,7 @@ def darknet_region_delta(outputs, truths, anchors, seen, *, coord_scale=1.0, obj
                 delta[b, best_n, 5 + c, j, i] = class_scale * ((c == t[4]) - out[b, best_n, 5 + c, j, i])
         stats["assigned"] += len(written)
     # backward_region_layer_gpu: logistic gradient on x, y and objectness.
-    for k in (0, 1, 4):
+    for k in ((4,) if offset else (0, 1, 4)):
         delta[:, :, k] *= out[:, :, k] * (1 - out[:, :, k])
     return np.transpose(delta, (0, 3, 4, 1, 2)), stats
 
@@ -221,7 +233,7 @@ def random_gt(rng, bsz, m, num_classes, n_valid):
     return boxes, classes, mask
 
 
-def plant_matches(rng, outputs, boxes, mask, anchors):
+def plant_matches(rng, outputs, boxes, mask, anchors, location="direct"):
     """Sets some predictions to decode to (almost) a ground-truth box, so the ignore rule is exercised."""
     s, a = outputs.shape[1], outputs.shape[3]
     for b in range(boxes.shape[0]):
@@ -230,7 +242,10 @@ def plant_matches(rng, outputs, boxes, mask, anchors):
             cx, cy, w, h = (x0 + x1) / 2, (y0 + y1) / 2, x1 - x0, y1 - y0
             i, j, n = int(cx * s), int(cy * s), rng.integers(a)
             off = np.clip([cx * s - i, cy * s - j], 0.02, 0.98)
-            outputs[b, j, i, n, 0:2] = np.log(off / (1 - off))
+            if location == "offset":
+                outputs[b, j, i, n, 0:2] = (off - 0.5) / anchors[n]
+            else:
+                outputs[b, j, i, n, 0:2] = np.log(off / (1 - off))
             outputs[b, j, i, n, 2:4] = np.log(np.array([w, h]) * s * rng.uniform(0.93, 1.05) / anchors[n])
 
 
@@ -253,6 +268,45 @@ def test_yolov2_grad_equals_darknet_region_deltas(grid, seen, seed):
     assert stats["ignored"] > 0 and stats["overwritten"] > 0  # the cases this test is about did occur
     grad = np.asarray(v2_grad_fn()(out, boxes, classes, mask, jnp.int32(seen)))
     np.testing.assert_allclose(grad, -delta / bsz, rtol=2e-4, atol=2e-6)
+
+
+@pytest.mark.parametrize("grid,seen,seed", [(13, 0, 10), (13, 50000, 11), (10, 100, 12)])
+def test_yolov2_offset_form_grad_equals_numpy_transcription(grid, seen, seed):
+    """location='offset': d loss / d outputs == -delta / B of the numpy region layer in the offset form."""
+    rng = np.random.default_rng(seed)
+    bsz, m, num_classes = 3, 8, 20
+    boxes, classes, mask = random_gt(rng, bsz, m, num_classes, n_valid=[6, 3, 0])
+    out = rng.normal(0, 1.0, (bsz, grid, grid, 5, 5 + num_classes)).astype(np.float32)
+    out[..., 0:2] *= 0.3  # offsets of a fraction of an anchor: decoded centers stay near their cells
+    plant_matches(rng, out, boxes, mask, VOC_ANCHORS, location="offset")
+    delta, stats = darknet_region_delta(out, truths_from_batch(boxes, mask, classes), VOC_ANCHORS, seen,
+                                        location="offset")
+    assert stats["ignored"] > 0 and stats["overwritten"] > 0
+    grad = np.asarray(v2_grad_fn(location="offset")(out, boxes, classes, mask, jnp.int32(seen)))
+    np.testing.assert_allclose(grad, -delta / bsz, rtol=2e-4, atol=2e-6)
+    # The two forms really differ on the same outputs (x/y deltas are not chained through a logistic).
+    direct = np.asarray(v2_grad_fn()(out, boxes, classes, mask, jnp.int32(seen)))
+    assert not np.allclose(direct[..., 0:2], grad[..., 0:2], atol=1e-4)
+
+
+def test_yolov2_offset_form_hand_computed_values():
+    """S=2, one anchor (1, 1), C=2, all outputs 0: in the offset form too every prediction is its cell's center
+    with the anchor's size. Object center (0.3, 0.2), size 0.5 x 0.25 -> cell (0, 0), tx* = (0.6 - 0.5) / 1 =
+    0.1, ty* = (0.4 - 0.5) / 1 = -0.1 (against tx = ty = 0, no sigmoid), tw* = 0, th* = log 0.5; IoU 3/7 as in
+    the direct case. With warm-up, an output tx = 1 of a free slot is pulled with 0.5 * 0.01 * 1^2."""
+    out = np.zeros((1, 2, 2, 1, 7), np.float32)
+    boxes = np.array([[[0.05, 0.075, 0.55, 0.325]]], np.float32)
+    classes, mask = np.array([[1]], np.int32), np.array([[True]])
+    anchors = np.array([[1.0, 1.0]], np.float32)
+    loss = jax.jit(functools.partial(losses.yolov2_loss, anchors=anchors, location="offset"))
+    _, parts = loss(out, boxes, classes, mask, seen=20000)
+    np.testing.assert_allclose(parts["coord"], 0.5 * 1.875 * (0.1 ** 2 + 0.1 ** 2 + math.log(0.5) ** 2), rtol=1e-5)
+    np.testing.assert_allclose(parts["obj"], 0.5 * 5 * (3 / 7 - 0.5) ** 2, rtol=1e-5)
+    out[0, 1, 1, 0, 0] = 1.0
+    _, parts = loss(out, boxes, classes, mask, seen=0)
+    np.testing.assert_allclose(parts["prior"], 0.5 * 0.01 * 1.0, rtol=1e-5)
+    with pytest.raises(ValueError, match="location.*'sigmoid'"):
+        losses.yolov2_loss(out, boxes, classes, mask, anchors=anchors, location="sigmoid")
 
 
 def test_yolov2_grad_equals_darknet_with_non_default_scales():

@@ -20,6 +20,7 @@ from yolojax.models import (
     Darknet19,
     TinyYOLOv2,
     YOLOv1,
+    YOLOv1ConvAnchors,
     YOLOv2,
     build_model,
     darknet_maxpool,
@@ -532,3 +533,74 @@ def test_build_model_from_config():
     cfg.v2.reorg_impl, cfg.dtype = "darknet", "float64"
     with pytest.raises(ValueError, match="model.dtype"):
         build_model(cfg)
+
+
+
+# --------------------------------------------------------------------------------------------------------------
+# The YOLOv1 trunk with a conv anchor head (YOLO9000 Table 2, "convolutional, anchor boxes")
+# --------------------------------------------------------------------------------------------------------------
+
+
+def conv_anchors_cfg_text(num_anchors: int, num_classes: int, size: int) -> str:
+    """yolo-v1-paper.cfg edited the way the paper describes: batch norm on every conv, the connected layers
+    (and dropout, detection) dropped, the last maxpool removed, a 1x1 linear conv to A·(5+C) appended."""
+    text = Path(CFG_DIR, "yolo-v1-paper.cfg").read_text()
+    text = text[: text.index("[connected]")]
+    last_pool = text.rindex("[maxpool]")
+    text = text[:last_pool] + text[text.index("[convolutional]", last_pool):]
+    text = text.replace("[convolutional]", "[convolutional]\nbatch_normalize=1")
+    text = text.replace("height=448", f"height={size}").replace("width=448", f"width={size}")
+    text = text.replace("crop_width=448", f"crop_width={size}").replace("crop_height=448", f"crop_height={size}")
+    return text + (f"\n[convolutional]\nfilters={num_anchors * (5 + num_classes)}\nsize=1\nstride=1\npad=1\n"
+                   "activation=linear\n")
+
+
+def test_conv_anchors_shape_and_params_match_the_edited_yolov1_cfg():
+    model = YOLOv1ConvAnchors(num_anchors=9, num_classes=20)
+    variables = _abstract_variables(model, 416)
+    out = jax.eval_shape(lambda v: model.apply(v, jnp.zeros((1, 416, 416, 3))), variables)
+    assert out.shape == (1, 13, 13, 9, 25) and out.dtype == jnp.float32  # 416 -> 13x13, as the paper says
+    trainable, stats = cfg_param_counts(conv_anchors_cfg_text(9, 20, 416))
+    assert (_size(variables["params"]), _size(variables["batch_stats"])) == (trainable, stats)
+    # 24 trunk convs (as in YOLOv1) + the head conv, named conv0..conv24 in cfg order; no connected layer.
+    assert sorted(variables["params"]) == sorted(f"conv{k}" for k in range(25))
+    assert variables["params"]["conv24"]["conv"]["kernel"].shape == (1, 1, 1024, 225)
+    assert variables["params"]["conv23"]["conv"]["kernel"].shape == (3, 3, 1024, 1024)
+    with pytest.raises(ValueError, match="multiple of 32"):
+        jax.eval_shape(lambda v: model.apply(v, jnp.zeros((1, 400, 400, 3))), variables)
+
+
+@pytest.mark.slow  # compiles a 25-conv forward + backward (the ablation sweep trains it through train.py too)
+def test_conv_anchors_trains_and_is_registered():
+    """build_model('yolov1_conv_anchors') at a tiny width: a few SGD steps of the region loss (offset form)
+    on one fixed batch lower the loss; every parameter gets a gradient; 64 px -> 2x2 grid."""
+    from yolojax import losses
+
+    cfg = ml_collections.ConfigDict({"name": "yolov1_conv_anchors", "num_classes": 3, "width": 0.125,
+                                     "v2": {"num_anchors": 2, "batch_norm": True}})
+    model = build_model(cfg)
+    assert isinstance(model, YOLOv1ConvAnchors) and (model.num_anchors, model.width) == (2, 0.125)
+    anchors = jnp.array([[0.5, 0.5], [1.0, 1.5]])
+    images = jax.random.uniform(jax.random.key(0), (2, 64, 64, 3))
+    boxes = jnp.array([[[0.1, 0.1, 0.4, 0.5]], [[0.5, 0.4, 0.9, 0.8]]])
+    classes, mask = jnp.array([[0], [2]]), jnp.ones((2, 1), bool)
+    variables = model.init(jax.random.key(1), images)
+
+    @jax.jit
+    def step(params, batch_stats):
+        def objective(p):
+            out, upd = model.apply({"params": p, "batch_stats": batch_stats}, images, train=True,
+                                   mutable=["batch_stats"])
+            return losses.yolov2_loss(out, boxes, classes, mask, anchors=anchors, location="offset")[0], (out, upd)
+
+        (loss, (out, upd)), grads = jax.value_and_grad(objective, has_aux=True)(params)
+        return loss, out, jax.tree.map(lambda p, g: p - 1e-3 * g, params, grads), upd["batch_stats"], grads
+
+    params, stats = variables["params"], variables["batch_stats"]
+    loss0, out, params, stats, grads = step(params, stats)
+    assert out.shape == (2, 2, 2, 2, 8)
+    for path, g in jax.tree_util.tree_leaves_with_path(grads):
+        assert float(jnp.max(jnp.abs(g))) > 0, path
+    for _ in range(4):
+        loss, _, params, stats, _ = step(params, stats)
+    assert np.isfinite(float(loss)) and float(loss) < float(loss0)

@@ -170,3 +170,39 @@ def test_decode_then_nms_pipeline_under_jit():
     out = detect(outputs)
     assert out["boxes"].shape == (2, 16, 4) and out["classes"].dtype == jnp.int32
     assert (np.diff(np.asarray(out["scores"]), axis=1) <= 0).all()  # sorted descending
+
+
+def test_decode_yolov2_offset_form_hand_values():
+    # 2x2 grid, anchors (1, 1) and (0.5, 2) grid units; cell (row 1, col 0), anchor 1 predicts tx = 0.4,
+    # ty = -0.25, tw = log 2, th = 0: center x = (0 + 0.5 + 0.4 * 0.5) / 2 = 0.35, y = (1 + 0.5 - 0.25 * 2) / 2
+    # = 0.5, w = 0.5 * 2 / 2 = 0.5, h = 2 * 1 / 2 = 1 -> xyxy (0.1, 0, 0.6, 1). All-zero outputs sit on the
+    # anchor at the cell center, as in the direct form.
+    anchors = np.array([[1.0, 1.0], [0.5, 2.0]], np.float32)
+    out = np.zeros((1, 2, 2, 2, 7), np.float32)
+    out[0, 1, 0, 1, :4] = [0.4, -0.25, np.log(2.0), 0.0]
+    cxcywh = postprocess.decode_yolov2_cxcywh(jnp.asarray(out), anchors, location="offset")
+    np.testing.assert_allclose(cxcywh[0, 1, 0, 1], [0.35, 0.5, 0.5, 1.0], atol=1e-6)
+    boxes, scores = postprocess.decode_yolov2(jnp.asarray(out), anchors, location="offset")
+    np.testing.assert_allclose(boxes[0, (1 * 2 + 0) * 2 + 1], [0.1, 0.0, 0.6, 1.0], atol=1e-6)
+    direct, direct_scores = postprocess.decode_yolov2(jnp.asarray(out), anchors)
+    np.testing.assert_allclose(boxes[0, 2], direct[0, 2], atol=1e-7)  # zero outputs: same box in both forms
+    np.testing.assert_array_equal(scores, direct_scores)  # scores do not depend on the form
+    with pytest.raises(ValueError, match="model.v2.location"):
+        postprocess.decode_yolov2(jnp.asarray(out), anchors, location="sigmoid")
+
+
+def test_decode_then_nms_follows_the_location_form():
+    # One confident prediction; its box after NMS is the offset-form box, not the direct-form one.
+    anchors = np.array([[2.0, 2.0]], np.float32)
+    out = np.full((1, 4, 4, 1, 6), -10.0, np.float32)
+    out[..., 5] = 0.0
+    out[0, 2, 1, 0, :5] = [0.5, -0.5, 0.0, 0.0, 5.0]  # cx = (1.5 + 1) / 4, cy = (2.5 - 1) / 4, w = h = 0.5
+
+    @jax.jit
+    def detect(o):
+        return postprocess.batched_nms(*postprocess.decode_yolov2(o, anchors, location="offset"),
+                                       score_threshold=0.5, iou_threshold=0.45, max_detections=3)
+
+    dets = detect(jnp.asarray(out))
+    assert int(dets["count"][0]) == 1
+    np.testing.assert_allclose(dets["boxes"][0, 0], [0.375, 0.125, 0.875, 0.625], atol=1e-6)

@@ -156,3 +156,52 @@ def test_bad_inputs_name_the_field():
         targets.yolov2_targets(boxes, classes, mask, anchors=VOC_ANCHORS.reshape(-1))
     with pytest.raises(ValueError, match="keep"):
         targets.yolov2_targets(boxes, classes, mask, anchors=VOC_ANCHORS, keep="middle")
+
+
+# ------------------------------------------------------------------------- location parameterization
+
+
+def test_yolov2_offset_targets_hand_computed():
+    # Same box as test_yolov2_hand_computed_best_anchor but off-center: center (0.55, 0.45) at S=13 is
+    # (7.15, 5.85) grid units -> cell (row 5, col 7); anchor 1 (3.19275, 4.00944). Offset form: tx* =
+    # (7.15 - 7 - 0.5) / 3.19275, ty* = (5.85 - 5 - 0.5) / 4.00944; direct form: the in-cell offset (0.15, 0.85).
+    w, h = 3.2 / 13, 4.0 / 13
+    rows = [(0.55 - w / 2, 0.45 - h / 2, 0.55 + w / 2, 0.45 + h / 2, 5)]
+    off = jax.jit(functools.partial(targets.yolov2_targets, anchors=VOC_ANCHORS, location="offset"))(*gt(rows))
+    direct = v2_fn()(*gt(rows))
+    assert float(off["object"][0, 5, 7, 1]) == 1.0 and float(off["object"].sum()) == 1.0
+    np.testing.assert_allclose(off["txty"][0, 5, 7, 1], [-0.35 / 3.19275, 0.35 / 4.00944], atol=1e-5)
+    np.testing.assert_allclose(direct["txty"][0, 5, 7, 1], [0.15, 0.85], atol=1e-5)
+    for key in ("object", "class", "box", "twth"):  # only the center target depends on the form
+        np.testing.assert_array_equal(off[key], direct[key])
+    with pytest.raises(ValueError, match="model.v2.location"):
+        targets.yolov2_targets(*gt(rows), anchors=VOC_ANCHORS, location="anchor")
+
+
+@pytest.mark.parametrize("location", targets.LOCATIONS)
+@pytest.mark.parametrize("s", [7, 13])
+def test_yolov2_targets_decode_back_to_the_truth_box(location, s):
+    """Targets -> outputs that predict them exactly -> the one decoder -> the truth box (both forms)."""
+    from yolojax import postprocess
+
+    rng = np.random.default_rng(s)
+    m = 6
+    wh = rng.uniform(0.05, 0.7, (m, 2))
+    c = rng.uniform(wh / 2, 1 - wh / 2)
+    boxes = np.concatenate([c - wh / 2, c + wh / 2], -1)[None].astype(np.float32)
+    classes, mask = np.arange(m, dtype=np.int32)[None], np.ones((1, m), bool)
+    t = targets.yolov2_targets(boxes, classes, mask, anchors=VOC_ANCHORS, grid_size=s, location=location)
+    xy = np.asarray(t["txty"], np.float64)
+    if location == "direct":  # the network output whose sigmoid is the target (assigned ones are in (0, 1))
+        xy = np.clip(xy, 1e-6, 1 - 1e-6)
+        xy = np.log(xy / (1 - xy))
+    outputs = np.zeros((1, s, s, 5, 6), np.float32)
+    outputs[..., 0:2], outputs[..., 2:4] = xy, t["twth"]
+    decoded = np.asarray(postprocess.decode_yolov2_cxcywh(outputs, VOC_ANCHORS, location=location))
+    assigned = np.asarray(t["object"]) > 0
+    assert assigned.sum() >= m - 1  # at most one random collision
+    np.testing.assert_allclose(decoded[assigned], np.asarray(t["box"])[assigned], atol=2e-5)
+    # and the assigned boxes are the truth boxes themselves (normalized cxcywh)
+    truth = np.concatenate([c, wh], -1)
+    for got in decoded[assigned]:
+        assert np.min(np.abs(truth - got).max(axis=1)) < 2e-5

@@ -60,7 +60,8 @@ def detector_metadata(detector, *, outputs: str = "raw", output_shape: Sequence[
         "input_hw": [int(v) for v in detector.input_hw], "class_names": list(detector.class_names),
         "anchors": None if detector.anchors is None else np.asarray(detector.anchors, np.float64).tolist(),
         "grid_size": int(detector.head.grid_size), "boxes_per_cell": int(detector.head.boxes_per_cell),
-        "sqrt": bool(detector.head.sqrt), "letterbox": bool(detector.letterbox), "description": detector.description,
+        "sqrt": bool(detector.head.sqrt), "location": detector.head.location, "letterbox": bool(detector.letterbox),
+        "description": detector.description,
         "outputs": outputs, "output_shape": None if output_shape is None else [int(v) for v in output_shape],
     }
     meta.update(extra or {})
@@ -76,7 +77,8 @@ def _detector_from_metadata(meta: dict, model, source: str):
                           f"expected {METADATA_VERSION}")
     anchors = None if meta["anchors"] is None else tuple(map(tuple, np.asarray(meta["anchors"], np.float64).tolist()))
     head = families.Head(meta["family"], len(meta["class_names"]), anchors=anchors, grid_size=meta["grid_size"],
-                         boxes_per_cell=meta["boxes_per_cell"], sqrt=meta["sqrt"])
+                         boxes_per_cell=meta["boxes_per_cell"], sqrt=meta["sqrt"],
+                         location=meta.get("location", "direct"))
     return Detector(
         model=model, variables={}, head=head, input_hw=tuple(meta["input_hw"]),
         class_names=tuple(meta["class_names"]),
@@ -282,6 +284,9 @@ def _network_nodes(g: _Graph, detector, images: str) -> tuple[str, int]:
 def _decode_nodes(g: _Graph, detector, raw_nchw: str, rank: int) -> tuple[str, str]:
     """Decode (postprocess.decode_yolov2 / decode_yolov1, the same arithmetic) on the network output.
     Returns (boxes [N, M, 4] normalized xyxy, scores [N, M, C])."""
+    if detector.family == "v2" and detector.head.location != "direct":
+        raise ExportError(f"decode + NMS in the graph supports darknet's direct location form only, not "
+                          f"{detector.head.location!r}: export the raw outputs (with_nms=False)")
     h, w = detector.input_hw
     c = detector.num_classes
     if detector.family == "v2":

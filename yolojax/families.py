@@ -80,6 +80,8 @@ class Head:
       num_classes: C.
       anchors: v2: ``((w, h), ...)`` in grid cells; None for v1.
       grid_size, boxes_per_cell, sqrt: v1 layout (S, B, square-root-encoded w/h).
+      location: v2 location parameterization, 'direct' (darknet: sigmoid offsets in the cell) or 'offset'
+        (region-proposal offsets scaled by the anchor; docs/location_parameterization.md).
     """
 
     family: str
@@ -88,12 +90,16 @@ class Head:
     grid_size: int = 7
     boxes_per_cell: int = 2
     sqrt: bool = True
+    location: str = "direct"
 
     def __post_init__(self):
         if self.family not in FAMILIES:
             raise ValueError(f"Head.family must be one of {tuple(FAMILIES)}, got {self.family!r}")
         if self.family == "v2" and not self.anchors:
             raise ValueError("a YOLOv2-family head needs anchors [A, 2] (grid cells)")
+        from yolojax.targets import check_location
+
+        check_location(self.location, "config.model.v2.location")
 
     # ------------------------------------------------------------------------------------ construction
     @classmethod
@@ -103,7 +109,8 @@ class Head:
         family = family_of(config_get(model, "name"))
         num_classes = int(config_get(model, "num_classes", 20))
         if family == "v2":
-            return cls("v2", num_classes, anchors=tuple(map(tuple, anchors_of(model).tolist())))
+            return cls("v2", num_classes, anchors=tuple(map(tuple, anchors_of(model).tolist())),
+                       location=str(config_get(model, "v2.location", "direct")))
         return cls("v1", num_classes, grid_size=int(config_get(model, "v1.grid_size", 7)),
                    boxes_per_cell=int(config_get(model, "v1.boxes_per_cell", 2)),
                    sqrt=bool(config_get(config, "loss.sqrt", True)))
@@ -149,7 +156,7 @@ class Head:
         anchors = self.anchors_array
         if outputs.ndim == 4:  # darknet channel order: anchor-major, then (tx, ty, tw, th, to, classes)
             outputs = outputs.reshape(outputs.shape[:3] + (len(anchors), -1))
-        return postprocess.decode_yolov2(outputs, anchors)
+        return postprocess.decode_yolov2(outputs, anchors, location=self.location)
 
     def detect(self, outputs, *, score_threshold: float, iou_threshold: float, max_detections: int):
         """Decode + fixed-size per-class NMS: ``postprocess.batched_nms``'s dict (boxes ``[B, K, 4]`` normalized
@@ -180,5 +187,6 @@ class Head:
         anchors = self.anchors_array
 
         def loss(outputs, boxes, classes, mask, seen):
-            return losses.yolov2_loss(outputs, boxes, classes, mask, anchors=anchors, seen=seen, **options)
+            return losses.yolov2_loss(outputs, boxes, classes, mask, anchors=anchors, seen=seen, location=self.location,
+                                      **options)
         return loss

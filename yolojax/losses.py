@@ -23,6 +23,7 @@ import jax.numpy as jnp
 
 from yolojax import targets as targets_lib
 from yolojax.boxes import cxcywh_to_xyxy, iou, pairwise_iou
+from yolojax.postprocess import decode_yolov2_cxcywh
 
 Parts = dict[str, jax.Array]
 
@@ -130,19 +131,6 @@ def yolov1_loss(outputs: jax.Array, boxes: jax.Array, classes: jax.Array, mask: 
 # ------------------------------------------------------------------------------------------------ YOLOv2
 
 
-def decode_yolov2_cxcywh(outputs: jax.Array, anchors: jax.Array) -> jax.Array:
-    """[B, S, S, A, 5+C] raw outputs, [A, 2] anchors (grid units) -> [B, S, S, A, 4] normalized cxcywh.
-
-    Darknet ``get_region_box``: bx = (col + sigmoid(tx)) / S, bw = anchor_w * exp(tw) / S.
-    """
-    s = outputs.shape[1]
-    cols = jnp.arange(s, dtype=jnp.float32)
-    grid = jnp.stack(jnp.meshgrid(cols, cols, indexing="xy"), axis=-1)[:, :, None, :]  # [S, S, 1, 2] (col, row)
-    xy = (grid + jax.nn.sigmoid(outputs[..., 0:2])) / s
-    wh = anchors * jnp.exp(outputs[..., 2:4]) / s
-    return jnp.concatenate([xy, wh], axis=-1)
-
-
 def _best_iou_with_any_truth(pred_cxcywh: jax.Array, boxes: jax.Array, valid: jax.Array) -> jax.Array:
     """[B, S, S, A, 4] cxcywh preds, [B, M, 4] xyxy truths, [B, M] valid -> [B, S, S, A] best IoU (0 if none)."""
     b = pred_cxcywh.shape[0]
@@ -166,7 +154,8 @@ def yolov2_loss(outputs: jax.Array, boxes: jax.Array, classes: jax.Array, mask: 
                 object_scale: float = 5.0, noobject_scale: float = 1.0, class_scale: float = 1.0,
                 ignore_thresh: float = 0.6, rescore: bool = True, prior_scale: float = 0.01,
                 prior_warmup_images: int = 12800, keep: targets_lib.Keep = "last",
-                variant: Literal["darknet", "keras"] = "darknet") -> tuple[jax.Array, Parts]:
+                variant: Literal["darknet", "keras"] = "darknet",
+                location: targets_lib.Location = "direct") -> tuple[jax.Array, Parts]:
     """YOLOv2 loss = darknet ``region_layer`` (``yolov2-voc.cfg``: bias_match=1 rescore=1 softmax=1).
 
     Args:
@@ -181,9 +170,14 @@ def yolov2_loss(outputs: jax.Array, boxes: jax.Array, classes: jax.Array, mask: 
       prior_scale, prior_warmup_images: darknet's hard-coded 0.01 and 12800.
       keep: which object a slot keeps when several land on it (darknet: the last).
       variant: 'darknet' (default), or 'keras' for the Keras-seed ablation (see below).
+      location: how (tx, ty) place the box center (config.model.v2.location; docs/location_parameterization.md):
+        'direct' (default, darknet): the center is col + s(tx); x/y terms compare s(tx) with the in-cell offset.
+        'offset' (region-proposal offsets, the paper's "anchor boxes" rung): the center is
+        col + 0.5 + tx*anchor_w; x/y terms compare the raw tx with tx* = (x*S - col - 0.5) / anchor_w, and the
+        prior term pulls tx, ty to 0 (the cell center) instead of s(tx), s(ty) to 0.5.
 
-    Darknet variant, per image (sums; sigma = logistic; assigned = the object's center cell and best-shape
-    anchor):
+    Darknet variant, per image (sums; s = logistic; assigned = the object's center cell and best-shape
+    anchor; written for location='direct', 'offset' replaces s(tx) by tx and 0.5 by 0 as described above):
       coord = assigned: 0.5*coord_scale*(2 - w*h)*[(tx*-s(tx))^2 + (ty*-s(ty))^2 + (tw*-tw)^2 + (th*-th)^2]
               with tx* the offset in the cell, tw* = log(w*S/anchor_w), w, h of the truth normalized.
       obj   = assigned: 0.5*object_scale*(IoU(pred, truth) - s(to))^2        (IoU is a constant target)
@@ -204,18 +198,24 @@ def yolov2_loss(outputs: jax.Array, boxes: jax.Array, classes: jax.Array, mask: 
     boxes, classes, mask = targets_lib.as_ground_truth(boxes, classes, mask)
     anchors = jnp.asarray(anchors, jnp.float32)
     _check_v2(outputs, anchors, variant)
+    targets_lib.check_location(location, "yolov2_loss")
     s, num_classes = outputs.shape[1], outputs.shape[-1] - 5
-    t = targets_lib.yolov2_targets(boxes, classes, mask, anchors=anchors, grid_size=s, keep=keep)
+    t = targets_lib.yolov2_targets(boxes, classes, mask, anchors=anchors, grid_size=s, keep=keep,
+                                   location=location)
     assigned = t["object"]  # [B, S, S, A]
     free = 1.0 - assigned
 
-    sig_xy = jax.nn.sigmoid(outputs[..., 0:2])
+    # The center prediction and where the prior term pulls it (the cell center in both forms).
+    if location == "direct":
+        xy, prior_xy_target = jax.nn.sigmoid(outputs[..., 0:2]), 0.5
+    else:
+        xy, prior_xy_target = outputs[..., 0:2], 0.0
     twth = outputs[..., 2:4]
     sig_obj = jax.nn.sigmoid(outputs[..., 4])
     log_probs = jax.nn.log_softmax(outputs[..., 5:], axis=-1)
 
     # IoUs are targets/masks in darknet, never differentiated.
-    pred = jax.lax.stop_gradient(decode_yolov2_cxcywh(outputs, anchors))
+    pred = jax.lax.stop_gradient(decode_yolov2_cxcywh(outputs, anchors, location=location))
     valid = targets_lib.valid_objects(boxes, mask)
     ignore = _best_iou_with_any_truth(pred, boxes.astype(jnp.float32), valid) > ignore_thresh
     noobj_w = free * (1.0 - ignore.astype(jnp.float32))
@@ -223,11 +223,11 @@ def yolov2_loss(outputs: jax.Array, boxes: jax.Array, classes: jax.Array, mask: 
     onehot = jax.nn.one_hot(t["class"], num_classes)  # all-zero for -1 (unassigned)
     ce = -jnp.sum(onehot * log_probs, axis=-1)
     warm = (jnp.asarray(seen) < prior_warmup_images).astype(jnp.float32)
-    prior_xy = jnp.sum((0.5 - sig_xy) ** 2, axis=-1)
+    prior_xy = jnp.sum((prior_xy_target - xy) ** 2, axis=-1)
 
     if variant == "darknet":
         wh_weight = 2.0 - t["box"][..., 2] * t["box"][..., 3]
-        coord_err = jnp.sum((t["txty"] - sig_xy) ** 2, axis=-1) + jnp.sum((t["twth"] - twth) ** 2, axis=-1)
+        coord_err = jnp.sum((t["txty"] - xy) ** 2, axis=-1) + jnp.sum((t["twth"] - twth) ** 2, axis=-1)
         terms = {
             "coord": 0.5 * coord_scale * assigned * wh_weight * coord_err,
             "obj": 0.5 * object_scale * assigned * (conf_target - sig_obj) ** 2,
@@ -245,7 +245,7 @@ def yolov2_loss(outputs: jax.Array, boxes: jax.Array, classes: jax.Array, mask: 
     conf_w = object_scale * assigned + noobject_scale * noobj_w
     n_conf = jnp.maximum(jnp.sum(conf_w > 0), 1.0)
     n_prior = jnp.maximum(jnp.sum(free), 1.0)
-    coord_err = jnp.sum((t["txty"] - sig_xy) ** 2, axis=-1) + jnp.sum((true_wh - pred_wh) ** 2, axis=-1)
+    coord_err = jnp.sum((t["txty"] - xy) ** 2, axis=-1) + jnp.sum((true_wh - pred_wh) ** 2, axis=-1)
     prior_wh = jnp.sum((anchors - pred_wh) ** 2, axis=-1)
     parts = {
         "coord": jnp.sum(coord_scale * assigned * coord_err) / n_assigned / 2.0,

@@ -13,6 +13,7 @@ import jax
 import jax.numpy as jnp
 
 from yolojax import boxes as box_lib
+from yolojax.targets import Location, check_location
 
 
 def _grid_offsets(grid_h: int, grid_w: int) -> tuple[jax.Array, jax.Array]:
@@ -22,30 +23,58 @@ def _grid_offsets(grid_h: int, grid_w: int) -> tuple[jax.Array, jax.Array]:
     return cols, rows
 
 
-def decode_yolov2(outputs: jax.Array, anchors: jax.Array) -> tuple[jax.Array, jax.Array]:
-    """Decodes YOLOv2 / Tiny YOLOv2 region-layer outputs (darknet ``get_region_box``).
+def decode_yolov2_cxcywh(outputs: jax.Array, anchors: jax.Array, *, location: Location = "direct") -> jax.Array:
+    """The one decoder of YOLOv2-family box geometry (the loss and :func:`decode_yolov2` both use it).
+
+    Args:
+      outputs: ``[B, S_h, S_w, A, 5 + C]`` raw (tx, ty, tw, th, to, class logits...); only (tx, ty, tw, th) are
+        read. Cast to float32.
+      anchors: ``[A, 2]`` anchor (w, h) in grid units. Darknet uses the same numbers on every grid size
+        (multi-scale), so they are *not* rescaled here: box width = anchor_w * exp(tw) / S_w.
+      location: how (tx, ty) place the center (``yolojax.targets.LOCATIONS``), in grid units:
+        "direct" (darknet ``get_region_box``): bx = col + sigmoid(tx);
+        "offset" (region-proposal offsets): bx = col + 0.5 + tx * anchor_w (the anchor centered in its cell).
+
+    Returns:
+      ``[B, S_h, S_w, A, 4]`` float32 normalized cxcywh: cx = bx / S_w, cy = by / S_h, w = anchor_w *
+      exp(tw) / S_w, h = anchor_h * exp(th) / S_h.
+    """
+    check_location(location, "decode_yolov2")
+    outputs = jnp.asarray(outputs, jnp.float32)  # decode in f32 even for a bf16 model
+    anchors = jnp.asarray(anchors, jnp.float32)
+    if outputs.ndim != 5 or anchors.ndim != 2 or outputs.shape[3] != anchors.shape[0] or outputs.shape[4] < 6:
+        raise ValueError(f"decode_yolov2: outputs must be [B, S, S, A, 5+C] with A = {anchors.shape[0]} "
+                         f"anchors, got shape {outputs.shape}")
+    _, grid_h, grid_w, _, _ = outputs.shape
+    cols, rows = _grid_offsets(grid_h, grid_w)
+    if location == "direct":
+        cx = (jax.nn.sigmoid(outputs[..., 0]) + cols[:, :, None]) / grid_w  # [B, S, S, A]
+        cy = (jax.nn.sigmoid(outputs[..., 1]) + rows[:, :, None]) / grid_h
+    else:
+        cx = (cols[:, :, None] + 0.5 + outputs[..., 0] * anchors[:, 0]) / grid_w
+        cy = (rows[:, :, None] + 0.5 + outputs[..., 1] * anchors[:, 1]) / grid_h
+    w = anchors[:, 0] * jnp.exp(outputs[..., 2]) / grid_w
+    h = anchors[:, 1] * jnp.exp(outputs[..., 3]) / grid_h
+    return jnp.stack([cx, cy, w, h], axis=-1)
+
+
+def decode_yolov2(outputs: jax.Array, anchors: jax.Array, *,
+                  location: Location = "direct") -> tuple[jax.Array, jax.Array]:
+    """Decodes YOLOv2 / Tiny YOLOv2 region-layer outputs into boxes and per-class scores.
 
     Args:
       outputs: ``[B, S_h, S_w, A, 5 + C]`` raw (tx, ty, tw, th, to, class logits...).
-      anchors: ``[A, 2]`` anchor (w, h) in grid units. Darknet uses the same numbers on every grid size
-        (multi-scale), so they are *not* rescaled here: box width = anchor_w * exp(tw) / S_w.
+      anchors: ``[A, 2]`` anchor (w, h) in grid units (see :func:`decode_yolov2_cxcywh`).
+      location: "direct" (darknet, default) or "offset"; see :func:`decode_yolov2_cxcywh`.
 
     Returns:
       boxes: ``[B, S_h*S_w*A, 4]`` normalized xyxy, ordered (row, column, anchor) like darknet.
       scores: ``[B, S_h*S_w*A, C]`` sigmoid(to) * softmax(class logits).
     """
-    outputs = jnp.asarray(outputs, jnp.float32)  # decode in f32 even for a bf16 model
-    anchors = jnp.asarray(anchors, jnp.float32)
-    if outputs.ndim != 5 or outputs.shape[3] != anchors.shape[0] or outputs.shape[4] < 6:
-        raise ValueError(f"decode_yolov2: outputs must be [B, S, S, A, 5+C] with A = {anchors.shape[0]} "
-                         f"anchors, got shape {outputs.shape}")
+    cxcywh = decode_yolov2_cxcywh(outputs, anchors, location=location)
+    outputs = jnp.asarray(outputs, jnp.float32)
     batch, grid_h, grid_w, num_anchors, _ = outputs.shape
-    cols, rows = _grid_offsets(grid_h, grid_w)
-    cx = (jax.nn.sigmoid(outputs[..., 0]) + cols[:, :, None]) / grid_w  # [B, S, S, A]
-    cy = (jax.nn.sigmoid(outputs[..., 1]) + rows[:, :, None]) / grid_h
-    w = anchors[:, 0] * jnp.exp(outputs[..., 2]) / grid_w
-    h = anchors[:, 1] * jnp.exp(outputs[..., 3]) / grid_h
-    boxes = box_lib.cxcywh_to_xyxy(jnp.stack([cx, cy, w, h], axis=-1))
+    boxes = box_lib.cxcywh_to_xyxy(cxcywh)
     scores = jax.nn.sigmoid(outputs[..., 4:5]) * jax.nn.softmax(outputs[..., 5:], axis=-1)
     n = grid_h * grid_w * num_anchors
     return boxes.reshape(batch, n, 4), scores.reshape(batch, n, -1)

@@ -30,6 +30,14 @@ import jax.numpy as jnp
 from yolojax.boxes import pairwise_wh_iou, xyxy_to_cxcywh
 
 Keep = Literal["first", "last"]
+Location = Literal["direct", "offset"]
+
+# How a YOLOv2-family head parameterizes a box center (docs/location_parameterization.md), in grid units with
+# (col, row) the cell and (pw, ph) the anchor:
+#   "direct" (darknet, YOLOv2): bx = col + sigmoid(tx),          by = row + sigmoid(ty)
+#   "offset" (region proposals, the YOLO9000 "anchor boxes" rung): bx = col + 0.5 + tx * pw,  by = row + 0.5 + ty * ph
+# (the anchor is centered in its cell; tx, ty unconstrained). Both: bw = pw * exp(tw), bh = ph * exp(th).
+LOCATIONS = ("direct", "offset")
 
 # log() of a size ratio is floored here so a degenerate box can never produce -inf (the classic NaN source).
 _MIN_LOG_RATIO = 1e-9
@@ -87,6 +95,13 @@ def _check_keep(keep: str) -> None:
         raise ValueError(f"targets: keep must be 'first' or 'last', got {keep!r}")
 
 
+def check_location(location: str, where: str = "targets") -> None:
+    """ValueError naming ``where`` unless ``location`` is one of LOCATIONS (config field model.v2.location)."""
+    if location not in LOCATIONS:
+        raise ValueError(f"{where}: location (config.model.v2.location) must be one of {LOCATIONS}, "
+                         f"got {location!r}")
+
+
 def yolov1_targets(boxes: jax.Array, classes: jax.Array, mask: jax.Array, *, grid_size: int = 7,
                    num_classes: int = 20, keep: Keep = "first") -> dict[str, jax.Array]:
     """YOLOv1 targets: each object goes to the cell holding its center (darknet ``fill_truth_region``).
@@ -132,23 +147,28 @@ def best_anchors(wh_grid: jax.Array, anchors: jax.Array) -> jax.Array:
 
 
 def yolov2_targets(boxes: jax.Array, classes: jax.Array, mask: jax.Array, *, anchors: jax.Array,
-                   grid_size: int = 13, keep: Keep = "last") -> dict[str, jax.Array]:
+                   grid_size: int = 13, keep: Keep = "last", location: Location = "direct") -> dict[str, jax.Array]:
     """YOLOv2 targets: each object goes to its center cell and its best-shape anchor (darknet region layer).
 
     Args:
       boxes: [B, M, 4] normalized xyxy. classes: [B, M] int (-1 pad). mask: [B, M] bool.
       anchors: [A, 2] anchor (w, h) in grid units, used as-is on every grid size (darknet does this).
       grid_size: S (= input size / 32). keep: which colliding object a slot keeps (darknet v2: "last").
+      location: "direct" (darknet) or "offset" (region-proposal offsets); see LOCATIONS. Only "txty" depends
+        on it; the assignment (center cell, best-shape anchor) is the same for both.
 
     Returns dict (slots indexed [row, col, anchor]):
       "object": [B, S, S, A] float32, 1 on assigned slots.
       "class":  [B, S, S, A] int32 class id, -1 on unassigned slots.
       "box":    [B, S, S, A, 4] float32 normalized cxcywh of the assigned object (zeros elsewhere).
-      "txty":   [B, S, S, A, 2] float32 target of sigmoid(tx), sigmoid(ty): center offset in the cell.
+      "txty":   [B, S, S, A, 2] float32 target of the center prediction. "direct": target of sigmoid(tx),
+                sigmoid(ty) = the center's offset in the cell, in [0, 1). "offset": target of tx, ty =
+                (center - cell center) / anchor side, in grid units, in (-0.5/pw, 0.5/pw) x (-0.5/ph, 0.5/ph).
       "twth":   [B, S, S, A, 2] float32 target of tw, th: log(w * S / anchor_w), log(h * S / anchor_h).
     """
     boxes, classes, mask = as_ground_truth(boxes, classes, mask)
     _check_keep(keep)
+    check_location(location)
     anchors = jnp.asarray(anchors, jnp.float32)
     if anchors.ndim != 2 or anchors.shape[1] != 2:
         raise ValueError(f"targets: `anchors` must be [A, 2] (w, h) in grid units, got {anchors.shape}")
@@ -162,7 +182,9 @@ def yolov2_targets(boxes: jax.Array, classes: jax.Array, mask: jax.Array, *, anc
         n = best_anchors(wh_grid, anchors)  # [M]
         slot = (row * s + col) * a + n
         winner = collision_winners(slot, valid, keep)
-        txty = cxcywh[:, :2] * s - jnp.stack([col, row], -1).astype(jnp.float32)
+        txty = cxcywh[:, :2] * s - jnp.stack([col, row], -1).astype(jnp.float32)  # in-cell offset
+        if location == "offset":
+            txty = (txty - 0.5) / anchors[n]
         twth = jnp.log(jnp.maximum(wh_grid / anchors[n], _MIN_LOG_RATIO))
         feats = jnp.concatenate([jnp.ones_like(txty[:, :1]), classes[:, None].astype(jnp.float32),
                                  cxcywh, txty, twth], axis=-1)

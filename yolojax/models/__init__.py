@@ -1,4 +1,5 @@
-"""Flax models: YOLOv1, Fast YOLO, Darknet-19, YOLOv2, Tiny YOLOv2; `build_model(config.model)`."""
+"""Flax models: YOLOv1, Fast YOLO, Darknet-19, YOLOv2, Tiny YOLOv2, the YOLOv1 trunk with a conv anchor head;
+`build_model(config.model)`."""
 
 from __future__ import annotations
 
@@ -11,16 +12,17 @@ from yolojax.models.darknet import Darknet19
 from yolojax.models.layers import (
     BN_EPSILON, REORG_IMPLS, ConvBN, darknet_maxpool, darknet_reorg, reorg, space_to_depth,
 )
-from yolojax.models.yolov1 import YOLOv1
+from yolojax.models.yolov1 import YOLOv1, YOLOv1ConvAnchors
 from yolojax.models.yolov2 import PASSTHROUGHS, TinyYOLOv2, YOLOv2
 
 # config.model.name -> model family (yolojax.families: loss, decoder, thresholds). The only list of models.
-MODEL_FAMILIES = {"yolov1": "v1", "fast_yolo": "v1", "yolov2": "v2", "tiny_yolov2": "v2"}
+MODEL_FAMILIES = {"yolov1": "v1", "fast_yolo": "v1", "yolov2": "v2", "tiny_yolov2": "v2", "yolov1_conv_anchors": "v2"}
 MODEL_NAMES = tuple(MODEL_FAMILIES)
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
 
 __all__ = [
-    "BN_EPSILON", "ConvBN", "Darknet19", "MODEL_FAMILIES", "MODEL_NAMES", "TinyYOLOv2", "YOLOv1", "YOLOv2", "build_model",
+    "BN_EPSILON", "ConvBN", "Darknet19", "MODEL_FAMILIES", "MODEL_NAMES", "TinyYOLOv2", "YOLOv1",
+    "YOLOv1ConvAnchors", "YOLOv2", "build_model",
     "darknet_maxpool", "darknet_reorg", "reorg", "space_to_depth",
 ]  # fmt: skip
 
@@ -38,7 +40,8 @@ def build_model(model_cfg: Any) -> nn.Module:
     """Module described by `config.model` (fields in configs/base.py; missing fields take darknet defaults).
 
     name 'yolov1' | 'fast_yolo' -> YOLOv1 (output [N, S·S·(5B+C)]); 'yolov2' -> YOLOv2, 'tiny_yolov2' ->
-    TinyYOLOv2 (output [N, S, S, A, 5+C]). Raises ValueError naming the field for unknown values.
+    TinyYOLOv2, 'yolov1_conv_anchors' -> YOLOv1ConvAnchors (output [N, S, S, A, 5+C]; fields model.v2.num_anchors,
+    model.v2.batch_norm). Raises ValueError naming the field for unknown values.
     """
     name = _get(model_cfg, "name", None)
     if name not in MODEL_NAMES:
@@ -69,6 +72,8 @@ def build_model(model_cfg: Any) -> nn.Module:
     )
     if name == "tiny_yolov2":
         return TinyYOLOv2(**v2_common)
+    if name == "yolov1_conv_anchors":
+        return YOLOv1ConvAnchors(**v2_common)
     passthrough = _get(v2, "passthrough", "conv64_reorg")
     reorg_impl = _get(v2, "reorg_impl", "darknet")
     if passthrough not in PASSTHROUGHS:

@@ -41,13 +41,19 @@ from yolojax.models.layers import BN_EPSILON, ConvBN, darknet_maxpool, reorg, sc
 PASSTHROUGHS = ("conv64_reorg", "reorg", "none")
 
 
-def _detection_output(x: jax.Array, num_anchors: int, num_classes: int, flat: bool) -> jax.Array:
-    """[N, S, S, A·(5+C)] (darknet channel order, anchor-major) -> [N, S, S, A, 5+C] unless `flat`."""
+def detection_output(module: nn.Module, x: jax.Array, index: int, train: bool) -> jax.Array:
+    """The anchor head every YOLOv2-family model ends with, created in ``module``'s scope as ``conv{index}``:
+    1x1 linear conv with bias to A·(5+C) channels (darknet channel order, anchor-major), then
+    [N, S, S, A·(5+C)] -> [N, S, S, A, 5+C] float32 unless ``module.flat_output``. ``module`` provides
+    num_anchors, num_classes, dtype, flat_output."""
+    a, c = module.num_anchors, module.num_classes
+    x = ConvBN(a * (5 + c), 1, batch_norm=False, activation="linear", dtype=module.dtype, name=f"conv{index}")(
+        x, train)
     x = x.astype(jnp.float32)
-    if flat:
+    if module.flat_output:
         return x
     n, sh, sw, _ = x.shape
-    return x.reshape(n, sh, sw, num_anchors, 5 + num_classes)
+    return x.reshape(n, sh, sw, a, 5 + c)
 
 
 class YOLOv2(nn.Module):
@@ -99,11 +105,7 @@ class YOLOv2(nn.Module):
             # darknet's route order: passthrough first, then the main path.
             x = jnp.concatenate([reorg(fine, 2, self.reorg_impl), x], axis=-1)
         x = make_conv(index, 1024, 3)(x)
-        x = ConvBN(
-            self.num_anchors * (5 + self.num_classes), 1, batch_norm=False, activation="linear", dtype=self.dtype,
-            name=f"conv{index + 1}",
-        )(x, train)
-        return _detection_output(x, self.num_anchors, self.num_classes, self.flat_output)
+        return detection_output(self, x, index + 1, train)
 
 
 # yolov2-tiny-voc.cfg: (filters, kernel, maxpool stride after it or None).
@@ -136,8 +138,4 @@ class TinyYOLOv2(nn.Module):
             )(x, train)
             if pool_stride is not None:
                 x = darknet_maxpool(x, 2, pool_stride)
-        x = ConvBN(
-            self.num_anchors * (5 + self.num_classes), 1, batch_norm=False, activation="linear", dtype=self.dtype,
-            name=f"conv{len(TINY_YOLOV2_LAYERS)}",
-        )(x, train)
-        return _detection_output(x, self.num_anchors, self.num_classes, self.flat_output)
+        return detection_output(self, x, len(TINY_YOLOV2_LAYERS), train)
