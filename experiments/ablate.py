@@ -209,4 +209,6 @@ def _main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    app.run(_main)
+    from yolojax import cli
+
+    cli.run(_main, prog="ablate")
