@@ -34,6 +34,7 @@ from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
 from yolojax import schedules as schedules_lib
+from yolojax.data import photometric  # [input pipeline #12] uint8 batches -> float (+ jitter) on the device
 
 PyTree = Any
 Batch = Mapping[str, np.ndarray]
@@ -186,17 +187,21 @@ def _variables(params: PyTree, batch_stats: PyTree) -> dict:
 
 
 def train_step(state: TrainState, batch: Mapping[str, jax.Array], *, loss_fn: Callable,
-               schedule: optax.Schedule) -> tuple[TrainState, dict[str, jax.Array]]:
+               schedule: optax.Schedule, augment_cfg: Mapping[str, Any] | None = None,
+               data_seed: int = 0) -> tuple[TrainState, dict[str, jax.Array]]:
     """One SGD update on a global batch.
 
-    batch: image float32 [B, H, W, 3] in [0, 1]; boxes float32 [B, M, 4] normalized xyxy; classes int32 [B, M];
+    batch: image uint8 [B, H, W, 3] (photometric jitter of ``augment_cfg`` / ``data_seed`` / step applied here,
+    on the device) or float32 in [0, 1] (used as is); boxes float32 [B, M, 4] normalized xyxy; classes int32 [B, M];
     mask bool [B, M]. Model outputs are cast to float32 before the loss (bf16 compute, f32 loss and params).
     Returns the new state and scalar metrics: 'loss', the loss parts, 'lr', 'grad_norm'.
     """
     dropout_rng = jax.random.fold_in(state.rng, state.step)
+    # [input pipeline #12] uint8 -> float32 [0, 1] with darknet's HSV jitter of (data_seed, step, row), on device.
+    images = photometric.train_inputs(batch["image"], augment_cfg, data_seed, state.step)
 
     def objective(params):
-        outputs, mutated = state.apply_fn(_variables(params, state.batch_stats), batch["image"], train=True,
+        outputs, mutated = state.apply_fn(_variables(params, state.batch_stats), images, train=True,
                                           mutable=["batch_stats"], rngs={"dropout": dropout_rng})
         total, parts = loss_fn(outputs.astype(jnp.float32), batch["boxes"], batch["classes"], batch["mask"],
                                state.seen)
@@ -216,11 +221,12 @@ def eval_step(state: TrainState, images: jax.Array, *, decode_fn: Callable,
               nms_kwargs: Mapping[str, Any]) -> dict[str, jax.Array]:
     """Forward pass, decode and fixed-size per-class NMS, all on device.
 
-    images float32 [B, H, W, 3] -> {"boxes": [B, K, 4] normalized xyxy, "scores": [B, K], "classes": [B, K]
+    images uint8 or float32 [B, H, W, 3] -> {"boxes": [B, K, 4] normalized xyxy, "scores": [B, K], "classes": [B, K]
     int32 (-1 pad), "count": [B] int32}.
     """
     from yolojax import postprocess
 
+    images = photometric.to_float(images)  # [input pipeline #12] uint8 eval batches -> float32 [0, 1]
     outputs = state.apply_fn(_variables(state.params, state.batch_stats), images, train=False)
     boxes, scores = decode_fn(outputs.astype(jnp.float32))
     return postprocess.batched_nms(boxes, scores, **nms_kwargs)
@@ -242,7 +248,9 @@ def make_steps(config: ml_collections.ConfigDict, mesh: Mesh, abstract_state: Tr
     multi-scale training compiles once per size (10 sizes at most in the paper's recipe)."""
     state_sharding = jax.tree.map(lambda _: replicated(mesh), abstract_state)
     data = batch_sharding(mesh)
-    train = jax.jit(functools.partial(train_step, loss_fn=make_loss_fn(config), schedule=schedule),
+    train = jax.jit(functools.partial(train_step, loss_fn=make_loss_fn(config), schedule=schedule,
+                                      # [input pipeline #12] the device-side photometric augmentation
+                                      augment_cfg=dict(config.data.augment), data_seed=int(config.seed)),
                     in_shardings=(state_sharding, data), out_shardings=(state_sharding, replicated(mesh)),
                     donate_argnums=(0,))
     nms_kwargs = dict(score_threshold=config.eval.score_threshold, iou_threshold=config.eval.nms_iou_threshold,
