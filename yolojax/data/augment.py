@@ -61,7 +61,8 @@ def select_objects(example: Example, keep: np.ndarray) -> Example:
 
 def drop_difficult(example: Example) -> Example:
     """Removes objects flagged difficult (darknet's voc_label.py does this for training)."""
-    return select_objects(example, ~np.asarray(example["difficult"], bool))
+    difficult = np.asarray(example["difficult"], bool)
+    return select_objects(example, ~difficult) if difficult.any() else example
 
 
 def transform_boxes(boxes: np.ndarray, matrix: np.ndarray, in_size: tuple[int, int],
@@ -76,13 +77,15 @@ def transform_boxes(boxes: np.ndarray, matrix: np.ndarray, in_size: tuple[int, i
       float32 [N, 4] normalized xyxy in the output image, not clipped (may exceed [0, 1]).
     """
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    in_w, in_h = in_size
-    out_w, out_h = out_size
-    px = boxes * np.array([in_w, in_h, in_w, in_h], np.float64)
-    # Two opposite corners are enough for an axis-aligned map; min/max handles flips.
-    xs = px[:, [0, 2]] * matrix[0, 0] + matrix[0, 2]
-    ys = px[:, [1, 3]] * matrix[1, 1] + matrix[1, 2]
-    out = np.stack([xs.min(1) / out_w, ys.min(1) / out_h, xs.max(1) / out_w, ys.max(1) / out_h], axis=1)
+    (in_w, in_h), (out_w, out_h) = in_size, out_size
+    # normalized in -> normalized out: x' = (x * in_w * m00 + m02) / out_w (one multiply-add for all four)
+    sx, sy = matrix[0, 0] * in_w / out_w, matrix[1, 1] * in_h / out_h
+    tx, ty = matrix[0, 2] / out_w, matrix[1, 2] / out_h
+    out = boxes * np.array([sx, sy, sx, sy]) + np.array([tx, ty, tx, ty])
+    if sx < 0:  # a flip swaps the x corners
+        out = out[:, [2, 1, 0, 3]]
+    if sy < 0:
+        out = out[:, [0, 3, 2, 1]]
     return out.astype(np.float32)
 
 
@@ -105,13 +108,13 @@ def clip_and_filter_boxes(example: Example, unclipped_boxes: np.ndarray | None =
     boxes = np.asarray(example["boxes"], np.float32).reshape(-1, 4)
     full = boxes if unclipped_boxes is None else np.asarray(unclipped_boxes, np.float32).reshape(-1, 4)
     clipped = np.clip(boxes, 0.0, 1.0)
-    bw = (clipped[:, 2] - clipped[:, 0]) * w
-    bh = (clipped[:, 3] - clipped[:, 1]) * h
-    full_area = np.maximum(full[:, 2] - full[:, 0], 0) * np.maximum(full[:, 3] - full[:, 1], 0) * (w * h)
-    keep = (bw >= min_size_px) & (bh >= min_size_px) & (bw * bh > 0)
-    keep &= bw * bh >= min_visible_fraction * full_area
+    size = np.array([w, h], np.float32)
+    wh = (clipped[:, 2:] - clipped[:, :2]) * size  # [N, 2] output pixels
+    area = wh[:, 0] * wh[:, 1]
+    full_area = np.prod(np.maximum(full[:, 2:] - full[:, :2], 0) * size, axis=1)
+    keep = (wh >= min_size_px).all(1) & (area > 0) & (area >= min_visible_fraction * full_area)
     out = dict(example, boxes=clipped)
-    return select_objects(out, keep)
+    return out if keep.all() else select_objects(out, keep)
 
 
 # ---------------------------------------------------------------------------------- affine matrices
@@ -188,14 +191,19 @@ def _source_window(matrix: np.ndarray, out_size: tuple[int, int]
     return (x0, y0, x1, y1), flip, effective
 
 
-def _resample(image: np.ndarray, matrix: np.ndarray, out_size: tuple[int, int], border: str
-              ) -> tuple[np.ndarray, np.ndarray]:
-    """Applies an axis-aligned affine map (scale, translate, flip) with crop + pad + ``cv2.resize``.
+def _resample(image: np.ndarray, matrix: np.ndarray, out_size: tuple[int, int], border: str,
+              out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Applies an axis-aligned affine map (scale, translate, flip) with one ``cv2.resize`` of the visible part.
 
-    ``cv2.resize`` of the source window is several times faster than ``cv2.warpAffine``. The window is rounded
-    to whole pixels, so the map actually applied differs from ``matrix`` by under half a source pixel; it is
-    returned and the boxes must follow *it*, so image and boxes stay exactly consistent.
+    The part of the source window inside the image is resized (several times faster than
+    ``cv2.warpAffine``) to its place in the output, and ``cv2.copyMakeBorder`` writes it there with the rest
+    of the output filled by repeating its edge rows / columns ("replicate": the same as resizing a
+    border-replicated window) or with gray; with nothing to fill, ``cv2.resize`` writes the output itself. The placement is rounded to whole output pixels, so the map actually applied differs from
+    ``matrix`` by under one output pixel; it is returned and the boxes must follow *it*, so image and boxes
+    stay exactly consistent.
 
+    Args:
+      out: optional uint8 [out_h, out_w, 3] array to write the result into (e.g. a batch slot).
     Returns:
       (uint8 [out_h, out_w, 3] image, [3, 3] effective matrix, source -> output continuous pixels).
     """
@@ -203,26 +211,44 @@ def _resample(image: np.ndarray, matrix: np.ndarray, out_size: tuple[int, int], 
         raise ValueError(f"augment border: expected 'replicate' or 'gray', got {border!r}")
     h, w = image.shape[:2]
     out_w, out_h = int(out_size[0]), int(out_size[1])
+    if out is None:
+        out = np.empty((out_h, out_w, 3), np.uint8)
     (x0, y0, x1, y1), flip, effective = _source_window(matrix, (out_w, out_h))
     cx0, cx1, cy0, cy1 = max(x0, 0), min(x1, w), max(y0, 0), min(y1, h)
     if cx1 <= cx0 or cy1 <= cy0:  # the window misses the image entirely: nothing to replicate
-        window = np.full((y1 - y0, x1 - x0, 3), GRAY, np.uint8)
-    else:
-        window = image[cy0:cy1, cx0:cx1]  # a view: cv2 reads it in place
-        pads = (cy0 - y0, y1 - cy1, cx0 - x0, x1 - cx1)  # top, bottom, left, right
-        if any(pads):
-            mode = (dict(borderType=cv2.BORDER_REPLICATE) if border == "replicate"
-                    else dict(borderType=cv2.BORDER_CONSTANT, value=[GRAY] * 3))
-            window = cv2.copyMakeBorder(window, *pads, **mode)
-    if window.shape[:2] != (out_h, out_w):
-        window = cv2.resize(window, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+        out[:] = GRAY
+        return out, effective
+    sx, sy = out_w / (x1 - x0), out_h / (y1 - y0)
+    # Output rectangle [ox0, ox1) x [oy0, oy1) of the visible source part (unflipped), at least one pixel.
+    ox0 = min(int(round((cx0 - x0) * sx)), out_w - 1)
+    ox1 = max(int(round((cx1 - x0) * sx)), ox0 + 1)
+    oy0 = min(int(round((cy0 - y0) * sy)), out_h - 1)
+    oy1 = max(int(round((cy1 - y0) * sy)), oy0 + 1)
+    rx, ry = (ox1 - ox0) / (cx1 - cx0), (oy1 - oy0) / (cy1 - cy0)
+    effective = _affine(rx, ry, ox0 - cx0 * rx, oy0 - cy0 * ry)
+    window = image[cy0:cy1, cx0:cx1]  # a view: cv2 reads it in place
     if flip:
-        window = cv2.flip(window, 1)
-    return np.ascontiguousarray(window), effective
+        ox0, ox1 = out_w - ox1, out_w - ox0
+        effective = hflip_matrix(out_w) @ effective
+    pads = (oy0, out_h - oy1, ox0, out_w - ox1)  # top, bottom, left, right
+    padded = any(pads)
+    if window.shape[:2] != (oy1 - oy0, ox1 - ox0):  # cv2 writes straight into the output when nothing is padded
+        window = cv2.resize(window, (ox1 - ox0, oy1 - oy0), dst=None if padded or flip else out,
+                            interpolation=cv2.INTER_LINEAR)
+    if flip:
+        window = cv2.flip(window, 1, dst=None if padded else out)
+    if padded:  # one C pass over the output: the placed window plus its replicated edges or gray bands
+        mode = (dict(borderType=cv2.BORDER_REPLICATE) if border == "replicate"
+                else dict(borderType=cv2.BORDER_CONSTANT, value=[GRAY] * 3))
+        window = cv2.copyMakeBorder(window, *pads, dst=out, **mode)
+    if window is not out:  # (cv2 hands back ``dst`` itself when it wrote there)
+        out[:] = window
+    return out, effective
 
 
 def warp_affine(example: Example, matrix: np.ndarray, out_size: tuple[int, int], *, border: str = "replicate",
-                min_size_px: float = 1.0, min_visible_fraction: float = 0.25) -> Example:
+                min_size_px: float = 1.0, min_visible_fraction: float = 0.25, out: np.ndarray | None = None
+                ) -> Example:
     """Warps image and boxes with ``matrix`` into an ``out_size`` (w, h) image, then clips/filters the boxes.
 
     Args:
@@ -231,13 +257,14 @@ def warp_affine(example: Example, matrix: np.ndarray, out_size: tuple[int, int],
       out_size: (width, height) of the output.
       border: "replicate" (darknet's crop_image clamps at the border) or "gray" (127, the letterbox fill).
       min_size_px, min_visible_fraction: see ``clip_and_filter_boxes``.
+      out: optional uint8 [out_h, out_w, 3] array the image is written into (and returned as "image").
     Returns:
       Example with a uint8 [out_h, out_w, 3] image and boxes in [0, 1].
     """
     if abs(matrix[0, 1]) > 1e-12 or abs(matrix[1, 0]) > 1e-12:
         raise ValueError("warp_affine: only axis-aligned maps (no rotation or shear) are supported")
     in_size = _size(example)
-    image, matrix = _resample(example["image"], matrix, out_size, border)
+    image, matrix = _resample(example["image"], matrix, out_size, border, out)
     boxes = transform_boxes(example["boxes"], matrix, in_size, out_size)
     out = dict(example, image=image, boxes=boxes)
     return clip_and_filter_boxes(out, boxes, min_size_px=min_size_px, min_visible_fraction=min_visible_fraction)
@@ -357,13 +384,14 @@ def train_matrix(rng: np.random.Generator, in_size: tuple[int, int], out_size: t
     return m
 
 
-def train_warp(example: Example, matrix: np.ndarray, out_size: tuple[int, int], cfg: Mapping[str, Any]
-               ) -> Example:
+def train_warp(example: Example, matrix: np.ndarray, out_size: tuple[int, int], cfg: Mapping[str, Any], *,
+               out: np.ndarray | None = None) -> Example:
     """Warps an Example with a ``train_matrix`` (of *this* image's size) into ``out_size`` (w, h), with the
-    border, min_box_size_px and min_visible_fraction of ``cfg`` (``data_cfg.augment``)."""
+    border, min_box_size_px and min_visible_fraction of ``cfg`` (``data_cfg.augment``); ``out``: see
+    ``warp_affine``."""
     border = "gray" if cfg["letterbox"] else cfg["border"]
     return warp_affine(example, matrix, out_size, border=border, min_size_px=cfg["min_box_size_px"],
-                       min_visible_fraction=cfg["min_visible_fraction"])
+                       min_visible_fraction=cfg["min_visible_fraction"], out=out)
 
 
 def train_augment(example: Example, rng: np.random.Generator, out_size: tuple[int, int],
