@@ -19,8 +19,9 @@ system time of *all* its threads), with OpenCV held to one thread and the batche
 threads). The three host measurements alternate in rounds and the ratios are taken per round (median, min,
 max reported), so a loaded machine slows all of them alike.
 
-``--workers 0 1 2`` adds a wall-clock scaling run through grain (``num_workers`` processes, one thread each):
-images/s, images/s per busy core, and the cores needed to feed ``--device_rate`` images/s.
+``--workers 0 1 2`` adds a scaling run through grain (``num_workers`` processes, one thread each): images/s
+(wall clock), images per CPU-second of the batch-building processes (read from /proc), and the cores needed
+to feed ``--device_rate`` images/s at that rate.
 
 Last line: ``ratio_pil=R pipeline=X img/s/core pil=Y img/s/core project=Z img/s/core`` (medians; the goal
 is R >= 0.9 at 416 with the v2 augmentation).
@@ -119,23 +120,40 @@ def _device_ms_per_batch(batch: dict, aug: dict, repeats: int = 20) -> tuple[flo
     return 1e3 * (time.perf_counter() - t0) / repeats, jax.devices()[0].platform
 
 
+def _children_cpu_seconds() -> float | None:
+    """User + system CPU seconds of this process's live child processes (Linux /proc), None elsewhere."""
+    if not os.path.isdir("/proc/self"):
+        return None
+    total, me, tick = 0.0, str(os.getpid()), os.sysconf("SC_CLK_TCK")
+    for pid in filter(str.isdigit, os.listdir("/proc")):
+        try:
+            with open(f"/proc/{pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[1] == me:  # fields[1] is the parent pid; utime, stime are fields 11, 12 after the name
+            total += (int(fields[11]) + int(fields[12])) / tick
+    return total
+
+
 def _worker_scaling(cfg, batch_size: int, workers: list[int], device_rate: float, steps: int) -> None:
-    """Wall-clock images/s of the grain iterator with ``w`` worker processes (one thread each)."""
+    """Images/s of the grain iterator with ``w`` worker processes (one thread each): wall clock, and per
+    CPU-second of the processes building batches (this one for w = 0, the workers otherwise)."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    print(f"worker scaling (grain, 1 thread per process, {steps} batches of {batch_size}, wall clock, "
-          f"{cores} cores visible):")
+    print(f"worker scaling (grain, 1 thread per process, {steps} batches of {batch_size}, {cores} cores visible):")
     for w in workers:
         c = cfg.copy_and_resolve_references()
         c.num_workers, c.num_threads, c.prefetch_batches = w, 1, 2
         it = pipeline.make_train_iterator(c, seed=1, global_batch_size=batch_size, process_index=0, process_count=1)
         next(it)  # start-up (worker processes, first batch) not timed
-        t0 = time.perf_counter()
+        cpu0, kids0, t0 = time.process_time(), _children_cpu_seconds(), time.perf_counter()
         for _ in range(steps):
             next(it)
-        rate = steps * batch_size / (time.perf_counter() - t0)
-        busy = max(w, 1)  # processes building batches (0 workers: this one)
-        print(f"  workers={w}: {rate:.0f} img/s wall = {rate / busy:.0f} img/s per batch-building core; "
-              f"cores to feed {device_rate:.0f} img/s at that rate: {device_rate / (rate / busy):.1f}")
+        wall = time.perf_counter() - t0
+        cpu = time.process_time() - cpu0 if w == 0 or kids0 is None else _children_cpu_seconds() - kids0
+        rate, per_core = steps * batch_size / wall, steps * batch_size / max(cpu, 1e-9)
+        print(f"  workers={w}: {rate:.0f} img/s wall, {per_core:.0f} img/s per CPU-second of the batch-building "
+              f"processes; cores needed to feed {device_rate:.0f} img/s: {device_rate / per_core:.1f}")
         del it
 
 
@@ -200,13 +218,17 @@ def main() -> None:
         r_proj = np.array(rows["pipeline"]) / np.array(rows["project"])
         print(f"decode only, project decoder (OpenCV): {med['project']:.0f} img/s/core "
               f"({1e3 / med['project']:.2f} CPU ms/image)")
-        print(f"decode only, plain PIL:                {med['pil']:.0f} img/s/core ({1e3 / med['pil']:.2f} CPU ms/image)")
+        print(f"decode only, plain PIL:                {med['pil']:.0f} img/s/core "
+              f"({1e3 / med['pil']:.2f} CPU ms/image)")
         print(f"pipeline (decode + warp + boxes, uint8): {med['pipeline']:.0f} img/s/core "
               f"({1e3 / med['pipeline']:.2f} CPU ms/image)")
         print(f"ratio pipeline / PIL decode:     median {np.median(r_pil):.3f} (min {r_pil.min():.3f}, max "
               f"{r_pil.max():.3f}) over {args.rounds} rounds")
         print(f"ratio pipeline / project decode: median {np.median(r_proj):.3f} (min {r_proj.min():.3f}, max "
               f"{r_proj.max():.3f})")
+        best = {k: max(v) for k, v in rows.items()}  # the least-disturbed round of each (a loaded machine)
+        print(f"best round of each: pipeline {best['pipeline']:.0f}, PIL {best['pil']:.0f}, project "
+              f"{best['project']:.0f} img/s/core; ratio to PIL {best['pipeline'] / best['pil']:.3f}")
         ms, platform = _device_ms_per_batch(last["batch"], dict(batcher.aug))
         print(f"device photometric jitter + float conversion: {ms:.2f} ms per batch of {args.batch_size} at "
               f"{args.image_size} px on {platform} (wall, jitted)")

@@ -198,8 +198,9 @@ def _resample(image: np.ndarray, matrix: np.ndarray, out_size: tuple[int, int], 
     The part of the source window inside the image is resized (several times faster than
     ``cv2.warpAffine``) to its place in the output, and ``cv2.copyMakeBorder`` writes it there with the rest
     of the output filled by repeating its edge rows / columns ("replicate": the same as resizing a
-    border-replicated window) or with gray; with nothing to fill, ``cv2.resize`` writes the output itself. The placement is rounded to whole output pixels, so the map actually applied differs from
-    ``matrix`` by under one output pixel; it is returned and the boxes must follow *it*, so image and boxes
+    border-replicated window) or with gray; with nothing to fill, ``cv2.resize`` writes the output itself.
+    The placement is rounded to whole output pixels, so the map actually applied differs from ``matrix`` by
+    under one output pixel; it is returned and the boxes must follow *it*, so image and boxes
     stay exactly consistent.
 
     Args:

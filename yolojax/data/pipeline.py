@@ -403,7 +403,8 @@ def make_train_iterator(data_cfg: Mapping[str, Any], *, seed: int, global_batch_
     Returns:
       TrainIterator yielding {"image": uint8 [b, S, S, 3] RGB (geometric augmentation done; the photometric
       one and the float conversion run on the device: ``photometric.device_photometric``), "boxes": float32
-      [b, M, 4] normalized xyxy, "classes": int32 [b, M] (-1 pad), "mask": bool [b, M]} with b = local batch, S = step's size.
+      [b, M, 4] normalized xyxy, "classes": int32 [b, M] (-1 pad), "mask": bool [b, M]} with b = local batch,
+      S = step's size.
     """
     return TrainIterator(data_cfg, seed=seed, global_batch_size=global_batch_size, start_step=start_step,
                          process_index=process_index, process_count=process_count)
