@@ -90,10 +90,10 @@ def hsv_adjust(images: jax.Array, dhue: jax.Array, sat: jax.Array, exposure: jax
     return _hsv_to_rgb(h, s, v)
 
 
-def _rand_scale(key_a: jax.Array, key_b: jax.Array, s: float) -> jax.Array:
-    """darknet rand_scale: a factor in [1, s], inverted with probability 1/2 (float32 [])."""
-    f = jax.random.uniform(key_a, (), jnp.float32, 1.0, s) if s > 1.0 else jnp.float32(1.0)
-    return jnp.where(jax.random.uniform(key_b, ()) < 0.5, f, 1.0 / f)
+def _rand_scale(u_value: jax.Array, u_flip: jax.Array, s: float) -> jax.Array:
+    """darknet rand_scale from two U(0, 1) numbers: a factor in [1, s], inverted with probability 1/2."""
+    f = 1.0 + (s - 1.0) * u_value if s > 1.0 else jnp.ones_like(u_value)
+    return jnp.where(u_flip < 0.5, f, 1.0 / f)
 
 
 def draw_params(key: jax.Array, aug_cfg: Mapping[str, Any], example_ids: jax.Array
@@ -101,16 +101,13 @@ def draw_params(key: jax.Array, aug_cfg: Mapping[str, Any], example_ids: jax.Arr
     """Per-example darknet random_distort_image draws -> (dhue, sat, exposure), each float32 [B].
 
     dhue ~ U(-hue, hue); sat and exposure ~ rand_scale(saturation), rand_scale(exposure). Example ``i``'s
-    draws depend only on ``key`` and ``example_ids[i]``.
+    draws (five U(0, 1) numbers from ``fold_in(key, example_ids[i])``) depend only on ``key`` and its id.
     """
     hue, saturation, exposure = float(aug_cfg["hue"]), float(aug_cfg["saturation"]), float(aug_cfg["exposure"])
-
-    def one(example_id):
-        k = jax.random.split(jax.random.fold_in(key, example_id), 5)
-        dhue = jax.random.uniform(k[0], (), jnp.float32, -hue, hue) if hue > 0 else jnp.float32(0.0)
-        return dhue, _rand_scale(k[1], k[2], saturation), _rand_scale(k[3], k[4], exposure)
-
-    return jax.vmap(one)(jnp.asarray(example_ids, jnp.int32))
+    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(example_ids, jnp.int32))
+    u = jax.vmap(lambda k: jax.random.uniform(k, (5,), jnp.float32))(keys)  # [B, 5]
+    dhue = hue * (2.0 * u[:, 0] - 1.0) if hue > 0 else jnp.zeros_like(u[:, 0])
+    return dhue, _rand_scale(u[:, 1], u[:, 2], saturation), _rand_scale(u[:, 3], u[:, 4], exposure)
 
 
 def photometric_enabled(aug_cfg: Mapping[str, Any]) -> bool:
