@@ -2,6 +2,7 @@
 import json
 import os
 
+import cv2
 import numpy as np
 import pytest
 
@@ -35,8 +36,7 @@ def _assert_batches_equal(a, b):
 
 def test_batch_format():
     b = next(pipeline.make_train_iterator(_cfg(), seed=0, global_batch_size=4))
-    assert b["image"].shape == (4, 64, 64, 3) and b["image"].dtype == np.float32
-    assert 0.0 <= b["image"].min() and b["image"].max() <= 1.0
+    assert b["image"].shape == (4, 64, 64, 3) and b["image"].dtype == np.uint8  # float + jitter on the device
     assert b["boxes"].shape == (4, 8, 4) and b["boxes"].dtype == np.float32
     assert b["classes"].shape == (4, 8) and b["classes"].dtype == np.int32
     assert b["mask"].shape == (4, 8) and b["mask"].dtype == bool
@@ -223,12 +223,11 @@ def test_prefetch_to_device_keeps_the_state():
     np.testing.assert_array_equal(np.asarray(first["image"]), ref["image"])
 
 
-def test_write_image_hand_computed():
-    batch = np.full((2, 1, 3, 3), -1.0, np.float32)
-    pipeline.write_image(batch, 1, np.array([[[0, 255, 51], [255, 0, 0], [102, 102, 102]]], np.uint8))
-    np.testing.assert_allclose(batch[1, 0], [[0, 1, 0.2], [1, 0, 0], [0.4, 0.4, 0.4]], rtol=1e-6)
-    assert (batch[0] == -1).all()  # the other slot untouched
-    np.testing.assert_array_equal(pipeline.stack_images([np.full((1, 1, 3), 255, np.uint8)]), np.ones((1, 1, 1, 3)))
+def test_stack_images_keeps_uint8():
+    images = [np.full((1, 2, 3), v, np.uint8) for v in (0, 51, 255)]
+    out = pipeline.stack_images(images)
+    assert out.dtype == np.uint8 and out.shape == (3, 1, 2, 3)
+    np.testing.assert_array_equal(out[:, 0, 0, 0], [0, 51, 255])
 
 
 def test_voc_annotations_parsed_once_and_records_are_copies(bad_devkit, monkeypatch):
@@ -246,3 +245,111 @@ def test_voc_annotations_parsed_once_and_records_are_copies(bad_devkit, monkeypa
     assert len(calls) == 1
     assert (second["boxes"] >= 0).all() and second["image_bytes"] == first["image_bytes"]
     assert second["image_id"] == ids[5] and len(second["classes"]) == len(second["boxes"])
+
+
+# ------------------------------------------------------------------------------------- reduced-size decoding
+def _jpeg(image, quality=95, exif_orientation=None):
+    import io
+
+    from PIL import Image
+
+    im = Image.fromarray(image)
+    buf = io.BytesIO()
+    if exif_orientation is None:
+        im.save(buf, "JPEG", quality=quality)
+    else:
+        exif = im.getexif()
+        exif[0x0112] = exif_orientation
+        im.save(buf, "JPEG", quality=quality, exif=exif)
+    return buf.getvalue()
+
+
+def test_header_size_and_reduced_decode_match_the_full_decoder():
+    img = np.zeros((120, 200, 3), np.uint8)
+    img[20:60, 30:110] = (250, 40, 10)
+    plain, turned = _jpeg(img), _jpeg(img, exif_orientation=6)  # 6: shown turned by 90 degrees
+    assert pipeline.encoded_image_size(plain) == (200, 120)
+    assert pipeline._jpeg_frame_size(turned) is None  # EXIF: the orientation is read by PIL instead
+    assert pipeline.encoded_image_size(turned) == (120, 200)
+    for data in (plain, turned):
+        full = sources.decode_image(data)
+        assert full.shape[1::-1] == pipeline.encoded_image_size(data)
+        np.testing.assert_array_equal(pipeline.decode_reduced(data, 1), full)
+        for r in (2, 4):
+            small = pipeline.decode_reduced(data, r)  # the same orientation and colours, 1/r the size
+            assert small.shape == (-(-full.shape[0] // r), -(-full.shape[1] // r), 3)
+            ref = cv2.resize(full, small.shape[1::-1], interpolation=cv2.INTER_AREA)
+            assert np.abs(small.astype(int) - ref).mean() < 3.0
+    with pytest.raises(sources.CorruptImageError):
+        pipeline.decode_reduced(plain[: len(plain) // 2], 2, "x")
+    with pytest.raises(sources.CorruptImageError):
+        pipeline.encoded_image_size(b"not an image", "x")
+
+
+def test_decode_reduction_rule():
+    m = lambda s: np.diag([s, s, 1.0])
+    assert [pipeline.decode_reduction(m(s)) for s in (1.2, 0.51, 0.5, 0.3, 0.25, 0.1, 0.01)] == [1, 1, 2, 2, 4, 8, 8]
+    assert pipeline.decode_reduction(np.diag([0.2, 0.6, 1.0])) == 1  # the less-shrunk axis decides
+    assert pipeline.decode_reduction(np.diag([-0.2, 0.2, 1.0])) == 4  # a flip does not matter
+
+
+@pytest.fixture(scope="module")
+def big_devkit(tmp_path_factory):
+    """A VOCdevkit of 320x240 JPEGs, each a white rectangle (its one box) on a dark textured background."""
+    root = tmp_path_factory.mktemp("big")
+    voc = root / "VOCdevkit" / "VOC2007"
+    for sub in ("JPEGImages", "Annotations", "ImageSets/Main"):
+        (voc / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    ids = []
+    for i in range(8):
+        img = rng.integers(0, 60, (240, 320, 3), dtype=np.uint8)
+        x0, y0 = int(rng.integers(20, 150)), int(rng.integers(20, 110))
+        x1, y1 = x0 + int(rng.integers(60, 150)), y0 + int(rng.integers(50, 110))
+        img[y0:y1, x0:x1] = 255
+        image_id = f"{i:06d}"
+        (voc / "JPEGImages" / f"{image_id}.jpg").write_bytes(_jpeg(img))
+        (voc / "Annotations" / f"{image_id}.xml").write_text(synthetic.annotation_xml(
+            image_id, 320, 240, np.array([[x0 + 1, y0 + 1, x1, y1]]), np.array([7]), np.zeros(1, bool),
+            np.zeros(1, bool)))
+        ids.append(image_id)
+    (voc / "ImageSets" / "Main" / "trainval.txt").write_text("".join(f"{x}\n" for x in ids))
+    return str(root / "VOCdevkit")
+
+
+def test_reduced_decode_training_keeps_boxes_on_their_objects(big_devkit, monkeypatch):
+    from yolojax import boxes as box_lib
+
+    c = _cfg(source="voc_dir", voc_dir=big_devkit, train_split="2007_trainval", image_size=64, shuffle=False)
+    used = []
+    decode = pipeline.decode_reduced
+    monkeypatch.setattr(pipeline, "decode_reduced", lambda data, r, where="": used.append(r) or decode(data, r, where))
+    batcher = pipeline._TrainBatcher(c, sources.make_source(c, c.train_split), seed=0, global_batch_size=8,
+                                     process_index=0, process_count=1)
+    checked = 0
+    for step in range(3):
+        b = batcher(step)
+        for i in range(8):
+            if not b["mask"][i, 0]:
+                continue  # cut away by the jitter crop
+            ys, xs = np.nonzero(b["image"][i, ..., 0] > 160)
+            drawn = np.array([xs.min(), ys.min(), xs.max() + 1, ys.max() + 1], np.float64)
+            assert box_lib.iou(b["boxes"][i, 0] * 64, drawn) >= 0.8, (step, i)
+            checked += 1
+    assert checked >= 16 and max(used) >= 4  # 320x240 -> 64: decoded at 1/4 (or 1/2 for jitter-enlarged crops)
+    assert min(used) >= 2
+    # The map is drawn from the encoded size, so the reduced decode changes no geometry, only the sampling.
+    monkeypatch.setattr(pipeline, "decode_reduction", lambda m: 1)
+    full = pipeline._TrainBatcher(c, sources.make_source(c, c.train_split), seed=0, global_batch_size=8,
+                                  process_index=0, process_count=1)(0)
+    ref = batcher(0)
+    np.testing.assert_array_equal(full["mask"], ref["mask"])
+    np.testing.assert_allclose(full["boxes"], ref["boxes"], atol=1.5 / 64)  # placement rounded to output pixels
+    assert np.abs(full["image"].astype(int) - ref["image"]).mean() < 8.0
+
+
+def test_eval_decodes_in_full(big_devkit, monkeypatch):
+    c = _cfg(source="voc_dir", voc_dir=big_devkit, eval_split="2007_trainval")
+    monkeypatch.setattr(pipeline, "decode_reduced", lambda *a, **k: pytest.fail("eval must decode in full"))
+    b = next(pipeline.make_eval_batches(c, "2007_trainval", 4, 32, process_index=0, process_count=1))
+    assert b["image"].dtype == np.uint8 and (b["orig_size"] == [240, 320]).all()

@@ -144,19 +144,25 @@ def all_finite(tree: PyTree) -> jax.Array:
 
 
 def train_step(state: TrainState, batch: Mapping[str, jax.Array], *, loss_fn: Callable,
-               schedule: optax.Schedule, freeze_stats: str = "") -> tuple[TrainState, dict[str, jax.Array]]:
+               schedule: optax.Schedule, freeze_stats: str = "", augment_cfg: Mapping[str, Any] | None = None,
+               data_seed: int = 0) -> tuple[TrainState, dict[str, jax.Array]]:
     """One SGD update on a global batch.
 
-    batch: image float32 [B, H, W, 3] in [0, 1]; boxes float32 [B, M, 4] normalized xyxy; classes int32 [B, M];
-    mask bool [B, M]. Model outputs are cast to float32 before the loss (bf16 compute, f32 loss and params).
+    batch: image uint8 [B, H, W, 3] (or float32 in [0, 1]); boxes float32 [B, M, 4] normalized xyxy; classes
+    int32 [B, M]; mask bool [B, M]. The photometric augmentation of ``augment_cfg`` (darknet's hue / saturation /
+    exposure) runs here on the device, drawn from (``data_seed``, step, example) so batches stay deterministic
+    (``data.photometric``). Model outputs are cast to float32 before the loss (bf16 compute, f32 loss and params).
     ``freeze_stats``: a regex over "batch_stats/..." paths whose batch-norm statistics stay fixed.
     Returns the new state and scalar metrics: 'loss', the loss parts, 'lr', 'grad_norm', and 'state_finite'
     (1.0 when every parameter, batch statistic and optimizer leaf of the new state is finite).
     """
+    from yolojax.data import photometric
+
     dropout_rng = jax.random.fold_in(state.rng, state.step)
+    images = photometric.train_inputs(batch["image"], augment_cfg, data_seed, state.step)
 
     def objective(params):
-        outputs, mutated = state.apply_fn(_variables(params, state.batch_stats), batch["image"], train=True,
+        outputs, mutated = state.apply_fn(_variables(params, state.batch_stats), images, train=True,
                                           mutable=["batch_stats"], rngs={"dropout": dropout_rng})
         total, parts = loss_fn(outputs.astype(jnp.float32), batch["boxes"], batch["classes"], batch["mask"],
                                state.seen)
@@ -181,9 +187,12 @@ def eval_step(state: TrainState, images: jax.Array, *, head: families.Head,
               nms_kwargs: Mapping[str, Any]) -> dict[str, jax.Array]:
     """Forward pass, decode and fixed-size per-class NMS, all on device (``Head.detect``).
 
-    images float32 [B, H, W, 3] -> {"boxes": [B, K, 4] normalized xyxy of the input, "scores": [B, K],
-    "classes": [B, K] int32 (-1 pad), "count": [B] int32}.
+    images uint8 [B, H, W, 3] (or float32 in [0, 1]) -> {"boxes": [B, K, 4] normalized xyxy of the input,
+    "scores": [B, K], "classes": [B, K] int32 (-1 pad), "count": [B] int32}.
     """
+    from yolojax.data import photometric
+
+    images = photometric.to_float(images)
     outputs = state.apply_fn(_variables(state.params, state.batch_stats), images, train=False)
     return head.detect(outputs, **nms_kwargs)
 
@@ -207,7 +216,8 @@ def make_steps(config: ml_collections.ConfigDict, mesh: Mesh, abstract_state: Tr
     data = batch_sharding(mesh)
     freeze_stats = config.optim.freeze if config.optim.get("freeze_batch_stats", True) else ""
     train = jax.jit(functools.partial(train_step, loss_fn=head.loss_fn(config.loss), schedule=schedule,
-                                      freeze_stats=freeze_stats),
+                                      freeze_stats=freeze_stats, augment_cfg=config.data.augment.to_dict(),
+                                      data_seed=int(config.seed)),
                     in_shardings=(state_sharding, data), out_shardings=(state_sharding, replicated(mesh)),
                     donate_argnums=(0,))
     nms_kwargs = dict(score_threshold=config.eval.score_threshold, iou_threshold=config.eval.nms_iou_threshold,

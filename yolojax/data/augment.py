@@ -1,18 +1,20 @@
 """Augmentations: small functions on Example dicts that move the image and its boxes together.
 
-An Example (CONTRACT) is ``{"image": uint8 [H, W, 3] RGB, "boxes": float32 [N, 4] normalized xyxy,
+An Example is ``{"image": uint8 [H, W, 3] RGB, "boxes": float32 [N, 4] normalized xyxy,
 "classes": int32 [N], "difficult": bool [N], "truncated": bool [N], "image_id": str}``. Every function here
 takes an Example and returns a new one (inputs are never modified).
 
 Geometry is expressed as 3x3 affine matrices in *continuous* pixel coordinates (pixel ``i`` covers
 ``[i, i + 1)``), source pixels -> output pixels. Each geometric op has a matrix builder and a one-op
-function; the training path composes all enabled ops into one matrix and warps the image once
-(crop + pad + ``cv2.resize``), which is both faster and less blurry than warping once per op, and runs the
-HSV jitter (8-bit OpenCV HSV with lookup tables) on whichever of source window and output is smaller. Boxes
+function; the training path composes all enabled ops into one matrix (``train_matrix``) and warps the image
+once (crop + pad + ``cv2.resize``), which is both faster and less blurry than warping once per op. Boxes
 follow through the same matrix, then are clipped to the output image; boxes left too small or mostly cut away
 are dropped (``clip_and_filter_boxes``) so no zero-area box ever reaches the log-space w/h loss.
 
-The ops (SPEC section 3):
+The photometric jitter (darknet HSV) of training runs on the device (``photometric.py``) on the uint8 batch;
+``hsv_adjust`` / ``random_hsv`` here are its host (OpenCV) reference, same parameters -> same pixels.
+
+The ops:
   * ``crop_jitter_matrix``: darknet's ``jitter`` (v2 ``jitter=.3``, v1 ``jitter=.2``): each image side moves
     independently by up to ``jitter`` x the side, so both scale, translation and aspect ratio change.
   * ``scale_translate_matrix``: the YOLOv1 paper's "random scaling and translations of up to 20% of the
@@ -20,12 +22,13 @@ The ops (SPEC section 3):
   * ``hflip_matrix`` / ``hflip``: horizontal flip (YOLOv2).
   * ``resize_matrix`` / ``letterbox_matrix``: plain (aspect-changing) resize or aspect-preserving letterbox
     with gray (127) padding, darknet's ``letterbox_image``.
-  * ``random_hsv``: darknet's ``random_distort_image``: hue shift in [-hue, hue] (fraction of the hue circle),
-    saturation and exposure (HSV value) scaled by a factor in [1, s] or its inverse, each with probability 1/2.
+  * ``random_hsv`` (host reference of ``photometric.py``): darknet's ``random_distort_image``: hue shift in
+    [-hue, hue] (fraction of the hue circle), saturation and exposure (HSV value) scaled by a factor in [1, s]
+    or its inverse, each with probability 1/2.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Mapping
+from typing import Any, Mapping
 
 import cv2
 import numpy as np
@@ -57,8 +60,9 @@ def select_objects(example: Example, keep: np.ndarray) -> Example:
 
 
 def drop_difficult(example: Example) -> Example:
-    """Removes objects flagged difficult (darknet's voc_label.py does this for training, SPEC section 3)."""
-    return select_objects(example, ~np.asarray(example["difficult"], bool))
+    """Removes objects flagged difficult (darknet's voc_label.py does this for training)."""
+    difficult = np.asarray(example["difficult"], bool)
+    return select_objects(example, ~difficult) if difficult.any() else example
 
 
 def transform_boxes(boxes: np.ndarray, matrix: np.ndarray, in_size: tuple[int, int],
@@ -73,13 +77,15 @@ def transform_boxes(boxes: np.ndarray, matrix: np.ndarray, in_size: tuple[int, i
       float32 [N, 4] normalized xyxy in the output image, not clipped (may exceed [0, 1]).
     """
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
-    in_w, in_h = in_size
-    out_w, out_h = out_size
-    px = boxes * np.array([in_w, in_h, in_w, in_h], np.float64)
-    # Two opposite corners are enough for an axis-aligned map; min/max handles flips.
-    xs = px[:, [0, 2]] * matrix[0, 0] + matrix[0, 2]
-    ys = px[:, [1, 3]] * matrix[1, 1] + matrix[1, 2]
-    out = np.stack([xs.min(1) / out_w, ys.min(1) / out_h, xs.max(1) / out_w, ys.max(1) / out_h], axis=1)
+    (in_w, in_h), (out_w, out_h) = in_size, out_size
+    # normalized in -> normalized out: x' = (x * in_w * m00 + m02) / out_w (one multiply-add for all four)
+    sx, sy = matrix[0, 0] * in_w / out_w, matrix[1, 1] * in_h / out_h
+    tx, ty = matrix[0, 2] / out_w, matrix[1, 2] / out_h
+    out = boxes * np.array([sx, sy, sx, sy]) + np.array([tx, ty, tx, ty])
+    if sx < 0:  # a flip swaps the x corners
+        out = out[:, [2, 1, 0, 3]]
+    if sy < 0:
+        out = out[:, [0, 3, 2, 1]]
     return out.astype(np.float32)
 
 
@@ -102,13 +108,13 @@ def clip_and_filter_boxes(example: Example, unclipped_boxes: np.ndarray | None =
     boxes = np.asarray(example["boxes"], np.float32).reshape(-1, 4)
     full = boxes if unclipped_boxes is None else np.asarray(unclipped_boxes, np.float32).reshape(-1, 4)
     clipped = np.clip(boxes, 0.0, 1.0)
-    bw = (clipped[:, 2] - clipped[:, 0]) * w
-    bh = (clipped[:, 3] - clipped[:, 1]) * h
-    full_area = np.maximum(full[:, 2] - full[:, 0], 0) * np.maximum(full[:, 3] - full[:, 1], 0) * (w * h)
-    keep = (bw >= min_size_px) & (bh >= min_size_px) & (bw * bh > 0)
-    keep &= bw * bh >= min_visible_fraction * full_area
+    size = np.array([w, h], np.float32)
+    wh = (clipped[:, 2:] - clipped[:, :2]) * size  # [N, 2] output pixels
+    area = wh[:, 0] * wh[:, 1]
+    full_area = np.prod(np.maximum(full[:, 2:] - full[:, :2], 0) * size, axis=1)
+    keep = (wh >= min_size_px).all(1) & (area > 0) & (area >= min_visible_fraction * full_area)
     out = dict(example, boxes=clipped)
-    return select_objects(out, keep)
+    return out if keep.all() else select_objects(out, keep)
 
 
 # ---------------------------------------------------------------------------------- affine matrices
@@ -186,19 +192,19 @@ def _source_window(matrix: np.ndarray, out_size: tuple[int, int]
 
 
 def _resample(image: np.ndarray, matrix: np.ndarray, out_size: tuple[int, int], border: str,
-              color: Callable[[np.ndarray], np.ndarray] | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """Applies an axis-aligned affine map (scale, translate, flip) with crop + pad + ``cv2.resize``.
+              out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Applies an axis-aligned affine map (scale, translate, flip) with one ``cv2.resize`` of the visible part.
 
-    ``cv2.resize`` of the source window is several times faster than ``cv2.warpAffine``. The window is rounded
-    to whole pixels, so the map actually applied differs from ``matrix`` by under half a source pixel; it is
-    returned and the boxes must follow *it*, so image and boxes stay exactly consistent.
+    The part of the source window inside the image is resized (several times faster than
+    ``cv2.warpAffine``) to its place in the output, and ``cv2.copyMakeBorder`` writes it there with the rest
+    of the output filled by repeating its edge rows / columns ("replicate": the same as resizing a
+    border-replicated window) or with gray; with nothing to fill, ``cv2.resize`` writes the output itself.
+    The placement is rounded to whole output pixels, so the map actually applied differs from ``matrix`` by
+    under one output pixel; it is returned and the boxes must follow *it*, so image and boxes
+    stay exactly consistent.
 
-    ``color`` is an optional pointwise uint8 RGB -> uint8 RGB map (the HSV jitter). It runs on whichever of
-    the visible source window and the output has fewer pixels (a pointwise map commutes with cropping,
-    border replication and flipping; the gray fill goes through it too, as darknet distorts the whole
-    network input). Only the bilinear interpolation sees the colors in the other order, a sub-quantization
-    difference at edges.
-
+    Args:
+      out: optional uint8 [out_h, out_w, 3] array to write the result into (e.g. a batch slot).
     Returns:
       (uint8 [out_h, out_w, 3] image, [3, 3] effective matrix, source -> output continuous pixels).
     """
@@ -206,39 +212,44 @@ def _resample(image: np.ndarray, matrix: np.ndarray, out_size: tuple[int, int], 
         raise ValueError(f"augment border: expected 'replicate' or 'gray', got {border!r}")
     h, w = image.shape[:2]
     out_w, out_h = int(out_size[0]), int(out_size[1])
+    if out is None:
+        out = np.empty((out_h, out_w, 3), np.uint8)
     (x0, y0, x1, y1), flip, effective = _source_window(matrix, (out_w, out_h))
     cx0, cx1, cy0, cy1 = max(x0, 0), min(x1, w), max(y0, 0), min(y1, h)
-    visible = max(cx1 - cx0, 0) * max(cy1 - cy0, 0)
-    color_first = color is not None and visible < out_w * out_h
-
-    def fill() -> list[int]:  # the gray fill, through the color map if that runs before the padding
-        gray = np.full((1, 1, 3), GRAY, np.uint8)
-        return (color(gray) if color_first else gray)[0, 0].tolist()
-
-    if visible == 0:  # the window misses the image entirely: nothing to replicate
-        window = np.empty((y1 - y0, x1 - x0, 3), np.uint8)
-        window[:] = fill()
-    else:
-        window = image[cy0:cy1, cx0:cx1]
-        if color_first:  # OpenCV reads the strided view in place: no copy of the window first
-            window = color(window)
-        pads = (cy0 - y0, y1 - cy1, cx0 - x0, x1 - cx1)  # top, bottom, left, right
-        if any(pads):
-            mode = (dict(borderType=cv2.BORDER_REPLICATE) if border == "replicate"
-                    else dict(borderType=cv2.BORDER_CONSTANT, value=fill()))
-            window = cv2.copyMakeBorder(window, *pads, **mode)
-    if window.shape[:2] != (out_h, out_w):
-        window = cv2.resize(window, (out_w, out_h), interpolation=cv2.INTER_LINEAR)
+    if cx1 <= cx0 or cy1 <= cy0:  # the window misses the image entirely: nothing to replicate
+        out[:] = GRAY
+        return out, effective
+    sx, sy = out_w / (x1 - x0), out_h / (y1 - y0)
+    # Output rectangle [ox0, ox1) x [oy0, oy1) of the visible source part (unflipped), at least one pixel.
+    ox0 = min(int(round((cx0 - x0) * sx)), out_w - 1)
+    ox1 = max(int(round((cx1 - x0) * sx)), ox0 + 1)
+    oy0 = min(int(round((cy0 - y0) * sy)), out_h - 1)
+    oy1 = max(int(round((cy1 - y0) * sy)), oy0 + 1)
+    rx, ry = (ox1 - ox0) / (cx1 - cx0), (oy1 - oy0) / (cy1 - cy0)
+    effective = _affine(rx, ry, ox0 - cx0 * rx, oy0 - cy0 * ry)
+    window = image[cy0:cy1, cx0:cx1]  # a view: cv2 reads it in place
     if flip:
-        window = cv2.flip(window, 1)
-    if color is not None and not color_first:
-        window = color(window)
-    return np.ascontiguousarray(window), effective
+        ox0, ox1 = out_w - ox1, out_w - ox0
+        effective = hflip_matrix(out_w) @ effective
+    pads = (oy0, out_h - oy1, ox0, out_w - ox1)  # top, bottom, left, right
+    padded = any(pads)
+    if window.shape[:2] != (oy1 - oy0, ox1 - ox0):  # cv2 writes straight into the output when nothing is padded
+        window = cv2.resize(window, (ox1 - ox0, oy1 - oy0), dst=None if padded or flip else out,
+                            interpolation=cv2.INTER_LINEAR)
+    if flip:
+        window = cv2.flip(window, 1, dst=None if padded else out)
+    if padded:  # one C pass over the output: the placed window plus its replicated edges or gray bands
+        mode = (dict(borderType=cv2.BORDER_REPLICATE) if border == "replicate"
+                else dict(borderType=cv2.BORDER_CONSTANT, value=[GRAY] * 3))
+        window = cv2.copyMakeBorder(window, *pads, dst=out, **mode)
+    if window is not out:  # (cv2 hands back ``dst`` itself when it wrote there)
+        out[:] = window
+    return out, effective
 
 
 def warp_affine(example: Example, matrix: np.ndarray, out_size: tuple[int, int], *, border: str = "replicate",
-                min_size_px: float = 1.0, min_visible_fraction: float = 0.25,
-                color: Callable[[np.ndarray], np.ndarray] | None = None) -> Example:
+                min_size_px: float = 1.0, min_visible_fraction: float = 0.25, out: np.ndarray | None = None
+                ) -> Example:
     """Warps image and boxes with ``matrix`` into an ``out_size`` (w, h) image, then clips/filters the boxes.
 
     Args:
@@ -247,14 +258,14 @@ def warp_affine(example: Example, matrix: np.ndarray, out_size: tuple[int, int],
       out_size: (width, height) of the output.
       border: "replicate" (darknet's crop_image clamps at the border) or "gray" (127, the letterbox fill).
       min_size_px, min_visible_fraction: see ``clip_and_filter_boxes``.
-      color: optional pointwise uint8 RGB -> uint8 RGB map applied to the image as well (see ``_resample``).
+      out: optional uint8 [out_h, out_w, 3] array the image is written into (and returned as "image").
     Returns:
       Example with a uint8 [out_h, out_w, 3] image and boxes in [0, 1].
     """
     if abs(matrix[0, 1]) > 1e-12 or abs(matrix[1, 0]) > 1e-12:
         raise ValueError("warp_affine: only axis-aligned maps (no rotation or shear) are supported")
     in_size = _size(example)
-    image, matrix = _resample(example["image"], matrix, out_size, border, color)
+    image, matrix = _resample(example["image"], matrix, out_size, border, out)
     boxes = transform_boxes(example["boxes"], matrix, in_size, out_size)
     out = dict(example, image=image, boxes=boxes)
     return clip_and_filter_boxes(out, boxes, min_size_px=min_size_px, min_visible_fraction=min_visible_fraction)
@@ -353,18 +364,15 @@ def random_hsv(example: Example, rng: np.random.Generator, hue: float = 0.1, sat
 
 
 # -------------------------------------------------------------------------------- composed pipelines
-def train_augment(example: Example, rng: np.random.Generator, out_size: tuple[int, int],
-                  cfg: Mapping[str, Any]) -> Example:
-    """All enabled training augmentations, with a single warp, -> Example at ``out_size`` (w, h).
+def train_matrix(rng: np.random.Generator, in_size: tuple[int, int], out_size: tuple[int, int],
+                 cfg: Mapping[str, Any]) -> np.ndarray:
+    """[3, 3] all enabled geometric training ops of an ``in_size`` (w, h) image composed into one map.
 
-    Order (darknet v2 load_data_region, plus the v1 paper op): jitter crop -> fit (resize or letterbox)
-    -> v1 scale/translate -> horizontal flip -> HSV, with one resample of the image (the HSV jitter runs on
-    the smaller of the visible source window and the output, see ``_resample``). ``cfg`` is ``data_cfg.augment`` (see
-    ``pipeline.default_data_config``): jitter, scale, translate, flip, hue, saturation, exposure, letterbox,
-    border, min_box_size_px, min_visible_fraction. A value of 0 (or 1.0 for the HSV factors, False for flip)
-    turns an op off.
+    Order (darknet v2 load_data_region, plus the v1 paper op): jitter crop -> fit (resize or letterbox) -> v1
+    scale/translate -> horizontal flip. ``cfg`` is ``data_cfg.augment`` (see ``pipeline.augment_preset``);
+    a value of 0 (False for flip) turns an op off. Depends only on the image *size*, so it can be drawn from
+    the JPEG header before decoding (``pipeline`` then decodes at reduced size when the map shrinks >= 2x).
     """
-    in_size = _size(example)
     letterboxed = bool(cfg["letterbox"])
     if cfg["jitter"] > 0:
         m = crop_jitter_matrix(rng, in_size, out_size, cfg["jitter"], letterbox=letterboxed)
@@ -374,11 +382,27 @@ def train_augment(example: Example, rng: np.random.Generator, out_size: tuple[in
         m = scale_translate_matrix(rng, out_size, cfg["scale"], cfg["translate"]) @ m
     if cfg["flip"] and rng.uniform() < 0.5:
         m = hflip_matrix(out_size[0]) @ m
-    hsv = _draw_hsv(rng, cfg["hue"], cfg["saturation"], cfg["exposure"])
-    color = None if hsv is None else (lambda image: hsv_adjust(image, *hsv))
-    border = "gray" if letterboxed else cfg["border"]
-    return warp_affine(example, m, out_size, border=border, min_size_px=cfg["min_box_size_px"],
-                       min_visible_fraction=cfg["min_visible_fraction"], color=color)
+    return m
+
+
+def train_warp(example: Example, matrix: np.ndarray, out_size: tuple[int, int], cfg: Mapping[str, Any], *,
+               out: np.ndarray | None = None) -> Example:
+    """Warps an Example with a ``train_matrix`` (of *this* image's size) into ``out_size`` (w, h), with the
+    border, min_box_size_px and min_visible_fraction of ``cfg`` (``data_cfg.augment``); ``out``: see
+    ``warp_affine``."""
+    border = "gray" if cfg["letterbox"] else cfg["border"]
+    return warp_affine(example, matrix, out_size, border=border, min_size_px=cfg["min_box_size_px"],
+                       min_visible_fraction=cfg["min_visible_fraction"], out=out)
+
+
+def train_augment(example: Example, rng: np.random.Generator, out_size: tuple[int, int],
+                  cfg: Mapping[str, Any]) -> Example:
+    """The host's training augmentation: the geometric ops in one warp -> Example at ``out_size`` (w, h).
+
+    ``train_matrix`` then ``train_warp``. The photometric ops of ``cfg`` (hue, saturation, exposure) are not
+    applied here: they run on the device on the uint8 batch (``photometric.device_photometric``).
+    """
+    return train_warp(example, train_matrix(rng, _size(example), out_size, cfg), out_size, cfg)
 
 
 def eval_preprocess(example: Example, out_size: tuple[int, int], *, letterbox_eval: bool = False) -> Example:

@@ -3,11 +3,16 @@
 Determinism and resumption come from one design choice: **every batch is a pure function of
 (seed, step)**. The training stream is an endless sequence of global positions ``step * global_batch + j``;
 position ``p`` reads record ``perm_e[p mod n]`` of epoch ``e = p // n`` (a fresh seeded permutation per
-epoch), is augmented with an RNG seeded by ``(seed, p)``, and is resized to the step's input size, drawn from
+epoch), is augmented with an RNG keyed by ``(seed, p)``, and is resized to the step's input size, drawn from
 ``(seed, step // multiscale_every_steps)``. Process ``k`` of ``P`` builds only positions
 ``[k * B/P, (k + 1) * B/P)`` of each global batch. So the batches do not depend on the number of grain
 workers or threads, and the whole iterator state is ``{"step": int}`` (json-serializable; store it in the
 training checkpoint, or just recreate the iterator with ``start_step``).
+
+Batches carry uint8 images: the host decodes and does the one geometric warp; float conversion and the
+photometric jitter run on the device in the jitted step (``photometric.py``; docs/input_pipeline.md). A
+training image that the warp shrinks by 2x or more is decoded at 1/2, 1/4 or 1/8 size by the JPEG decoder
+itself (DCT scaling, ``decode_reduced``); evaluation always decodes in full.
 
 Bad input (never a crash inside a worker, never a NaN downstream):
   * corrupt or truncated JPEG: skipped with a counted warning; the position takes the next record instead
@@ -152,22 +157,93 @@ def pad_objects(example: Mapping[str, Any], max_boxes: int, *, with_difficult: b
     return out
 
 
-def write_image(batch: np.ndarray, i: int, image: np.ndarray) -> None:
-    """Writes uint8 [H, W, 3] ``image`` into ``batch[i]`` (float32 [B, H, W, 3]) as values in [0, 1].
-
-    Casts straight into the batch and scales that slot while it is still in cache: one pass over the 2 MB
-    of floats an image at 416 px takes, instead of a uint8 stack copy plus a second pass over the batch.
-    """
-    batch[i] = image
-    batch[i] *= np.float32(1.0 / 255.0)
-
-
 def stack_images(images: Sequence[np.ndarray]) -> np.ndarray:
-    """uint8 [H, W, 3] images -> float32 [B, H, W, 3] in [0, 1]."""
-    batch = np.empty((len(images),) + images[0].shape, np.float32)
-    for i, image in enumerate(images):
-        write_image(batch, i, image)
-    return batch
+    """uint8 [H, W, 3] images -> uint8 [B, H, W, 3] (the device converts to float: ``photometric.to_float``)."""
+    return np.stack(images)
+
+
+# ----------------------------------------------------------------------------- reduced-size decoding
+_REDUCED_FLAG = {2: 16, 4: 32, 8: 64}  # OpenCV's IMREAD_REDUCED_* bit for a scale of 1/2, 1/4, 1/8
+
+
+_SOF_MARKERS = frozenset(range(0xC0, 0xD0)) - {0xC4, 0xC8, 0xCC}  # start-of-frame (not DHT, JPG, DAC)
+
+
+def _jpeg_frame_size(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from a JPEG's start-of-frame segment, or None if it has EXIF (which may turn the image)
+    or the markers before the frame cannot be walked. A few microseconds: no image library involved."""
+    if data[:2] != b"\xff\xd8":
+        return None
+    i, n = 2, len(data)
+    while i + 9 < n:
+        if data[i] != 0xFF:
+            return None
+        marker = data[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+        elif marker in _SOF_MARKERS:
+            return int.from_bytes(data[i + 7:i + 9], "big"), int.from_bytes(data[i + 5:i + 7], "big")
+        elif marker == 0xE1 and data[i + 4:i + 10] == b"Exif\x00\x00":
+            return None
+        elif 0xD0 <= marker <= 0xD7 or marker == 0x01:  # segments without a length
+            i += 2
+        else:
+            i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+    return None
+
+
+def encoded_image_size(data: bytes, where: str = "image") -> tuple[int, int]:
+    """(width, height) of encoded JPEG/PNG bytes as decoded (EXIF orientation applied), from the header only.
+
+    Raises CorruptImageError if the header cannot be read.
+    """
+    size = _jpeg_frame_size(data)
+    if size is not None and size[0] > 0 and size[1] > 0:
+        return size
+    import io
+
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            w, h = im.size
+            orientation = im.getexif().get(0x0112, 1) if im.format == "JPEG" else 1
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as e:
+        raise sources.CorruptImageError(f"{where}: unreadable header ({e})") from None
+    return (h, w) if orientation in (5, 6, 7, 8) else (w, h)  # 5-8 turn the image by 90 degrees
+
+
+def decode_reduction(matrix: np.ndarray, max_reduction: int = 8) -> int:
+    """Largest JPEG DCT scale 1, 2, 4 or 8 (<= ``max_reduction``) that a ``[3, 3]`` map shrinking the image by
+    ``1 / |scale|`` allows: 2 once the output has at most half the source resolution on both axes."""
+    scale = max(abs(matrix[0, 0]), abs(matrix[1, 1]))
+    r = 1
+    while r < max_reduction and 2 * r * scale <= 1.0:
+        r *= 2
+    return r
+
+
+def decode_reduced(data: bytes, reduction: int, where: str = "image") -> np.ndarray:
+    """JPEG bytes -> uint8 [~H/r, ~W/r, 3] RGB, decoded at 1/``reduction`` size by the JPEG decoder itself.
+
+    libjpeg's DCT scaling (OpenCV ``IMREAD_REDUCED_*``, as PIL's ``Image.draft``) decodes only the low
+    frequencies: several times faster than a full decode, and a proper low-pass instead of aliasing bilinear
+    shrinking. The same decoder as ``sources.decode_image`` (OpenCV, EXIF orientation applied, RGB), so only
+    the resolution differs. ``reduction`` 1 or a non-JPEG is the full ``sources.decode_image``.
+    Raises CorruptImageError if corrupt or truncated.
+    """
+    if reduction == 1 or data[:2] != b"\xff\xd8":
+        return sources.decode_image(data, where)
+    import cv2
+
+    if reduction not in _REDUCED_FLAG:
+        raise ValueError(f"decode_reduced: reduction must be 1, 2, 4 or 8, got {reduction}")
+    if not sources._jpeg_ok(data):  # truncated: libjpeg would only warn and fill gray
+        raise sources.CorruptImageError(f"{where}: not a complete JPEG/PNG ({len(data)} bytes)")
+    img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR_RGB | _REDUCED_FLAG[reduction])
+    if img is None or img.ndim != 3 or img.shape[0] == 0 or img.shape[1] == 0:
+        raise sources.CorruptImageError(f"{where}: cannot be decoded")
+    return img
 
 
 def multiscale_size(data_cfg: Mapping[str, Any], seed: int, step: int) -> int:
@@ -207,13 +283,35 @@ class _TrainBatcher:
             self._perm_cache = cache
         return int(cache[1][i])
 
-    def _example(self, position: int, size: int) -> dict:
+    def _decode(self, record: Mapping[str, Any], position: int, out_size: tuple[int, int]
+                ) -> tuple[dict, np.ndarray]:
+        """Record -> (Example, [3, 3] training map of its decoded image). The map is drawn from the encoded
+        size (so it is the same whatever resolution the decoder then delivers) and rescaled to the decoded one.
+        """
+        where = f"image {record.get('image_id', '?')}"
+        if "image" in record:  # already decoded (synthetic)
+            example = sources.decode_record(record)
+            full = example["image"].shape[1::-1]  # (width, height)
+        else:
+            full = encoded_image_size(record["image_bytes"], where)
+        # Philox keyed by (seed, position) directly: no SeedSequence hashing (a tenth of the warp's cost).
+        rng = np.random.Generator(np.random.Philox(key=[self.seed, position]))
+        matrix = augment.train_matrix(rng, full, out_size, self.aug)
+        if "image" not in record:
+            example = {k: v for k, v in record.items() if k != "image_bytes"}
+            example["image"] = decode_reduced(record["image_bytes"], decode_reduction(matrix), where)
+        got = example["image"].shape[1::-1]
+        if got != full:  # reduced decode (or a decoder that disagrees with the header): same map, new units
+            matrix = matrix @ np.diag([full[0] / got[0], full[1] / got[1], 1.0])
+        return example, matrix
+
+    def _example(self, position: int, size: int, out: np.ndarray) -> dict:
+        """The training Example at ``position``, its image warped straight into ``out`` (uint8 [size, size, 3])."""
         for attempt in range(_MAX_SKIP):
             # A corrupt record is replaced by the next position's record: deterministic for any worker count.
-            index = self._record_index(position + attempt)
-            record = self.source[index]
+            record = self.source[self._record_index(position + attempt)]
             try:
-                example = sources.decode_record(record)
+                example, matrix = self._decode(record, position, (size, size))
                 break
             except sources.CorruptImageError as e:
                 sources.warn_count("corrupt_image", f"{e}; skipped")
@@ -221,26 +319,23 @@ class _TrainBatcher:
             raise RuntimeError(f"{_MAX_SKIP} consecutive undecodable images near training position {position}")
         if self.cfg["drop_difficult"]:
             example = augment.drop_difficult(example)
-        rng = np.random.default_rng([self.seed, position])
-        example = augment.train_augment(example, rng, (size, size), self.aug)
-        return example
+        return augment.train_warp(example, matrix, (size, size), self.aug, out=out)
 
     def __call__(self, step: int) -> Batch:
         size = multiscale_size(self.cfg, self.seed, step)
         start = step * self.global_batch + self.offset
         b, m = self.local_batch, int(self.cfg["max_boxes"])
-        batch = {"image": np.empty((b, size, size, 3), np.float32), "boxes": np.empty((b, m, 4), np.float32),
+        batch = {"image": np.empty((b, size, size, 3), np.uint8), "boxes": np.empty((b, m, 4), np.float32),
                  "classes": np.empty((b, m), np.int32), "mask": np.empty((b, m), bool)}
         for j in range(b):  # each example goes straight into its batch slot: no per-example copies to stack
-            example = self._example(start + j, size)
-            write_image(batch["image"], j, example["image"])
+            example = self._example(start + j, size, batch["image"][j])
             for k, v in pad_objects(example, m).items():
                 batch[k][j] = v
         return batch
 
 
 class TrainIterator:
-    """Endless iterator of local training batches (numpy Batch dicts, CONTRACT) with a tiny state.
+    """Endless iterator of local training batches (numpy Batch dicts, see make_train_iterator) with a tiny state.
 
     ``get_state()`` -> ``{"step": s}``: the step of the next batch ``next()`` returns. ``set_state`` jumps
     to any step; the batches that follow are exactly those an uninterrupted run would have produced.
@@ -306,8 +401,10 @@ def make_train_iterator(data_cfg: Mapping[str, Any], *, seed: int, global_batch_
       start_step: step of the first batch (resume).
       process_index, process_count: default ``jax.process_index()`` / ``jax.process_count()``.
     Returns:
-      TrainIterator yielding {"image": float32 [b, S, S, 3] in [0, 1], "boxes": float32 [b, M, 4] normalized
-      xyxy, "classes": int32 [b, M] (-1 pad), "mask": bool [b, M]} with b = local batch, S = step's size.
+      TrainIterator yielding {"image": uint8 [b, S, S, 3] RGB (geometric augmentation done; the photometric
+      one and the float conversion run on the device: ``photometric.device_photometric``), "boxes": float32
+      [b, M, 4] normalized xyxy, "classes": int32 [b, M] (-1 pad), "mask": bool [b, M]} with b = local batch,
+      S = step's size.
     """
     return TrainIterator(data_cfg, seed=seed, global_batch_size=global_batch_size, start_step=start_step,
                          process_index=process_index, process_count=process_count)
@@ -392,7 +489,8 @@ def make_eval_batches(data_cfg: Mapping[str, Any], split: str, batch_size: int, 
     """Evaluation batches of ``split`` for this process (deterministic, no augmentation).
 
     Yields:
-      {"image": float32 [B, S, S, 3] in [0, 1], "boxes": float32 [B, M, 4] normalized xyxy of the network
+      {"image": uint8 [B, S, S, 3] RGB (``photometric.to_float`` on the device), "boxes": float32 [B, M, 4]
+      normalized xyxy of the network
       input (= of the original image unless eval_letterbox; see augment.input_boxes_to_original),
       "classes": int32 [B, M] (-1 pad), "mask": bool [B, M], "difficult": bool [B, M],
       "orig_size": int32 [B, 2] (height, width), "index": int32 [B] (-1 for padding)}.
