@@ -39,9 +39,6 @@ Example = dict[str, Any]
 PER_OBJECT_KEYS = ("boxes", "classes", "difficult", "truncated")
 GRAY = 127  # darknet pads letterboxes with 0.5
 
-# cv2 threads would oversubscribe the two cores when several pipeline workers run; each worker is one thread.
-cv2.setNumThreads(1)
-
 
 # ----------------------------------------------------------------------------------------------- helpers
 def _size(example: Example) -> tuple[int, int]:

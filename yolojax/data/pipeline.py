@@ -334,6 +334,14 @@ class _TrainBatcher:
         return batch
 
 
+def single_threaded_cv2() -> None:
+    """One OpenCV thread per pipeline thread: cv2's own pool would oversubscribe the cores the pipeline's
+    threads and workers already use. Called where a pipeline starts (not at import)."""
+    import cv2
+
+    cv2.setNumThreads(1)
+
+
 class TrainIterator:
     """Endless iterator of local training batches (numpy Batch dicts, see make_train_iterator) with a tiny state.
 
@@ -362,6 +370,7 @@ class TrainIterator:
         read = grain.ReadOptions(num_threads=max(int(self.cfg["num_threads"]), 1),
                                  prefetch_buffer_size=max(int(self.cfg["prefetch_batches"]), 1))
         it_ds = ds.to_iter_dataset(read)
+        single_threaded_cv2()
         if int(self.cfg["num_workers"]) > 0:
             from absl import flags
 
@@ -478,6 +487,7 @@ class EvalData:
         pc = jax.process_count() if process_count is None else process_count
         fn = functools.partial(self._batch, batch_size=batch_size, image_size=image_size, process_index=pi,
                                process_count=pc)
+        single_threaded_cv2()
         ds = grain.MapDataset.range(self.num_batches(batch_size, pc)).map(fn)
         read = grain.ReadOptions(num_threads=max(int(self.cfg["num_threads"]), 1),
                                  prefetch_buffer_size=max(int(self.cfg["prefetch_batches"]), 1))
