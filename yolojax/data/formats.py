@@ -351,7 +351,7 @@ def _yolo_entries(spec: str | Sequence[str], base: str, where: str) -> list[tupl
 
 def _yolo_split_spec(root: str, split: str) -> tuple[list[tuple[str, str]], dict]:
     """(images [(path, where)], {"names": ..., "nc": ...} from the dataset file) of a YOLO split."""
-    meta: dict = {}
+    meta: dict = {"names": None, "nc": None, "file": root}
     if root.endswith((".yaml", ".yml")):
         cfg = _load_yaml(root)
         base = os.path.dirname(os.path.abspath(root))
