@@ -273,3 +273,35 @@ def test_jpeg_trailing_bytes_accepted_truncation_rejected():
     with pytest.raises(sources.CorruptImageError):
         sources.decode_image(buf.getvalue()[:-50], "x")
     del thumb
+
+
+# ------------------------------------------------------------------------------------------- anchors
+def test_compute_anchors_from_config_in_the_config_unit(datasets, tmp_path, capsys):
+    import importlib.util
+    spec = importlib.util.spec_from_file_location(
+        "compute_anchors", os.path.join(os.path.dirname(__file__), "..", "experiments", "compute_anchors.py"))
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    out = tmp_path / "a.json"
+    assert script.main(["--format", "coco", "--root", datasets["coco"], "--image_size", "320", "--k", "3",
+                        "--json", str(out)]) == 0
+    s = json.loads(out.read_text())
+    assert s["grid"] == 10 and s["image_size"] == 320
+    np.testing.assert_allclose(np.array(s["anchors"]) / 10, s["anchors_normalized"], rtol=1e-12)
+    assert "config.model.anchors = ((" in capsys.readouterr().out
+    # The same boxes training reads, through any format: YOLO gives the same anchors.
+    assert script.main(["--format", "yolo", "--root", datasets["yolo"], "--image_size", "320", "--k", "3",
+                        "--json", str(tmp_path / "b.json")]) == 0
+    np.testing.assert_allclose(json.loads((tmp_path / "b.json").read_text())["anchors"], s["anchors"], rtol=1e-6)
+    assert script.main(["--format", "yolo", "--root", datasets["yolo"], "--image_size", "300"]) == 1
+    assert "multiple of 32" in capsys.readouterr().err
+
+
+def test_anchor_fit_warning():
+    from yolojax import anchors as anchor_lib
+    rng = np.random.default_rng(0)
+    wh = np.concatenate([rng.uniform(0.1, 0.15, (200, 2)), rng.uniform(0.4, 0.5, (200, 2))])
+    good, _ = anchor_lib.kmeans_anchors(wh, 2)
+    assert anchor_lib.anchor_fit_warning(good * 10, wh, 10) is None
+    msg = anchor_lib.anchor_fit_warning(good * 10 * 416 / 320, wh, 10)  # made for 416 px, used at 320 px
+    assert msg is not None and "mean best IoU" in msg and "\n" not in msg
