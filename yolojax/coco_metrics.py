@@ -66,7 +66,11 @@ def _match(ious: np.ndarray, gt_ignore: np.ndarray, crowd: np.ndarray) -> tuple[
     taken = np.zeros((num_t, num_g), bool)
     thr = np.minimum(IOU_THRESHOLDS, 1 - 1e-10)[:, None]
     rows = np.arange(num_t)
-    for d in range(num_d):
+    if num_g == 0:
+        return matched, det_ignore
+    # Only detections reaching the lowest threshold with some ground truth can match (most low-score ones
+    # cannot): the others stay unmatched at every threshold.
+    for d in np.flatnonzero(ious.max(axis=1) >= thr[0, 0]):
         iou = ious[d][None, :]
         free = ~(taken & ~crowd[None, :]) & (iou >= thr)  # [T, G]
         for group in (~gt_ignore, gt_ignore):  # non-ignored ground truth first (pycocotools breaks there)
