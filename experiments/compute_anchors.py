@@ -69,18 +69,14 @@ def wh_from_tfds(split: str, *, data_dir: str | None = None, include_difficult: 
 
 def wh_from_data(data_cfg, split: str, *, include_difficult: bool = False) -> np.ndarray:
     """Normalized (w, h) ``[N, 2]`` of the objects of ``split`` of any configured dataset (``config.data``:
-    VOC, TFDS, synthetic, or your own VOC / YOLO / COCO files), from the same cleaned records training reads."""
+    VOC, TFDS, synthetic, or your own VOC / YOLO / COCO files), from the same cleaned records training reads
+    (``sources.box_shapes``)."""
     from yolojax.data import sources
 
-    src = sources.make_source(data_cfg, split)
-    chunks = []
-    for i in range(len(src)):
-        record = src[i]
-        keep = np.ones(len(record["classes"]), bool) if include_difficult else ~record["difficult"]
-        chunks.append(anchor_lib.boxes_to_wh(record["boxes"][keep]))
-    if not chunks:
-        raise ValueError(f"TFDS split '{split}' has no examples")
-    return np.concatenate(chunks, axis=0)
+    wh = sources.box_shapes(data_cfg, split, include_difficult=include_difficult)
+    if not len(wh):
+        raise ValueError(f"split {split!r} of the dataset has no objects")
+    return wh
 
 
 def compute(wh: np.ndarray, k: int, grid: int, *, restarts: int = 5, seed: int = 0) -> dict:

@@ -305,3 +305,15 @@ def test_anchor_fit_warning():
     assert anchor_lib.anchor_fit_warning(good * 10, wh, 10) is None
     msg = anchor_lib.anchor_fit_warning(good * 10 * 416 / 320, wh, 10)  # made for 416 px, used at 320 px
     assert msg is not None and "mean best IoU" in msg and "\n" not in msg
+
+
+def test_yolo_folder_with_its_data_yaml_and_box_shapes(datasets):
+    folder = os.path.dirname(datasets["yolo"])
+    c = _cfg("yolo", folder)
+    assert sources.class_names(c) == NAMES  # names from the folder's data.yaml, not class_0..
+    wh = sources.box_shapes(c, "train", include_difficult=True)
+    ref = sources.make_source(_cfg("voc", datasets["voc"], class_names=NAMES), "train")
+    boxes = np.concatenate([ref[i]["boxes"] for i in range(len(ref))]).astype(np.float64)
+    np.testing.assert_array_equal(wh, boxes[:, 2:] - boxes[:, :2])
+    with pytest.raises(formats.DatasetError, match="does not exist"):
+        sources.class_names(_cfg("yolo", folder + "/nowhere.yaml"))

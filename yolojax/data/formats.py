@@ -189,6 +189,10 @@ class FileSource:
     def image_id(self, index: int) -> str:
         return self.ids[index]
 
+    def annotation(self, index: int) -> Record:
+        """Record ``index`` without "image_bytes" (no file read): for statistics over the boxes."""
+        return {**{k: v.copy() for k, v in self.annotations[index].items()}, "image_id": self.ids[index]}
+
     def __getitem__(self, index: int) -> Record:
         with open(self.image_paths[index], "rb") as f:
             data = f.read()
@@ -378,10 +382,19 @@ def _yolo_split_spec(root: str, split: str) -> tuple[list[tuple[str, str]], dict
         if key is None:
             raise DatasetError(f"{root}: no split {split!r} (keys: {', '.join(sorted(cfg))})")
         names = read_names_file(_resolve(base, cfg["names"])) if cfg.get("names") else None
-        meta = {"names": names, "nc": int(cfg["classes"]) if cfg.get("classes") else None, "file": root}
+        try:
+            nc = int(cfg["classes"]) if cfg.get("classes") else None
+        except ValueError:
+            raise DatasetError(f"{root}: classes = {cfg['classes']!r} is not an integer") from None
+        meta = {"names": names, "nc": nc, "file": root}
         return _yolo_entries(cfg[key], base, f"{root}: {key}"), meta
-    for cand in (split, os.path.join(root, f"{split}.txt"), os.path.join(root, "images", split),
-                 os.path.join(root, split, "images"), os.path.join(root, split)):
+    inner = os.path.join(root, "data.yaml")
+    if os.path.isfile(inner) and any(_load_yaml(inner).get(k) for k in _SPLIT_ALIASES.get(split, (split,))):
+        return _yolo_split_spec(inner, split)  # a folder holding its data.yaml
+    explicit = os.path.isabs(split) or os.sep in split or split.endswith(".txt")  # a path, not a split name
+    for cand in ([split] if explicit else []) + [
+            os.path.join(root, f"{split}.txt"), os.path.join(root, "images", split),
+            os.path.join(root, split, "images"), os.path.join(root, split)]:
         if os.path.exists(cand) and (os.path.isdir(cand) or cand.endswith(".txt")):
             return _yolo_entries(cand, root, f"data.root={root!r}"), meta
     raise DatasetError(f"data.root={root!r}: YOLO split {split!r} not found: expected a data.yaml / .data file as "
@@ -575,6 +588,8 @@ def dataset_class_names(data_cfg: Mapping[str, Any]) -> tuple[str, ...]:
         raise DatasetError(f"data.format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     if not root:
         raise DatasetError(f"data.format={fmt!r} needs data.root (the dataset folder, data.yaml or .data file)")
+    if not os.path.exists(root):
+        raise DatasetError(f"data.root={root!r} does not exist")
     given, names_file = tuple(data_cfg.get("class_names") or ()), data_cfg.get("names_file") or ""
     if given and names_file:
         raise DatasetError("data.class_names and data.names_file are both set: give one")
@@ -583,6 +598,8 @@ def dataset_class_names(data_cfg: Mapping[str, Any]) -> tuple[str, ...]:
     if names_file:
         return read_names_file(names_file)
     splits = tuple(s for s in (data_cfg["train_split"], data_cfg["eval_split"]) if s)
+    if not splits:
+        raise DatasetError("data.train_split and data.eval_split are both empty: name the dataset's splits")
     key = (fmt, root, splits)
     if key in _NAMES_CACHE:
         return _NAMES_CACHE[key]
@@ -593,6 +610,8 @@ def dataset_class_names(data_cfg: Mapping[str, Any]) -> tuple[str, ...]:
         names = meta["names"]
         if names is None:
             names = tuple(f"class_{i}" for i in range(meta["nc"] or yolo_discover_num_classes(root, splits)))
+            logging.warning("data: no class names given for the YOLO dataset %s: using %s..%s", root, names[0],
+                            names[-1])
         if meta["nc"] is not None and int(meta["nc"]) != len(names):
             raise DatasetError(f"{meta['file']}: {meta['nc']} classes but {len(names)} names")
     else:

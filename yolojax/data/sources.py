@@ -453,6 +453,24 @@ def num_classes(data_cfg: Mapping[str, Any]) -> int:
     return len(class_names(data_cfg))
 
 
+def box_shapes(data_cfg: Mapping[str, Any], split: str, *, include_difficult: bool = False) -> np.ndarray:
+    """Normalized (w, h) float64 ``[N, 2]`` of the objects of ``split``, from the cleaned records training
+    reads (for anchors: ``anchors.kmeans_anchors``, ``anchors.anchor_fit_warning``). Difficult objects are left
+    out unless ``include_difficult`` (training drops them when ``data.drop_difficult``). Datasets of files are
+    read without their images; the VOC sources read each record (images stay encoded)."""
+    src = make_source(data_cfg, split)
+    get = getattr(src, "annotation", src.__getitem__)
+    chunks = [np.zeros((0, 2))]
+    for i in range(len(src)):
+        r = get(i)
+        b = np.asarray(r["boxes"], np.float64).reshape(-1, 4)
+        if not include_difficult:
+            b = b[~np.asarray(r["difficult"], bool)]
+        wh = b[:, 2:] - b[:, :2]
+        chunks.append(wh[(wh > 0).all(1)])
+    return np.concatenate(chunks)
+
+
 def make_source(data_cfg: Mapping[str, Any], split: str):
     """The source for ``split`` of the configured dataset (see the module docstring for ``data_cfg.source``)."""
     kind = data_cfg["source"]
