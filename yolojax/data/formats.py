@@ -179,8 +179,11 @@ class FileSource:
 
     def __init__(self, image_paths: Sequence[str], annotations: Sequence[Record], image_ids: Sequence[str]):
         if len(set(image_ids)) != len(image_ids):
-            dup = next(i for i in image_ids if list(image_ids).count(i) > 1)
-            raise DatasetError(f"image id {dup!r} appears twice in the split (image {image_paths[list(image_ids).index(dup)]})")
+            seen: dict[str, str] = {}
+            for i, p in zip(image_ids, image_paths):
+                if i in seen:
+                    raise DatasetError(f"image id {i!r} appears twice in the split: {seen[i]} and {p}")
+                seen[i] = p
         self.image_paths, self.annotations, self.ids = list(image_paths), list(annotations), list(image_ids)
 
     def __len__(self) -> int:
@@ -488,8 +491,8 @@ def yolo_source(root: str, split: str, class_names: Sequence[str]) -> FileSource
 
 
 # ----------------------------------------------------------------------------------------------- COCO
-def coco_paths(root: str, split: str) -> tuple[str, str, list[str]]:
-    """(annotation JSON, image folder, candidate image folders) of a COCO split.
+def coco_paths(root: str, split: str) -> tuple[str, list[str]]:
+    """(annotation JSON, candidate image folders) of a COCO split.
 
     JSON: ``split`` itself if it is a .json file, else ``root/annotations/instances_<split>.json``,
     ``root/annotations/<split>.json`` or ``root/<split>.json``. Images: the first of ``root/<split>``,
@@ -505,7 +508,7 @@ def coco_paths(root: str, split: str) -> tuple[str, str, list[str]]:
     stem = os.path.splitext(os.path.basename(ann))[0].removeprefix("instances_")
     folders = [os.path.join(root, stem), os.path.join(root, "images", stem), os.path.join(root, "images"), root,
                os.path.dirname(ann)]
-    return ann, next((d for d in folders if os.path.isdir(d)), root), folders
+    return ann, folders
 
 
 def _load_coco(path: str) -> dict:
@@ -530,7 +533,7 @@ def coco_category_names(root: str, split: str) -> tuple[str, ...]:
 def coco_source(root: str, split: str, class_names: Sequence[str]) -> FileSource:
     """A COCO split: ``bbox [x, y, w, h]`` continuous pixels -> ``[x/W, y/H, (x+w)/W, (y+h)/H]``; ``iscrowd``
     -> difficult; categories -> ``class_names`` by name (category-id order when the names came from the JSON)."""
-    path, _, folders = coco_paths(root, split)
+    path, folders = coco_paths(root, split)
     data = _load_coco(path)
     index = {n: i for i, n in enumerate(class_names)}
     cat_class = {}

@@ -260,7 +260,8 @@ def annotation_xml(image_id: str, width: int, height: int, boxes_px: np.ndarray,
         objs.append(f"  <object><name>{escape(class_names[int(c)])}</name><pose>Unspecified</pose>"
                     f"<truncated>{int(bool(t))}</truncated><difficult>{int(bool(d))}</difficult>"
                     f"<bndbox>{coords}</bndbox></object>\n")
-    return (f"<annotation>\n  <folder>{folder}</folder>\n  <filename>{escape(filename or image_id + '.jpg')}</filename>\n"
+    name = escape(filename or image_id + ".jpg")
+    return (f"<annotation>\n  <folder>{folder}</folder>\n  <filename>{name}</filename>\n"
             f"  <source><database>yolojax synthetic</database></source>\n"
             f"  <size><width>{width}</width><height>{height}</height><depth>3</depth></size>\n"
             f"  <segmented>0</segmented>\n{''.join(objs)}</annotation>\n")
@@ -392,7 +393,8 @@ def write_dataset(root: str, fmt: str, cfg: Mapping[str, Any], *, class_names: t
                     x0, y0, x1, y1 = (b - np.array([1, 1, 1, 1])).T  # continuous pixels
                     rows = zip(c, (x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h)
                     with open(os.path.join(labels, f"{image_id}.txt"), "w") as f:
-                        f.write("".join(f"{int(k)} {float(cx)!r} {float(cy)!r} {float(bw)!r} {float(bh)!r}\n" for k, cx, cy, bw, bh in rows))
+                        f.write("".join(f"{int(k)} {float(cx)!r} {float(cy)!r} {float(bw)!r} {float(bh)!r}\n"
+                                        for k, cx, cy, bw, bh in rows))
             else:
                 coco_images.append({"id": i + 1, "file_name": image_id + ext, "width": w, "height": h})
                 for box, k, crowd in zip(b, c, d):
