@@ -35,7 +35,9 @@ WIDTH = 0.5                           # channel multiplier of Tiny YOLOv2
 # (sides 0.15-0.45 of the image, aspect up to 2); recompute for your data.
 ANCHORS = ((0.99, 0.844), (0.947, 1.382), (1.627, 1.186), (1.526, 2.215), (2.342, 1.675))
 INIT_DARKNET_WEIGHTS = ""
-NUM_EPOCHS = 30.0
+# 2,000 images / 16 = 125 steps an epoch: 1,000 steps, lr / 10 at 70% and 90% of them. Overriding
+# --config.num_epochs on the command line keeps these boundaries: give --config.schedule.boundaries_epochs too.
+NUM_EPOCHS = 8.0
 BATCH_SIZE = 16
 
 
