@@ -8,6 +8,10 @@ COCO JSON files (yolojax.data.formats; docs/data_formats.md).
   python experiments/train.py --config configs/custom.py --workdir runs/custom
   # your data: --config.data.format=voc --config.data.root=/data/mine --config.model.num_classes=3 ...
 
+Measured on the shared 2-core dev machine with the synthetic YOLO dataset above (2,000 train / 300 val images,
+160 px): 1,000 steps in 6.5 minutes, held-out mAP@0.5 0.659 (VOC07 11-point) / 0.674 (area); COCO-style
+AP@[.5:.95] 0.247, AP50 0.655, AP75 0.123 (yolojax.coco_metrics over the same detections).
+
 Edit the constants below (or override on the command line, e.g. ``--config.data.root=...``):
   * FORMAT / ROOT / TRAIN_SPLIT / EVAL_SPLIT: see docs/data_formats.md for the layouts each format reads.
   * NUM_CLASSES must equal the dataset's number of classes (training stops with a one-line message if not).
