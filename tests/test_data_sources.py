@@ -150,3 +150,22 @@ def test_named_splits_follow_the_papers():
     assert sources.VOC_SPLITS["2007_test"] == (("2007", "test"),)
     with pytest.raises(ValueError, match="07\\+12"):
         sources.make_source(dict(pipeline.default_data_config(), source="voc_dir", voc_dir="/nonexistent"), "07+13")
+
+
+@pytest.mark.parametrize("split", ["2007_trainval", "2007_test", "2012_trainval", "2007_train+2007_val"])
+def test_files_voc_format_equals_voc_dir(voc, split):
+    # The own-dataset VOC reader (any class names, here VOC's) gives the legacy reader's records bit for bit.
+    # ("+" joins splits; the synthetic 2007 and 2012 trees reuse image ids, which one split may not.)
+    from yolojax.classes import VOC_CLASSES
+    legacy = sources.make_source(dict(pipeline.default_data_config(), source="voc_dir", voc_dir=voc["devkit"]),
+                                 "2007_trainval" if "+" in split else split)
+    files = sources.make_source(dict(pipeline.default_data_config(), source="files", format="voc",
+                                     root=voc["devkit"], class_names=VOC_CLASSES), split)
+    _assert_same_records(_by_id(legacy), _by_id(files))
+
+
+def test_jpeg_with_trailing_bytes_is_accepted():
+    import cv2
+    ok, jpg = cv2.imencode(".jpg", np.full((16, 16, 3), 90, np.uint8))
+    data = jpg.tobytes()
+    np.testing.assert_array_equal(sources.decode_image(data + b"\x00" * 1000), sources.decode_image(data))

@@ -131,3 +131,17 @@ def test_iter_annotations(tmp_path):
     _xml(year_dir / "Annotations", _obj("dog"), _obj("bus"), name="b.xml")
     got = [(i, ann["classes"].tolist()) for i, ann in voc.iter_annotations(tmp_path, 2007, "test")]
     assert got == [("b", [11, 5]), ("a", [7])]
+
+
+def test_parse_annotation_any_names(tmp_path):
+    # class_names=None accepts any name (for discovering a dataset's classes) and reports them in file order.
+    path = tmp_path / "a.xml"
+    path.write_text("<annotation><size><width>10</width><height>10</height></size>"
+                    + "".join(f"<object><name>{n}</name><bndbox><xmin>1</xmin><ymin>1</ymin><xmax>5</xmax>"
+                              f"<ymax>5</ymax></bndbox></object>" for n in ("traffic cone", "kite"))
+                    + "</annotation>")
+    ann = voc.parse_annotation(str(path), None)
+    assert ann["names"] == ["traffic cone", "kite"]
+    np.testing.assert_array_equal(ann["classes"], [-1, -1])
+    ann = voc.parse_annotation(str(path), ("kite", "traffic cone"))
+    np.testing.assert_array_equal(ann["classes"], [1, 0])

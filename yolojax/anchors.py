@@ -149,3 +149,35 @@ def boxes_to_wh(boxes: np.ndarray, mask: np.ndarray | None = None) -> np.ndarray
     if mask is not None:
         keep &= np.asarray(mask, dtype=bool).reshape(-1)
     return wh[keep]
+
+
+def anchor_fit_warning(anchors: np.ndarray, wh: np.ndarray, grid_size: int | tuple[int, int], *,
+                       max_gap: float = 0.1, max_boxes: int = 20000, seed: int = 0) -> str | None:
+    """A warning when configured anchors fit the dataset's boxes far worse than k-means anchors would.
+
+    Args:
+      anchors: [A, 2] anchors (w, h) in grid units of ``grid_size`` (the config's unit: cells of 32 px at the
+        training input size, i.e. ``grid_size = image_size / 32``).
+      wh: [N, 2] normalized box (w, h) of the training set (after the data's box cleaning).
+      grid_size: the grid the anchors refer to (int or (w, h)).
+      max_gap: warn when the mean best IoU of ``anchors`` is more than this below the k-means optimum.
+      max_boxes: boxes used at most (a fixed random subset beyond it, for speed).
+    Returns:
+      None if the fit is within ``max_gap`` of k-means (or there are fewer boxes than anchors), else a one-line
+      message with both mean best IoUs and the k-means anchors in the same unit.
+    """
+    wh = _check_wh(wh, "wh")
+    anchors_norm = anchors_grid_to_normalized(_check_wh(anchors, "anchors"), grid_size)
+    if len(wh) < len(anchors_norm):
+        return None
+    if len(wh) > max_boxes:
+        wh = wh[np.random.default_rng(seed).choice(len(wh), max_boxes, replace=False)]
+    ours = mean_best_iou(wh, anchors_norm)
+    best_norm, best = kmeans_anchors(wh, len(anchors_norm), restarts=2, seed=seed)
+    if ours >= best - max_gap:
+        return None
+    best_grid = anchors_normalized_to_grid(best_norm, grid_size)
+    text = ", ".join(f"({w:.3f}, {h:.3f})" for w, h in best_grid)
+    return (f"anchors: the configured anchors fit the training boxes with mean best IoU {ours:.3f}, k-means "
+            f"anchors reach {best:.3f} (grid {grid_size}): check their unit (cells of 32 px at the training "
+            f"input size) or use these: ({text}) (experiments/compute_anchors.py --config ...)")

@@ -82,13 +82,18 @@ def default_data_config() -> ml_collections.ConfigDict:
     """Default ``config.data`` (VOC 07+12 -> 2007 test, YOLOv2 augmentation, 416 px, no multi-scale).
 
     Fields:
-      source: "tfds" | "voc_dir" | "voc_tarballs" | "synthetic" (see sources.py).
+      source: "tfds" | "voc_dir" | "voc_tarballs" | "synthetic" | "files" (see sources.py).
+      format: "" for the sources above; with source="files": "voc" | "yolo" | "coco" (yolojax.data.formats).
+      root: with source="files": the dataset folder, or its ultralytics data.yaml / darknet .data file.
+      class_names: with source="files": the class names in index order; () = the dataset's own list (COCO
+        categories, data.yaml names, .data names=) or discovered from the annotations (sorted).
+      names_file: with source="files": a darknet .names file instead of class_names.
       tfds_data_dir: TFDS data_dir holding prepared voc/2007, voc/2012 ("" = TFDS default ~/tensorflow_datasets).
       voc_dir: an extracted VOCdevkit folder (holding VOC2007/, VOC2012/) for source="voc_dir".
       voc_tarballs: folder with the original VOC tarballs for source="voc_tarballs".
       extract_dir: where tarballs are extracted ("" = <voc_tarballs>/extracted).
       train_split, eval_split: "07+12", "2007_test", "{2007,2012}_{trainval,train,val}" (VOC) or
-        "train" / "eval" (synthetic).
+        "train" / "eval" (synthetic); for source="files" the dataset's split names (formats.py).
       synthetic: the synthetic dataset's knobs (synthetic.default_synthetic_config).
       image_size: training input size in px (square) when multiscale_sizes is empty.
       multiscale_sizes: e.g. (320, 352, ..., 608); one is drawn every multiscale_every_steps steps.
@@ -109,6 +114,11 @@ def default_data_config() -> ml_collections.ConfigDict:
     c.voc_dir = ""
     c.voc_tarballs = ""
     c.extract_dir = ""
+    # Your own dataset (source="files"; fields owned by yolojax.data.formats, documented above).
+    c.format = ""
+    c.root = ""
+    c.class_names = ()
+    c.names_file = ""
     c.train_split = "07+12"
     c.eval_split = "2007_test"
     c.synthetic = synthetic.default_synthetic_config()

@@ -1,4 +1,5 @@
-"""Data sources: PASCAL VOC through TFDS or from local files, and the synthetic dataset, behind one interface.
+"""Data sources: PASCAL VOC through TFDS or from local files, the synthetic dataset, and your own dataset of
+files (VOC XML, YOLO txt, COCO JSON: ``yolojax.data.formats``), behind one interface.
 
 A *source* is a random-access sequence of *records*: ``len(src)``, ``src[i]`` -> dict with
   "image_bytes": bytes (encoded JPEG/PNG) or "image": uint8 [H, W, 3] RGB (already decoded),
@@ -17,8 +18,12 @@ Where the VOC data can come from (``data_cfg.source``):
   * "voc_dir": an extracted ``VOCdevkit`` folder (holding ``VOC2007``/``VOC2012``), read directly.
   * "voc_tarballs": a folder with the original tarballs (VOCtrainval_06-Nov-2007.tar, ...); extracted once
     into ``data_cfg.extract_dir`` (default: ``<folder>/extracted``) and read as "voc_dir".
-All three give the same records for the same images (tests/test_data_sources.py checks it through the real
-TFDS builder).
+  * "synthetic": drawn on the fly (``yolojax.data.synthetic``).
+  * "files": your own dataset under ``data_cfg.root`` in ``data_cfg.format`` "voc" (any class names), "yolo"
+    or "coco"; ``train_split`` / ``eval_split`` name its splits (see ``yolojax.data.formats`` and
+    docs/data_formats.md). ``data_cfg.format`` must be empty for the other sources.
+The three VOC sources give the same records for the same images (tests/test_data_sources.py checks it through
+the real TFDS builder).
 
 Bad annotations: boxes reaching outside the image are clipped to it, boxes left empty are dropped, each with
 a counted warning (``DATA_WARNINGS``). Note the TFDS builder itself refuses boxes outside the image at prepare
@@ -29,7 +34,6 @@ from __future__ import annotations
 import bisect
 import contextlib
 import io
-import logging
 import os
 import tarfile
 from typing import Any, Mapping, Sequence
@@ -37,8 +41,10 @@ from unittest import mock
 
 import numpy as np
 
-from yolojax import boxes as box_lib
 from yolojax.classes import VOC_CLASSES
+from yolojax.data import formats
+from yolojax.data.formats import (DATA_WARNINGS, DatasetError, clean_boxes, save_class_names,  # noqa: F401
+                                  voc_boxes_to_normalized, warn_count)
 
 Record = dict[str, Any]
 
@@ -56,59 +62,64 @@ VOC_SPLITS: dict[str, tuple[tuple[str, str], ...]] = {
 # VOC image set -> TFDS split of the voc builder (TFDS: "train" = train.txt, "validation" = val.txt).
 _TFDS_SPLIT = {"trainval": "train+validation", "train": "train", "val": "validation", "test": "test"}
 
-DATA_WARNINGS: dict[str, int] = {}  # counts per warning kind, in this process
-
-
-def warn_count(key: str, message: str, *, every: int = 100) -> None:
-    """Counts a data warning in ``DATA_WARNINGS`` and logs it the first 10 times, then every ``every``-th."""
-    DATA_WARNINGS[key] = DATA_WARNINGS.get(key, 0) + 1
-    n = DATA_WARNINGS[key]
-    if n <= 10 or n % every == 0:
-        logging.warning("%s [%s: %d so far in this process]", message, key, n)
-
-
 class CorruptImageError(ValueError):
     """An image that cannot be decoded (or is truncated); the pipeline skips it with a counted warning."""
 
 
 # ------------------------------------------------------------------------------------------ records
-def _clean_boxes(record: Record, where: str) -> Record:
-    """Clips normalized boxes to [0, 1] and drops empty ones, warning once per record that needed it."""
-    b = np.asarray(record["boxes"], np.float32).reshape(-1, 4)
-    clipped = np.clip(b, 0.0, 1.0)
-    if not np.array_equal(clipped, b):
-        warn_count("box_outside_image", f"{where}: box outside the image, clipped to it")
-    keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1]) & np.isfinite(b).all(1)
-    out = dict(record, boxes=clipped)
-    if not keep.all():
-        warn_count("empty_box", f"{where}: {int((~keep).sum())} empty box(es) after clipping, dropped")
-        for k in ("boxes", "classes", "difficult", "truncated"):
-            out[k] = np.asarray(out[k])[keep]
-    return out
-
-
-def voc_boxes_to_normalized(boxes_px: np.ndarray, width: float, height: float) -> np.ndarray:
-    """VOC 1-based pixel xyxy [N, 4] -> float32 normalized xyxy, the one conversion all sources share.
-
-    Computed in float64 and rounded once to float32, so every source gives bit-identical boxes.
-    """
-    return box_lib.voc_px_to_normalized(np.asarray(boxes_px, np.float64).reshape(-1, 4), float(width),
-                                        float(height)).astype(np.float32)
+_JPEG_STANDALONE = {0x01} | set(range(0xD0, 0xD8))  # markers without a length field (TEM, RST0-7)
 
 
 def _jpeg_ok(data: bytes) -> bool:
-    """True if the bytes look like a complete JPEG (SOI at the start, EOI near the end) or a PNG."""
+    """True for a PNG, or a JPEG whose marker structure runs from SOI to an EOI (bytes after EOI allowed).
+
+    Walks the segments by their lengths (so an EOI inside an EXIF thumbnail does not count) and the
+    entropy-coded data of each scan up to the next marker (in it, 0xFF is followed by 0x00 or RSTn). A file
+    that ends before the EOI of its last scan is truncated.
+    """
     if data[:8] == b"\x89PNG\r\n\x1a\n":
         return True
-    # Some encoders pad after EOI; look in the last 64 bytes.
-    return data[:2] == b"\xff\xd8" and b"\xff\xd9" in data[-64:]
+    if data[:2] != b"\xff\xd8":
+        return False
+    n, pos = len(data), 2
+    while True:
+        if pos + 1 >= n or data[pos] != 0xFF:
+            return False
+        marker = data[pos + 1]
+        if marker == 0xFF:  # fill byte before a marker
+            pos += 1
+            continue
+        if marker == 0xD9:  # EOI
+            return True
+        if marker in _JPEG_STANDALONE:
+            pos += 2
+            continue
+        if pos + 3 >= n:
+            return False
+        pos += 2 + ((data[pos + 2] << 8) | data[pos + 3])
+        if marker != 0xDA:  # not a scan: the next marker follows the segment
+            continue
+        while True:  # entropy-coded data up to the next real marker
+            pos = data.find(b"\xff", pos)
+            if pos < 0 or pos + 1 >= n:
+                return False
+            nxt = data[pos + 1]
+            if nxt == 0x00 or 0xD0 <= nxt <= 0xD7:
+                pos += 2
+            elif nxt == 0xFF:
+                pos += 1
+            else:
+                break
 
 
 def decode_image(data: bytes, where: str = "image") -> np.ndarray:
     """Encoded JPEG/PNG bytes -> uint8 [H, W, 3] RGB; raises CorruptImageError if corrupt or truncated.
 
+    The one image decoder of training, evaluation and detection. Grayscale, palette, 16-bit and alpha PNGs and
+    CMYK / grayscale JPEGs come out as 8-bit RGB; a JPEG's EXIF orientation is applied (OpenCV's ``imdecode``
+    does both, as PIL's ``ImageOps.exif_transpose(...).convert("RGB")`` would; tests/test_formats.py checks).
     libjpeg decodes a truncated JPEG into a partly gray image with only a warning, so truncation is detected
-    from the missing end-of-image marker instead.
+    from the JPEG's marker structure instead (``_jpeg_ok``); bytes after the end-of-image marker are fine.
     """
     import cv2  # local: keeps `import yolojax.data.sources` light
 
@@ -167,7 +178,7 @@ class VocDevkitSource:
         if rec is None:
             xml = os.path.join(self.voc_dir, "Annotations", f"{self.ids[index]}.xml")
             ann = voc.parse_annotation(xml)
-            rec = _clean_boxes({"boxes": voc_boxes_to_normalized(ann["boxes_px"], ann["width"], ann["height"]),
+            rec = clean_boxes({"boxes": voc_boxes_to_normalized(ann["boxes_px"], ann["width"], ann["height"]),
                                 "classes": np.asarray(ann["classes"], np.int32).reshape(-1),
                                 "difficult": np.asarray(ann["difficult"], bool).reshape(-1),
                                 "truncated": np.asarray(ann["truncated"], bool).reshape(-1),
@@ -379,7 +390,7 @@ class TfdsVocSource:
                "difficult": np.asarray(obj["is_difficult"], bool).reshape(-1),
                "truncated": np.asarray(obj["is_truncated"], bool).reshape(-1),
                "image_id": image_id}
-        return _clean_boxes(rec, f"tfds voc/{self.year} {image_id}")
+        return clean_boxes(rec, f"tfds voc/{self.year} {image_id}")
 
 
 def _str(x) -> str:
@@ -412,8 +423,24 @@ class ConcatSource:
         return src[i]
 
 
+def _check_format(data_cfg: Mapping[str, Any]) -> bool:
+    """True for a dataset of files (``source="files"``, ``format`` voc/yolo/coco); errors on a mismatch."""
+    fmt = data_cfg.get("format", "")
+    if data_cfg["source"] == "files":
+        if not fmt:
+            raise DatasetError("data.source='files' needs data.format: 'voc', 'yolo' or 'coco'")
+        return True
+    if fmt:
+        raise DatasetError(f"data.format={fmt!r} reads the files under data.root: set data.source='files' "
+                           f"(got data.source={data_cfg['source']!r})")
+    return False
+
+
 def class_names(data_cfg: Mapping[str, Any]) -> tuple[str, ...]:
-    """Class names of the configured dataset (VOC_CLASSES, or the synthetic descriptions)."""
+    """Class names of the configured dataset, in class-index order: VOC_CLASSES for the VOC sources, the
+    synthetic descriptions, or those of a dataset of files (``formats.dataset_class_names``)."""
+    if _check_format(data_cfg):
+        return formats.dataset_class_names(data_cfg)
     if data_cfg["source"] == "synthetic":
         from yolojax.data import synthetic
 
@@ -426,9 +453,29 @@ def num_classes(data_cfg: Mapping[str, Any]) -> int:
     return len(class_names(data_cfg))
 
 
+def box_shapes(data_cfg: Mapping[str, Any], split: str, *, include_difficult: bool = False) -> np.ndarray:
+    """Normalized (w, h) float64 ``[N, 2]`` of the objects of ``split``, from the cleaned records training
+    reads (for anchors: ``anchors.kmeans_anchors``, ``anchors.anchor_fit_warning``). Difficult objects are left
+    out unless ``include_difficult`` (training drops them when ``data.drop_difficult``). Datasets of files are
+    read without their images; the VOC sources read each record (images stay encoded)."""
+    src = make_source(data_cfg, split)
+    get = getattr(src, "annotation", src.__getitem__)
+    chunks = [np.zeros((0, 2))]
+    for i in range(len(src)):
+        r = get(i)
+        b = np.asarray(r["boxes"], np.float64).reshape(-1, 4)
+        if not include_difficult:
+            b = b[~np.asarray(r["difficult"], bool)]
+        wh = b[:, 2:] - b[:, :2]
+        chunks.append(wh[(wh > 0).all(1)])
+    return np.concatenate(chunks)
+
+
 def make_source(data_cfg: Mapping[str, Any], split: str):
     """The source for ``split`` of the configured dataset (see the module docstring for ``data_cfg.source``)."""
     kind = data_cfg["source"]
+    if _check_format(data_cfg):
+        return formats.dataset_source(data_cfg, split)
     if kind == "synthetic":
         from yolojax.data import synthetic
 
@@ -441,7 +488,8 @@ def make_source(data_cfg: Mapping[str, Any], split: str):
     elif kind == "voc_tarballs":
         devkit = extract_tarballs(data_cfg["voc_tarballs"], data_cfg["extract_dir"] or None)
     else:
-        raise ValueError(f"data.source: expected 'tfds', 'voc_dir', 'voc_tarballs' or 'synthetic', got {kind!r}")
+        raise ValueError(f"data.source: expected 'tfds', 'voc_dir', 'voc_tarballs', 'synthetic' or 'files', "
+                         f"got {kind!r}")
     if not devkit:
         raise ValueError(f"data.source={kind!r} needs data.{kind} to be set")
     return ConcatSource([VocDevkitSource(devkit, y, s) for y, s in parts])

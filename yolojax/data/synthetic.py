@@ -64,6 +64,9 @@ def class_names(num_classes: int) -> tuple[str, ...]:
     return tuple(f"{_COLOUR_NAMES[_colour_index(c)]} {SHAPES[c % len(SHAPES)]}" for c in range(num_classes))
 
 
+_descriptive_names = class_names  # for write_dataset, whose class_names argument hides the function
+
+
 def _colour_index(c: int) -> int:
     # Classes 10..19 reuse the shapes with a shifted palette, so every (shape, colour) pair stays unique.
     return (c + 3 * (c // len(SHAPES))) % len(COLOURS)
@@ -248,15 +251,17 @@ class SyntheticSource:
 
 # ------------------------------------------------------------------------------- VOCdevkit writer
 def annotation_xml(image_id: str, width: int, height: int, boxes_px: np.ndarray, classes: np.ndarray,
-                   difficult: np.ndarray, truncated: np.ndarray, *, folder: str = "VOC2007") -> str:
-    """A VOC annotation XML string (boxes_px: [N, 4] 1-based inclusive xyxy, classes index VOC_CLASSES)."""
+                   difficult: np.ndarray, truncated: np.ndarray, *, folder: str = "VOC2007",
+                   class_names: tuple[str, ...] = VOC_CLASSES, filename: str | None = None) -> str:
+    """A VOC annotation XML string (boxes_px: [N, 4] 1-based inclusive xyxy, classes index ``class_names``)."""
     objs = []
     for b, c, d, t in zip(np.asarray(boxes_px).reshape(-1, 4), classes, difficult, truncated):
         coords = "".join(f"<{k}>{int(round(v))}</{k}>" for k, v in zip(("xmin", "ymin", "xmax", "ymax"), b))
-        objs.append(f"  <object><name>{escape(VOC_CLASSES[int(c)])}</name><pose>Unspecified</pose>"
+        objs.append(f"  <object><name>{escape(class_names[int(c)])}</name><pose>Unspecified</pose>"
                     f"<truncated>{int(bool(t))}</truncated><difficult>{int(bool(d))}</difficult>"
                     f"<bndbox>{coords}</bndbox></object>\n")
-    return (f"<annotation>\n  <folder>{folder}</folder>\n  <filename>{image_id}.jpg</filename>\n"
+    name = escape(filename or image_id + ".jpg")
+    return (f"<annotation>\n  <folder>{folder}</folder>\n  <filename>{name}</filename>\n"
             f"  <source><database>yolojax synthetic</database></source>\n"
             f"  <size><width>{width}</width><height>{height}</height><depth>3</depth></size>\n"
             f"  <segmented>0</segmented>\n{''.join(objs)}</annotation>\n")
@@ -305,3 +310,113 @@ def write_voc_devkit(root: str, cfg: Mapping[str, Any], *, year: str = "2007", j
         with open(os.path.join(voc, "ImageSets", "Main", f"{name}.txt"), "w") as f:
             f.write("".join(f"{x}\n" for x in lines))
     return voc
+
+
+# --------------------------------------------------------------------------- VOC / YOLO / COCO writer
+def _encode(image: np.ndarray, ext: str, jpeg_quality: int) -> bytes:
+    """RGB [H, W, 3] or gray [H, W] uint8 -> JPEG / PNG bytes."""
+    bgr = image if image.ndim == 2 else cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(ext, bgr, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality] if ext == ".jpg" else [])
+    if not ok:
+        raise RuntimeError(f"cv2.imencode({ext}) failed")
+    return buf.tobytes()
+
+
+def write_dataset(root: str, fmt: str, cfg: Mapping[str, Any], *, class_names: tuple[str, ...] | None = None,
+                  num_train: int | None = None, num_eval: int | None = None, png_every: int = 0,
+                  gray_every: int = 0, empty_every: int = 0, jpeg_quality: int = 95) -> str:
+    """Writes the synthetic dataset as your own dataset would be on disk: "voc", "yolo" or "coco".
+
+    Splits "train" (the synthetic train split) and "val" (its eval split). Layouts:
+      * voc: ``root/{Annotations/<id>.xml, JPEGImages/<id>.{jpg,png}, ImageSets/Main/{train,val}.txt}``,
+        objects named ``class_names[c]``.
+      * yolo: ``root/images/{train,val}/<id>.{jpg,png}``, ``root/labels/{train,val}/<id>.txt`` and
+        ``root/data.yaml`` (ultralytics: path, train, val, names); labels written with 17 significant digits.
+      * coco: ``root/annotations/instances_{train,val}.json`` and ``root/{train,val}/<id>.{jpg,png}``;
+        category ids 1, 3, 5, ... (not contiguous, in class order); ``iscrowd`` = the object's difficult flag.
+    Boxes follow the mapping of ``yolojax.data.formats`` so the three read back as the same examples.
+
+    Args:
+      root: output folder (created).
+      fmt: "voc" | "yolo" | "coco".
+      cfg: ``data_cfg.synthetic``; num_train / num_eval override its sizes.
+      class_names: names of the classes (default ``class_names(cfg["num_classes"])``).
+      png_every, gray_every, empty_every: every k-th image (by index in its split, k > 0; 0 = none) is a PNG,
+        is gray (one channel), or keeps its pixels but has no objects (YOLO: even such indices get an empty
+        label file, odd ones no label file).
+    Returns:
+      The ``data.root`` to read it with: ``root`` (voc, coco) or ``root/data.yaml`` (yolo).
+    """
+    import json
+
+    if fmt not in ("voc", "yolo", "coco"):
+        raise ValueError(f"write_dataset: format must be 'voc', 'yolo' or 'coco', got {fmt!r}")
+    cfg = dict(cfg)
+    cfg["num_train"] = cfg["num_train"] if num_train is None else num_train
+    cfg["num_eval"] = cfg["num_eval"] if num_eval is None else num_eval
+    names = tuple(class_names or _descriptive_names(cfg["num_classes"]))
+    if len(names) != cfg["num_classes"]:
+        raise ValueError(f"write_dataset: {len(names)} class names for {cfg['num_classes']} classes")
+
+    def every(k: int, i: int) -> bool:
+        return k > 0 and i % k == k - 1
+
+    for split, synth_split in (("train", "train"), ("val", "eval")):
+        src = SyntheticSource(cfg, synth_split)
+        ids, coco_images, coco_anns = [], [], []
+        image_dir = {"voc": os.path.join(root, "JPEGImages"), "yolo": os.path.join(root, "images", split),
+                     "coco": os.path.join(root, split)}[fmt]
+        os.makedirs(image_dir, exist_ok=True)
+        for i in range(len(src)):
+            scene = src.scene(i)
+            image, (h, w) = scene["image"], scene["image"].shape[:2]
+            if every(gray_every, i):
+                image = cv2.cvtColor(image, cv2.COLOR_RGB2GRAY)
+            b, c = scene["boxes_px"], scene["classes"]
+            d, t = scene["difficult"], scene["truncated"]
+            if every(empty_every, i):
+                b, c, d, t = b[:0], c[:0], d[:0], t[:0]
+            image_id, ext = src.image_id(i), ".png" if every(png_every, i) else ".jpg"
+            with open(os.path.join(image_dir, image_id + ext), "wb") as f:
+                f.write(_encode(image, ext, jpeg_quality))
+            ids.append(image_id)
+            if fmt == "voc":
+                os.makedirs(os.path.join(root, "Annotations"), exist_ok=True)
+                xml = annotation_xml(image_id, w, h, b, c, d, t, folder=os.path.basename(root), class_names=names,
+                                     filename=image_id + ext)
+                with open(os.path.join(root, "Annotations", f"{image_id}.xml"), "w") as f:
+                    f.write(xml)
+            elif fmt == "yolo":
+                labels = os.path.join(root, "labels", split)
+                os.makedirs(labels, exist_ok=True)
+                if len(c) or not every(empty_every, i) or (i // max(empty_every, 1)) % 2 == 0:
+                    x0, y0, x1, y1 = (b - np.array([1, 1, 1, 1])).T  # continuous pixels
+                    rows = zip(c, (x0 + x1) / 2 / w, (y0 + y1) / 2 / h, (x1 - x0) / w, (y1 - y0) / h)
+                    with open(os.path.join(labels, f"{image_id}.txt"), "w") as f:
+                        f.write("".join(f"{int(k)} {float(cx)!r} {float(cy)!r} {float(bw)!r} {float(bh)!r}\n"
+                                        for k, cx, cy, bw, bh in rows))
+            else:
+                coco_images.append({"id": i + 1, "file_name": image_id + ext, "width": w, "height": h})
+                for box, k, crowd in zip(b, c, d):
+                    x0, y0, x1, y1 = (int(round(v)) for v in box)
+                    coco_anns.append({"id": len(coco_anns) + 1, "image_id": i + 1, "category_id": 2 * int(k) + 1,
+                                      "bbox": [x0 - 1, y0 - 1, x1 - x0, y1 - y0], "area": (x1 - x0) * (y1 - y0),
+                                      "iscrowd": int(bool(crowd))})
+        if fmt == "voc":
+            main = os.path.join(root, "ImageSets", "Main")
+            os.makedirs(main, exist_ok=True)
+            with open(os.path.join(main, f"{split}.txt"), "w") as f:
+                f.write("".join(f"{x}\n" for x in ids))
+        elif fmt == "coco":
+            os.makedirs(os.path.join(root, "annotations"), exist_ok=True)
+            cats = [{"id": 2 * k + 1, "name": n, "supercategory": "shape"} for k, n in enumerate(names)]
+            with open(os.path.join(root, "annotations", f"instances_{split}.json"), "w") as f:
+                json.dump({"images": coco_images, "annotations": coco_anns, "categories": cats}, f)
+    if fmt == "yolo":
+        import yaml
+
+        with open(os.path.join(root, "data.yaml"), "w") as f:
+            yaml.safe_dump({"path": ".", "train": "images/train", "val": "images/val",
+                            "names": {k: n for k, n in enumerate(names)}}, f, sort_keys=False)
+        return os.path.join(root, "data.yaml")
+    return root

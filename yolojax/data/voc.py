@@ -1,6 +1,7 @@
 """PASCAL VOC devkit files: annotation XML and image-set lists (no TensorFlow, no JAX).
 
-Layout: ``<root>/VOCdevkit/VOC<year>/{Annotations/<id>.xml, ImageSets/Main/<set>.txt, JPEGImages/<id>.jpg}``.
+Layout: ``<root>/VOCdevkit/VOC<year>/{Annotations/<id>.xml, ImageSets/Main/<set>.txt, JPEGImages/<id>.jpg}``
+(datasets with their own class names and a plain ``ROOT/{Annotations,...}`` layout: ``yolojax.data.formats``).
 Boxes stay exactly as written in the XML: VOC 1-based pixel ``xyxy``, inclusive of the last pixel (``voc_px``;
 convert with ``yolojax.boxes.voc_px_to_normalized``). Every error names the file and the field.
 """
@@ -86,12 +87,14 @@ def _flag(node: ET.Element, field: str, where: str, path: str) -> bool:
 
 
 def parse_annotation(xml_path: str | os.PathLike,
-                     class_names: Sequence[str] = VOC_CLASSES) -> dict[str, Any]:
+                     class_names: Sequence[str] | None = VOC_CLASSES) -> dict[str, Any]:
     """Parses one VOC annotation XML.
 
     Returns dict: "filename" str, "width" int, "height" int, "boxes_px" float32 ``[N, 4]`` xyxy exactly as in
-    the XML (1-based, inclusive), "classes" int32 ``[N]`` (index into ``class_names``), "difficult" bool
-    ``[N]``, "truncated" bool ``[N]``. Objects are in file order (which breaks IoU ties in the devkit).
+    the XML (1-based, inclusive), "names" list[str] ``[N]``, "classes" int32 ``[N]`` (index into
+    ``class_names``; -1 when ``class_names`` is None, which accepts any name: for discovering the names),
+    "difficult" bool ``[N]``, "truncated" bool ``[N]``. Objects are in file order (which breaks IoU ties in
+    the devkit).
 
     Raises ValueError naming the file and field for malformed XML, a missing or non-numeric field, a box with
     x_max < x_min or y_max < y_min, or a class name not in ``class_names``.
@@ -107,12 +110,12 @@ def parse_annotation(xml_path: str | os.PathLike,
     width, height = _number(size, "width", "<size>", path), _number(size, "height", "<size>", path)
     if width <= 0 or height <= 0:
         raise ValueError(f"{path}: <size>: width and height must be positive, got {width:g} x {height:g}")
-    class_index = {name: i for i, name in enumerate(class_names)}
-    boxes, classes, difficult, truncated = [], [], [], []
+    class_index = None if class_names is None else {name: i for i, name in enumerate(class_names)}
+    boxes, names, classes, difficult, truncated = [], [], [], [], []
     for k, obj in enumerate(root.findall("object")):  # direct children only: skips person-layout <part>s
         where = f"object {k}"
         name = _text(obj, "name", where, path)
-        if name not in class_index:
+        if class_index is not None and name not in class_index:
             raise ValueError(f"{path}: {where}: <name> {name!r} is not a known class (expected one of "
                              f"{', '.join(class_names)})")
         where = f"object {k} ({name})"
@@ -124,13 +127,15 @@ def parse_annotation(xml_path: str | os.PathLike,
             raise ValueError(f"{path}: {where} <bndbox>: xmax < xmin or ymax < ymin: "
                              f"xmin={box[0]:g} ymin={box[1]:g} xmax={box[2]:g} ymax={box[3]:g}")
         boxes.append(box)
-        classes.append(class_index[name])
+        names.append(name)
+        classes.append(-1 if class_index is None else class_index[name])
         difficult.append(_flag(obj, "difficult", where, path))
         truncated.append(_flag(obj, "truncated", where, path))
     return {
         "filename": _text(root, "filename", "annotation", path, default=os.path.basename(path)[:-4] + ".jpg"),
         "width": int(width), "height": int(height),
         "boxes_px": np.asarray(boxes, np.float32).reshape(-1, 4),
+        "names": names,
         "classes": np.asarray(classes, np.int32),
         "difficult": np.asarray(difficult, bool),
         "truncated": np.asarray(truncated, bool),
