@@ -9,13 +9,13 @@ from __future__ import annotations
 
 import ml_collections
 
-from yolojax.data import pipeline
+from yolojax.data import defaults  # imports only ml_collections
 
 # k-means VOC anchors of yolov2-voc.cfg, (w, h) in grid units of the 13x13 grid at 416 px.
 VOC_ANCHORS = ((1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892), (9.47112, 4.84053),
                (11.2364, 10.0071))
 # The paper's multi-scale sizes {320, 352, ..., 608}.
-MULTISCALE_SIZES_PX = pipeline.darknet_multiscale_sizes()
+MULTISCALE_SIZES_PX = defaults.darknet_multiscale_sizes()
 
 
 def v2_loss() -> ml_collections.ConfigDict:
@@ -62,8 +62,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.init.darknet_cfg = ""  # "" = the official cfg shipped with yolojax that matches the model's trunk
     c.init.checkpoint = ""  # fine-tune: a yolojax workdir or checkpoint dir; variables whose path+shape agree
 
-    # --- data (fields documented in yolojax.data.pipeline.default_data_config) ---
-    c.data = pipeline.default_data_config()  # VOC 07+12 -> 2007 test through TFDS, v2 augmentation, 416 px
+    # --- data (fields documented in yolojax.data.defaults.default_data_config) ---
+    c.data = defaults.default_data_config()  # VOC 07+12 -> 2007 test through TFDS, v2 augmentation, 416 px
     c.data.multiscale_sizes = MULTISCALE_SIZES_PX  # () turns multi-scale off
 
     # --- loss ---
@@ -103,7 +103,7 @@ def use_yolov1(c: ml_collections.ConfigDict, name: str = "yolov1") -> ml_collect
     c.data.image_size = 448
     c.data.eval_image_size = 448
     c.data.multiscale_sizes = ()
-    c.data.augment = pipeline.augment_preset("v1")  # scale/translate 20%, exposure/saturation 1.5
+    c.data.augment = defaults.augment_preset("v1")  # scale/translate 20%, exposure/saturation 1.5
     c.optim.base_lr = 1e-2
     c.schedule.boundaries_epochs = (75.0, 105.0)
     c.schedule.warmup = "linear"

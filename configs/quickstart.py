@@ -15,7 +15,7 @@ import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from configs.base import base_config  # noqa: E402
-from yolojax.data import pipeline  # noqa: E402
+from yolojax.data import defaults  # noqa: E402  (imports only ml_collections)
 
 IMAGE_SIZE_PX = 128  # grid 4x4
 
@@ -55,7 +55,7 @@ def get_config():
     c.data.image_size = IMAGE_SIZE_PX
     c.data.eval_image_size = IMAGE_SIZE_PX
     c.data.multiscale_sizes = ()
-    c.data.augment = pipeline.augment_preset("v2")
+    c.data.augment = defaults.augment_preset("v2")
     c.data.augment.jitter = 0.1
     c.data.augment.hue = 0.0  # colour is half of what defines a class here: do not rotate it
 

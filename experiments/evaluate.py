@@ -23,7 +23,6 @@ reports as above plus images/s. Thresholds default to the published ones (v2: sc
 from __future__ import annotations
 
 import json
-import sys
 import time
 
 from absl import app, flags, logging
@@ -69,16 +68,31 @@ _METRICS = {"both": "both", "true": "07", "false": "area"}
 
 def evaluate_result_files() -> dict:
     """Results-file mode: annotations + devkit result files -> ``VOCEvaluator.compute()`` dict."""
-    from yolojax import evaluation
+    from yolojax import coco_metrics, eval_loop, evaluation
     from yolojax.data import voc
 
     evaluator = evaluation.VOCEvaluator(iou_threshold=FLAGS.iou)
+    coco = coco_metrics.COCOEvaluator(class_names=evaluator.class_names)
     for image_id, ann in voc.iter_annotations(FLAGS.voc_root, FLAGS.year, FLAGS.image_set):
-        evaluator.add_ground_truth(image_id, boxes=ann["boxes_px"], classes=ann["classes"],
-                                   difficult=ann["difficult"])
+        for ev in (evaluator, coco):
+            ev.add_ground_truth(image_id, boxes=ann["boxes_px"], classes=ann["classes"], difficult=ann["difficult"])
+    results = evaluation.read_results(FLAGS.results_dir, prefix=FLAGS.prefix, image_set=FLAGS.image_set,
+                                      class_names=evaluator.class_names, image_ids=set(evaluator.image_ids),
+                                      allow_missing=FLAGS.allow_missing)
+    import numpy as np
+
+    ids = np.concatenate([np.asarray(results[n]["image_ids"], dtype=object) for n in evaluator.class_names])
+    boxes = np.concatenate([np.asarray(results[n]["boxes"], np.float64).reshape(-1, 4) for n in evaluator.class_names])
+    scores = np.concatenate([np.asarray(results[n]["scores"], np.float64) for n in evaluator.class_names])
+    classes = np.concatenate([np.full(len(results[n]["scores"]), c) for c, n in enumerate(evaluator.class_names)])
+    order = np.argsort(ids, kind="stable")
+    starts = np.flatnonzero(np.r_[True, ids[order][1:] != ids[order][:-1]]) if len(ids) else []
+    for a, b in zip(starts, list(starts[1:]) + [len(ids)]):
+        rows = order[a:b]
+        coco.add_detections(ids[rows[0]], boxes=boxes[rows], scores=scores[rows], classes=classes[rows])
     evaluator.add_result_files(FLAGS.results_dir, prefix=FLAGS.prefix, image_set=FLAGS.image_set,
                                allow_missing=FLAGS.allow_missing)
-    return evaluator.compute()
+    return eval_loop.compute([evaluator, coco])
 
 
 def _first(*values):
@@ -153,10 +167,17 @@ def report(result: dict) -> None:
     """Prints the table and writes the JSON file if asked."""
     from yolojax import evaluation
 
+    from yolojax import coco_metrics
+
     print(evaluation.format_table(result, metrics=_METRICS[FLAGS.use_07_metric]))
+    if "coco_full" in result:
+        print(coco_metrics.format_summary(result["coco_full"]))
     if FLAGS.json:
+        out = evaluation.result_to_json(result)
+        if "coco_full" in result:
+            out["coco"] = coco_metrics.result_to_json(result["coco_full"])
         with open(FLAGS.json, "w") as f:
-            json.dump(evaluation.result_to_json(result), f, indent=2)
+            json.dump(out, f, indent=2)
         logging.info("wrote %s", FLAGS.json)
 
 

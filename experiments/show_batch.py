@@ -7,7 +7,6 @@ Config overrides work as usual: --config.data.augment.jitter=0.
 """
 from __future__ import annotations
 
-import sys
 
 import numpy as np
 from absl import flags

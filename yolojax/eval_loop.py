@@ -113,17 +113,23 @@ def evaluate_batches(detect: Callable[[Batch], Batch], batches: Iterable[Batch],
 
 
 def make_evaluators(class_names: Sequence[str], iou_threshold: float = 0.5) -> list[Any]:
-    """The evaluators every evaluation runs: the devkit-exact ``VOCEvaluator`` (first) and, when available,
-    the COCO-style one."""
-    from yolojax import evaluation
+    """The evaluators every evaluation runs: the devkit-exact ``VOCEvaluator`` (first; its mAPs are the ones
+    logged, checkpointed as "best" and compared with the papers) and the COCO-style ``COCOEvaluator``
+    (AP@[.5:.95], AP50, AP75, by area, 101-point, at most 100 detections per image; difficult = crowd)."""
+    from yolojax import coco_metrics, evaluation
 
-    evaluators: list[Any] = [evaluation.VOCEvaluator(class_names=class_names, iou_threshold=iou_threshold)]
-    return evaluators
+    return [evaluation.VOCEvaluator(class_names=class_names, iou_threshold=iou_threshold),
+            coco_metrics.COCOEvaluator(class_names=class_names)]
 
 
 def compute(evaluators: Sequence[Any]) -> dict[str, Any]:
-    """The VOC evaluator's ``compute()`` dict, plus "coco": the COCO-style metrics when a COCO evaluator ran."""
+    """The VOC evaluator's ``compute()`` dict, plus "coco": the COCO-style summary numbers (floats) when a COCO
+    evaluator ran."""
+    from yolojax import coco_metrics
+
     result = dict(evaluators[0].compute())
     for ev in evaluators[1:]:
-        result["coco"] = ev.compute()
+        coco = ev.compute()
+        result["coco"] = {k: coco[k] for k in coco_metrics.COCO_SUMMARY_KEYS}
+        result["coco_full"] = coco
     return result

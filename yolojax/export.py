@@ -70,7 +70,7 @@ def detector_metadata(detector, *, outputs: str = "raw", output_shape: Sequence[
 
 def _detector_from_metadata(meta: dict, model, source: str):
     from yolojax import families
-    from yolojax.api import Detector
+    from yolojax.detector import Detector
 
     if meta.get("format_version") != METADATA_VERSION:
         raise ExportError(f"{source}: yolojax metadata format_version {meta.get('format_version')!r}, "
@@ -109,7 +109,7 @@ def check_image(detector, batch: int = 2) -> np.ndarray:
     float32 in [0, 1], resized as the detector preprocesses; image i>0 is the photo mirrored/flipped."""
     from matplotlib import cbook
 
-    from yolojax.api import load_image
+    from yolojax.detector import load_image
 
     photo = load_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     variants = [photo, photo[:, ::-1], photo[::-1], photo[::-1, ::-1]]

@@ -21,11 +21,10 @@ from __future__ import annotations
 import dataclasses
 import functools
 import json
-import logging
 import math
 import os
 import time
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import flax
@@ -455,6 +454,28 @@ def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None
 # ----------------------------------------------------------------------------------------------------------
 
 
+def describe_data(config: ml_collections.ConfigDict, workdir: str, class_names: Sequence[str]) -> None:
+    """At the start of a run on a dataset of files: saves the class names (the order the model learns them) as
+    ``<workdir>/class_names.names`` when they were discovered from the annotations, and warns when the config's
+    anchors fit the training boxes far worse than k-means would (``anchors.anchor_fit_warning``; the usual
+    cause is anchors made for another input size)."""
+    from yolojax import anchors as anchors_lib
+    from yolojax.data import formats, sources
+
+    data = config.data
+    if data.source != "files":
+        return
+    if not data.get("class_names") and not data.get("names_file"):
+        formats.save_class_names(workdir, class_names)
+    head = families.Head.from_config(config)
+    if head.family == "v2":
+        wh = sources.box_shapes(data, data.train_split)
+        grid = int(data.image_size) // 32
+        warning = anchors_lib.anchor_fit_warning(head.anchors_array, wh, grid) if len(wh) else None
+        if warning:
+            print(f"warning: {warning}", flush=True)
+
+
 def _fetch_metrics(pending: list[tuple[int, dict]]) -> list[tuple[int, dict[str, float]]]:
     """Device metrics of the last steps -> host floats (one transfer per log interval, not per step)."""
     host = jax.device_get([m for _, m in pending])
@@ -555,6 +576,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if is_main:
             print(f"resuming {workdir} from its checkpoint at step {restored.step}", flush=True)
     checkpoints.write_config(workdir, config)
+    if is_main:
+        describe_data(config, workdir, exp.class_names)
     train_iter = pipeline.make_train_iterator(config.data, seed=config.seed, global_batch_size=config.batch_size,
                                               start_step=int(data_state["step"]))
     batches = pipeline.prefetch_to_device(train_iter, batch_sharding(mesh))

@@ -21,11 +21,11 @@ from typing import Any, Mapping
 from xml.sax.saxutils import escape
 
 import cv2
-import ml_collections
 import numpy as np
 
 from yolojax import boxes as box_lib
 from yolojax.classes import VOC_CLASSES
+from yolojax.data.defaults import default_synthetic_config  # noqa: F401  (re-exported)
 
 SHAPES = ("rectangle", "ellipse", "triangle", "cross", "diamond", "ring", "star", "hexagon", "frame", "arrow")
 COLOURS = {  # saturated, far apart in hue or value; clutter uses only low-saturation colours
@@ -35,28 +35,6 @@ COLOURS = {  # saturated, far apart in hue or value; clutter uses only low-satur
 }
 _COLOUR_NAMES = tuple(COLOURS)
 SPLITS = {"train": 0, "eval": 1}  # the split is mixed into the seed: held-out scenes never repeat train ones
-
-
-def default_synthetic_config() -> ml_collections.ConfigDict:
-    """Difficulty knobs of the synthetic dataset (``data_cfg.synthetic``)."""
-    c = ml_collections.ConfigDict()
-    c.num_classes = 5           # <= 20; classes < 10 differ in shape and colour
-    c.image_width = 160         # pixels; any size works
-    c.image_height = 160
-    c.num_train = 2000          # examples in the "train" split
-    c.num_eval = 500            # examples in the "eval" split
-    c.min_objects = 1           # objects per image, uniform in [min, max]
-    c.max_objects = 4
-    c.min_object_size = 0.15    # object side sqrt(w*h) as a fraction of the shorter image side
-    c.max_object_size = 0.45
-    c.max_aspect_ratio = 2.0    # w/h drawn log-uniformly in [1/r, r]
-    c.max_overlap_iou = 0.3     # placement retries while IoU with an earlier object exceeds this
-    c.truncation_prob = 0.1     # chance an object may extend past the border (then clipped, truncated)
-    c.clutter = 0.5             # 0 = plain background ... 1 = ~30 distractors per image
-    c.noise_std = 4.0           # gaussian pixel noise (0-255 scale)
-    c.difficult_visible_fraction = 0.5  # objects less visible than this (occluded) are flagged difficult
-    c.seed = 0
-    return c
 
 
 def class_names(num_classes: int) -> tuple[str, ...]:

@@ -1,0 +1,218 @@
+"""A detector: a YOLO model with its variables, head and input size, turning images into detections.
+
+``Detector`` is what ``yolojax.load`` returns (``yolojax.api``) and what ``yolojax.export`` builds around an
+exported network. Box formats of a detections dict: see ``yolojax.api``'s module docstring.
+"""
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Iterable, Sequence
+
+import numpy as np
+
+ImageLike = Any  # str | os.PathLike (a file) | np.ndarray uint8 [H, W, 3] RGB (or float in [0, 1]) | PIL.Image
+
+
+# --------------------------------------------------------------------------------------------- images
+def load_image(path: str | os.PathLike) -> np.ndarray:
+    """Reads an image file as uint8 ``[H, W, 3]`` RGB (grayscale / RGBA / palette images converted).
+
+    Raises FileNotFoundError if ``path`` does not exist, ValueError if it is not a decodable image.
+    """
+    from PIL import Image, UnidentifiedImageError
+
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"image not found: {path}")
+    try:
+        with Image.open(path) as im:
+            return np.asarray(im.convert("RGB"), np.uint8)
+    except (UnidentifiedImageError, OSError, SyntaxError) as e:  # PIL raises these for bad/truncated files
+        raise ValueError(f"not a readable image: {path} ({type(e).__name__}: {e})") from None
+
+
+def save_image(image: np.ndarray, path: str | os.PathLike) -> None:
+    """Writes uint8 ``[H, W, 3]`` RGB to ``path`` (format from the extension)."""
+    from PIL import Image
+
+    Image.fromarray(np.asarray(image, np.uint8)).save(os.fspath(path))
+
+
+def as_uint8_image(image: ImageLike, name: str = "image") -> np.ndarray:
+    """Any ImageLike -> uint8 ``[H, W, 3]`` RGB. Float arrays are taken as RGB in [0, 1]."""
+    if isinstance(image, (str, os.PathLike)):
+        return load_image(image)
+    if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
+        return np.asarray(image.convert("RGB"), np.uint8)
+    arr = np.asarray(image)
+    if arr.ndim != 3 or arr.shape[-1] != 3:
+        raise ValueError(f"{name}: expected an RGB image [H, W, 3], got shape {arr.shape}")
+    if arr.dtype == np.uint8:
+        return arr
+    if np.issubdtype(arr.dtype, np.floating):
+        return np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)
+    raise ValueError(f"{name}: expected uint8 or float in [0, 1], got dtype {arr.dtype}")
+
+
+# ------------------------------------------------------------------------------------------- detector
+@dataclasses.dataclass
+class Detector:
+    """A YOLO model with its variables and everything needed to turn images into detections.
+
+    Attributes:
+      model: Flax module; ``model.apply(variables, images [N, H, W, 3] float32 in [0, 1], train=False)``.
+      variables: {'params', 'batch_stats' (if batch norm)}.
+      head: ``yolojax.families.Head`` (family, classes, anchors or the v1 grid): decoder and thresholds.
+      input_hw: (height, width) of the network input.
+      class_names: one name per class index.
+      letterbox: aspect-preserving input resize (as the model was evaluated) instead of a plain resize.
+      description: where the detector came from (for logs).
+    """
+
+    model: Any
+    variables: dict
+    head: Any
+    input_hw: tuple[int, int]
+    class_names: tuple[str, ...]
+    letterbox: bool = False
+    description: str = ""
+    _compiled: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
+
+    def __post_init__(self):
+        import jax
+
+        if len(self.class_names) != self.head.num_classes:
+            raise ValueError(f"Detector: {len(self.class_names)} class names for a {self.head.num_classes}-class head")
+        # On the device once, not copied from host memory on every call (darknet variables are numpy).
+        self.variables = jax.device_put(self.variables)
+
+    @property
+    def family(self) -> str:
+        return self.head.family
+
+    @property
+    def anchors(self) -> np.ndarray | None:
+        """[A, 2] anchors in grid cells (v2), None for v1."""
+        return self.head.anchors_array
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def default_thresholds(self, purpose: str = "draw") -> dict[str, float]:
+        """{'score_threshold', 'iou_threshold'}: published evaluation values (purpose='eval') or the drawing
+        score (purpose='draw'), with the family's NMS IoU (``yolojax.families``)."""
+        return self.head.thresholds(purpose)
+
+    def decode(self, outputs):
+        """Raw outputs -> (boxes [B, N, 4] normalized xyxy of the network input, scores [B, N, C])."""
+        return self.head.decode(outputs)
+
+    def detect_fn(self, score_threshold: float, iou_threshold: float, max_detections: int):
+        """Jitted ``(variables, images [B, H, W, 3] uint8, or float32 in [0, 1]) -> batched_nms dict``, cached
+        per thresholds (one compilation per batch shape)."""
+        key = (float(score_threshold), float(iou_threshold), int(max_detections))
+        if key not in self._compiled:
+            import jax
+            import jax.numpy as jnp
+
+            def detect(variables, images):
+                if images.dtype == jnp.uint8:
+                    images = images.astype(jnp.float32) / 255.0
+                outputs = self.model.apply(variables, images, train=False)
+                return self.head.detect(outputs, score_threshold=key[0], iou_threshold=key[1], max_detections=key[2])
+
+            self._compiled[key] = jax.jit(detect)
+        return self._compiled[key]
+
+    def _thresholds(self, purpose: str, score_threshold: float | None, iou_threshold: float | None):
+        defaults = self.default_thresholds(purpose)
+        return (defaults["score_threshold"] if score_threshold is None else score_threshold,
+                defaults["iou_threshold"] if iou_threshold is None else iou_threshold)
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        """uint8 [H, W, 3] -> uint8 network input [h, w, 3] (the evaluation resize or letterbox)."""
+        from yolojax.data import augment
+
+        example = {"image": image, "boxes": np.zeros((0, 4), np.float32), "classes": np.zeros(0, np.int32),
+                   "difficult": np.zeros(0, bool), "truncated": np.zeros(0, bool)}
+        h, w = self.input_hw
+        return augment.eval_preprocess(example, (w, h), letterbox_eval=self.letterbox)["image"]
+
+    def predict(self, images: ImageLike | Sequence[ImageLike], *, score_threshold: float | None = None,
+                iou_threshold: float | None = None, max_detections: int = 100,
+                batch_size: int = 8) -> dict | list[dict]:
+        """Detects objects in one image (returns one dict) or a sequence of images (returns a list).
+
+        Args:
+          images: a path, a uint8 [H, W, 3] RGB array (or float in [0, 1]), a PIL image, or a sequence of them
+            (a 4-D array counts as a sequence). Images may differ in size.
+          score_threshold: keep scores above this; default 0.3 (drawing). Use
+            ``default_thresholds('eval')`` for mAP.
+          iou_threshold: per-class NMS IoU; default the family's (v2 .45, v1 .5).
+          max_detections: K, detections kept per image.
+          batch_size: images per device call; the last batch is padded so each size compiles once.
+        Returns:
+          detections dict(s) (module docstring for the keys and box formats).
+        """
+        single = isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim == 3) \
+            or (hasattr(images, "convert") and hasattr(images, "size"))
+        items = [images] if single else list(images)
+        found = list(self.predict_iter(items, score_threshold=score_threshold, iou_threshold=iou_threshold,
+                                       max_detections=max_detections, batch_size=batch_size))
+        return found[0] if single else found
+
+    def predict_iter(self, images: Iterable[ImageLike], *, score_threshold: float | None = None,
+                     iou_threshold: float | None = None, max_detections: int = 100,
+                     batch_size: int = 8, fixed_batch: bool = False) -> Iterable[dict]:
+        """Like ``predict`` on a sequence, but yields one detections dict per image as batches finish
+        (images are read lazily, so a folder of thousands never sits in memory). ``fixed_batch`` pads the
+        last batch to ``batch_size`` (one compilation, steady timing) instead of the next power of two.
+        An item that cannot be read raises (``load_image``); see ``experiments/detect.py`` for skipping."""
+        fn = self.detect_fn(*self._thresholds("draw", score_threshold, iou_threshold), max_detections)
+        batch: list[np.ndarray] = []
+        for i, image in enumerate(images):
+            batch.append(as_uint8_image(image, name=f"image {i}" if not isinstance(image, (str, os.PathLike))
+                                        else os.fspath(image)))
+            if len(batch) == batch_size:
+                yield from self._run_batch(fn, batch, batch_size)
+                batch = []
+        if batch:
+            # A short last batch pads to the next power of two (at most batch_size): few shapes, few compiles.
+            size = batch_size if fixed_batch else min(batch_size, 1 << (len(batch) - 1).bit_length())
+            yield from self._run_batch(fn, batch, size)
+
+    def _run_batch(self, fn, originals: list[np.ndarray], padded_size: int) -> list[dict]:
+        from yolojax import eval_loop
+
+        h, w = self.input_hw
+        inputs = np.zeros((padded_size, h, w, 3), np.uint8)
+        for i, image in enumerate(originals):
+            inputs[i] = self.preprocess(image)
+        out = {k: np.asarray(v) for k, v in fn(self.variables, inputs).items()}
+        results = []
+        for i, image in enumerate(originals):
+            k = int(out["count"][i])
+            orig_hw = image.shape[:2]
+            # Clipped to the image, as darknet does before drawing or writing results.
+            boxes = np.clip(eval_loop.original_boxes(out["boxes"][i, :k], orig_hw, self.input_hw, self.letterbox),
+                            0.0, 1.0).astype(np.float32)
+            classes = out["classes"][i, :k].astype(np.int32)
+            results.append({
+                "boxes": boxes,
+                "boxes_px": (boxes * np.array([orig_hw[1], orig_hw[0]] * 2, np.float32)).astype(np.float32),
+                "scores": out["scores"][i, :k].astype(np.float32),
+                "classes": classes,
+                "class_names": [self.class_names[c] for c in classes],
+                "image_size": (int(orig_hw[0]), int(orig_hw[1])),
+            })
+        return results
+
+
+def detections_to_json(detections: dict) -> list[dict]:
+    """One image's detections -> JSON-ready ``[{"box": [x1, y1, x2, y2] pixel xyxy, "class": name,
+    "class_id": int, "score": float}, ...]``."""
+    return [{"box": [round(float(v), 2) for v in box], "class": name, "class_id": int(c), "score": float(s)}
+            for box, name, c, s in zip(detections["boxes_px"], detections["class_names"], detections["classes"],
+                                       detections["scores"])]
