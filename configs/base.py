@@ -11,7 +11,7 @@ import ml_collections
 
 from yolojax.data import defaults  # imports only ml_collections
 
-# k-means VOC anchors of yolov2-voc.cfg, (w, h) in grid units of the 13x13 grid at 416 px.
+# k-means VOC anchors of yolov2-voc.cfg, (w, h) in grid cells of 32 px (the 13x13 grid at 416 px).
 VOC_ANCHORS = ((1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892), (9.47112, 4.84053),
                (11.2364, 10.0071))
 # The paper's multi-scale sizes {320, 352, ..., 608}.
@@ -47,6 +47,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.num_classes = 20
     c.model.width = 1.0
     c.model.dtype = "float32"  # 'bfloat16' = mixed precision: bf16 compute, f32 params and loss
+    # Unit: (w, h) in grid cells of 32 px at the training input size data.image_size (13 cells at 416); the loss
+    # applies them as-is on the grid the input gives, as darknet does. experiments/compute_anchors.py --config
+    # CONFIG computes them in this unit.
     c.model.anchors = VOC_ANCHORS
     c.model.v1 = ml_collections.ConfigDict(dict(grid_size=7, boxes_per_cell=2, batch_norm=False,
                                                 dropout_rate=0.5))

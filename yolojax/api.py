@@ -109,16 +109,24 @@ def _resolve_checkpoint(path: str) -> tuple[str, int | None]:
     return path, None
 
 
-def class_names_of(config) -> tuple[str, ...]:
-    """The class names of a training config's dataset (``sources.class_names``), or generic
-    ``class_<i>`` names when the dataset cannot be described (e.g. a moved custom dataset)."""
-    num = int(config_get(config, "model.num_classes", 20))
-    try:
-        from yolojax.data import sources
+def class_names_of(config, workdir: str | None = None) -> tuple[str, ...]:
+    """The class names a training config's model learned, in index order: ``<workdir>/class_names.names``
+    (saved when they were discovered from the annotations), else the dataset's (``sources.class_names``), else
+    generic ``class_<i>`` names when the dataset is not here any more."""
+    from yolojax.data import formats
 
-        names = tuple(sources.class_names(config.data))
-    except (ValueError, OSError, KeyError, AttributeError):  # a dataset that is not here any more
-        names = VOC_CLASSES if num == len(VOC_CLASSES) else ()
+    num = int(config_get(config, "model.num_classes", 20))
+    saved = os.path.join(workdir, "class_names.names") if workdir else ""
+    names: tuple[str, ...] = ()
+    if saved and os.path.isfile(saved):
+        names = formats.read_names_file(saved)
+    else:
+        try:
+            from yolojax.data import sources
+
+            names = tuple(sources.class_names(config.data))
+        except (ValueError, OSError, KeyError, AttributeError):  # a dataset that is not here any more
+            names = VOC_CLASSES if num == len(VOC_CLASSES) else ()
     if len(names) != num:
         names = tuple(f"class_{i}" for i in range(num))
     return names
@@ -156,7 +164,7 @@ def load_checkpoint(path: str | os.PathLike, *, config: Any = None, step: int | 
         raise LoadError(str(e)) from None
     return Detector(
         model=build_model(config.model), variables=variables, head=head, input_hw=(image_size, image_size),
-        class_names=class_names_of(config), letterbox=bool(config_get(config, "data.eval_letterbox", False)),
+        class_names=class_names_of(config, workdir), letterbox=bool(config_get(config, "data.eval_letterbox", False)),
         description=f"{config.model.name} checkpoint step {meta.get('step')} of {workdir}")
 
 
@@ -173,9 +181,10 @@ def _check_image_size(image_size: int | None, family: str, native: int, where: s
 
 
 def read_names(path: str | os.PathLike) -> tuple[str, ...]:
-    """Class names of a darknet ``.names`` file (one per line, blank lines skipped)."""
-    with open(path) as f:
-        return tuple(line.strip() for line in f if line.strip())
+    """Class names of a darknet ``.names`` file (``formats.read_names_file``: one per line, blank lines skipped)."""
+    from yolojax.data import formats
+
+    return formats.read_names_file(os.fspath(path))
 
 
 def load_darknet(cfg_path: str | os.PathLike, weights_path: str | os.PathLike, *,

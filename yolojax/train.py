@@ -357,10 +357,14 @@ def check_config(config: ml_collections.ConfigDict) -> None:
             raise ValueError(f"config.{field}={value!r}: expected an integer >= {low}"
                              + (" (0 = only at the end)" if low == 0 else ""))
     head = families.Head.from_config(config)  # unknown model name / anchors that do not fit: named
-    n_data = sources.num_classes(config.data)
+    names = sources.class_names(config.data)
+    n_data = len(names)
     if head.num_classes != n_data:
-        raise ValueError(f"config.model.num_classes={head.num_classes} but the dataset "
-                         f"(config.data.source={config.data.source!r}) has {n_data} classes")
+        fmt = config.data.get("format", "")
+        raise ValueError(f"config.model.num_classes={head.num_classes} but the dataset (config.data.source="
+                         f"{config.data.source!r}{f', format={fmt!r}' if fmt else ''}) has {n_data} classes "
+                         f"({', '.join(names[:5])}{', ...' if n_data > 5 else ''}): set "
+                         f"--config.model.num_classes={n_data}")
     if config.eval.metric not in ("map_07", "map_area"):
         raise ValueError(f"config.eval.metric={config.eval.metric!r}: expected 'map_07' or 'map_area'")
     if config.init.darknet_weights and not os.path.isfile(config.init.darknet_weights):
