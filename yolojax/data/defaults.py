@@ -87,6 +87,7 @@ def default_data_config() -> ml_collections.ConfigDict:
       num_workers: grain worker processes (0 = in this process); does not change the batches.
       num_threads: grain threads building batches in each process; does not change the batches.
       prefetch_batches: batches buffered ahead by grain.
+      check: check the train and eval splits before step 1 (yolojax.data.check; docs/data_check.md).
       augment: see augment_preset.
     """
     c = ml_collections.ConfigDict()
@@ -114,6 +115,8 @@ def default_data_config() -> ml_collections.ConfigDict:
     c.num_workers = 0
     c.num_threads = 2
     c.prefetch_batches = 2
+    # Check every annotation and listed image before step 1 (yolojax.data.check.require_clean; cached).
+    c.check = True
     c.augment = augment_preset("v2")
     return c
 
