@@ -107,6 +107,7 @@ def default_data_config() -> ml_collections.ConfigDict:
       num_threads: grain threads building batches in each process; does not change the batches.
       prefetch_batches: batches buffered ahead by grain.
       augment: see augment_preset.
+      check: check the train and eval splits before step 1 (yolojax.data.check; docs/data_check.md).
     """
     c = ml_collections.ConfigDict()
     c.source = "tfds"
@@ -133,6 +134,8 @@ def default_data_config() -> ml_collections.ConfigDict:
     c.num_workers = 0
     c.num_threads = 2
     c.prefetch_batches = 2
+    # Check every annotation and listed image before step 1 (yolojax.data.check.require_clean; cached).
+    c.check = True
     c.augment = augment_preset("v2")
     return c
 
