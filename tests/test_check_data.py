@@ -241,6 +241,7 @@ def test_clean_dataset_passes(tmp_path):
     reports = check.require_clean(c, (c.train_split, c.eval_split))
     assert [r.fatal for r in reports] == [False, False] and [r.num_images for r in reports] == [6, 3]
     assert os.path.isdir(os.path.join(root, ".yolojax_check"))  # the default cache folder
+    assert all(r.cached for r in check.require_clean(c, (c.train_split, c.eval_split)))
     p = _run("configs/custom.py", "--config.data.format=voc", f"--config.data.root={root}",
              "--config.data.train_split=train", "--config.data.eval_split=val")
     assert p.returncode == 0 and p.stderr.strip() == "", p.stderr
