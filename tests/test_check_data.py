@@ -294,3 +294,19 @@ def test_unknown_kind_rejected():
     with pytest.raises(ValueError, match="unknown problem kind"):
         check.DataReport("s", "x").add("oops", "f", "f: oops")
     assert np.array_equal(check.formats.box_fixes([[0.1, 0.1, 1.2, 0.5]])[2], [True])
+
+
+def test_long_header_is_not_unreadable(tmp_path):
+    """A valid JPEG whose frame header starts after HEADER_BYTES (big comment segments) reads fine."""
+    root = str(tmp_path / "dk")
+    vdir = synthetic.write_voc_devkit(root, _synth(2, 1))
+    jpg = os.path.join(vdir, "JPEGImages", voc.read_image_set(root, "2007", "trainval")[0] + ".jpg")
+    data = open(jpg, "rb").read()
+    com = b"\xff\xfe" + (65000).to_bytes(2, "big") + b"x" * 64998
+    n = check.HEADER_BYTES // len(com) + 1
+    open(jpg, "wb").write(data[:2] + com * n + data[2:])
+    r = check.check_dataset(_voc_dir_cfg(root), "2007_trainval", cache_dir=str(tmp_path / "c"))
+    assert r.counts == {} and r.num_images == 2
+    open(jpg, "wb").write(data[:2] + com * n)  # the frame never comes: unreadable
+    r = check.check_dataset(_voc_dir_cfg(root), "2007_trainval", cache_dir=str(tmp_path / "c"))
+    assert r.files == {"unreadable image": [jpg]}

@@ -166,10 +166,17 @@ def _check_image(report: DataReport, path: str, where: str, deps: "_Deps") -> No
         return
     with open(path, "rb") as f:
         head = f.read(HEADER_BYTES)
-    try:
-        pipeline.encoded_image_size(head, path)
-    except sources.CorruptImageError as e:
-        report.add("unreadable image", path, str(e))
+        try:
+            pipeline.encoded_image_size(head, path)
+        except sources.CorruptImageError as e:
+            rest = f.read()  # a header longer than HEADER_BYTES (large EXIF / ICC): try the whole file
+            if not rest:
+                report.add("unreadable image", path, str(e))
+                return
+            try:
+                pipeline.encoded_image_size(head + rest, path)
+            except sources.CorruptImageError as e2:
+                report.add("unreadable image", path, str(e2))
 
 
 class _Deps:
@@ -313,7 +320,7 @@ def _check_coco(report: DataReport, root: str, split: str, class_names: Sequence
 
 
 # ------------------------------------------------------------------------------------------ entry points
-def _identity(data_cfg: Mapping[str, Any], split: str) -> tuple[str, str, str | None, tuple]:
+def _identity(data_cfg: Mapping[str, Any], split: str) -> tuple[str, str, tuple[str, ...] | None]:
     """(kind, root folder, names) of the configured dataset: kind "files:<fmt>", "voc_dir", "voc_tarballs",
     "tfds" or "synthetic"; names None where any name is accepted (discovered from the annotations)."""
     from yolojax.classes import VOC_CLASSES
