@@ -9,6 +9,7 @@ import time
 import numpy as np
 import pytest
 
+from yolojax.classes import VOC_CLASSES
 from yolojax.data import check, pipeline, synthetic, voc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -106,7 +107,7 @@ def test_voc_format_same_defects(devkit, tmp_path):
     root, expect = devkit
     c = pipeline.default_data_config()
     c.source, c.format, c.root = "files", "voc", os.path.join(root, "VOCdevkit", "VOC2007")
-    c.class_names = tuple(voc_classes())
+    c.class_names = VOC_CLASSES
     c.train_split, c.eval_split = "trainval", "test"
     r = check.check_dataset(c, "trainval", cache_dir=str(tmp_path))
     assert _files_of(r) == {k: sorted(v) for k, v in expect.items()}
@@ -114,12 +115,6 @@ def test_voc_format_same_defects(devkit, tmp_path):
     c.class_names = ()
     r = check.check_dataset(c, "trainval", cache_dir=str(tmp_path))
     assert "unknown class" not in r.problems and len(r.problems["malformed annotation"]) == 1
-
-
-def voc_classes():
-    from yolojax.classes import VOC_CLASSES
-
-    return VOC_CLASSES
 
 
 def test_require_clean_prints_everything_then_one_line(devkit, tmp_path, capsys):
