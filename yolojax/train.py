@@ -437,6 +437,10 @@ def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None
     from yolojax.models import build_model
 
     check_config(config)
+    from yolojax.data import check
+
+    # Every annotation and listed image before anything is compiled: all problems at once, cached.
+    check.require_clean(config.data, (config.data.train_split, config.data.eval_split))
     mesh = make_mesh() if mesh is None else mesh
     check_batch_size(config, mesh)
     num_train = len(sources.make_source(config.data, config.data.train_split))

@@ -61,19 +61,27 @@ def voc_boxes_to_normalized(boxes_px: np.ndarray, width: float, height: float) -
                                         float(height)).astype(np.float32)
 
 
+def box_fixes(boxes: Any) -> tuple[np.ndarray, int, np.ndarray]:
+    """What ``clean_boxes`` does to normalized xyxy boxes [N, 4], without warning: (boxes clipped to [0, 1]
+    float32 [N, 4] (non-finite ones zeroed), number of finite boxes the clipping changed, keep bool [N]: the
+    boxes left with area). ``yolojax.data.check`` counts the same fixes."""
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    finite = np.isfinite(b).all(1)
+    clipped = np.clip(np.where(finite[:, None], b, 0.0), 0.0, 1.0).astype(np.float32)
+    n_clipped = int((finite & (clipped != b).any(1)).sum())
+    keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1]) & finite
+    return clipped, n_clipped, keep
+
+
 def clean_boxes(record: Record, where: str) -> Record:
     """Clips normalized boxes to [0, 1] and drops the ones left without area (or not finite).
 
     One warning per record that needed it, with the counts, naming ``where`` (the annotation file).
     """
-    b = np.asarray(record["boxes"], np.float32).reshape(-1, 4)
-    finite = np.isfinite(b).all(1)
-    clipped = np.clip(np.where(finite[:, None], b, 0.0), 0.0, 1.0).astype(np.float32)
-    n_clipped = int((finite & (clipped != b).any(1)).sum())
+    clipped, n_clipped, keep = box_fixes(record["boxes"])
     if n_clipped:
         warn_count("box_outside_image", f"{where}: {n_clipped} box(es) outside the image, clipped to it",
                    count=n_clipped)
-    keep = (clipped[:, 2] > clipped[:, 0]) & (clipped[:, 3] > clipped[:, 1]) & finite
     out = dict(record, boxes=clipped)
     if not keep.all():
         n = int((~keep).sum())
@@ -276,6 +284,14 @@ def voc_discover_names(root: str, splits: Sequence[str]) -> tuple[str, ...]:
     return tuple(sorted(names))
 
 
+def voc_image_candidates(xml: str, image_id: str, filename: str) -> list[str]:
+    """Where the image of a VOC annotation may be, in order: ``JPEGImages/<filename of the XML>``, then
+    ``JPEGImages/<id>.{jpg,jpeg,png,JPG,PNG}`` (the folder beside ``Annotations``)."""
+    images = os.path.join(os.path.dirname(os.path.dirname(xml)), "JPEGImages")
+    return [os.path.join(images, filename)] + [os.path.join(images, image_id + e)
+                                               for e in (".jpg", ".jpeg", ".png", ".JPG", ".PNG")]
+
+
 def voc_source(root: str, split: str, class_names: Sequence[str]) -> FileSource:
     """A VOC split with any class names (``voc_split_dirs``); ``difficult`` and ``truncated`` as in the XML.
 
@@ -286,9 +302,7 @@ def voc_source(root: str, split: str, class_names: Sequence[str]) -> FileSource:
         if not os.path.isfile(xml):
             raise DatasetError(f"{where}: annotation not found: {xml}")
         ann = _parse_voc(xml, class_names)
-        images = os.path.join(os.path.dirname(os.path.dirname(xml)), "JPEGImages")
-        candidates = [os.path.join(images, ann["filename"])] + [os.path.join(images, image_id + e)
-                                                                 for e in (".jpg", ".jpeg", ".png", ".JPG", ".PNG")]
+        candidates = voc_image_candidates(xml, image_id, ann["filename"])
         image = next((c for c in candidates if os.path.isfile(c)), None)
         if image is None:
             raise DatasetError(f"{where}: listed image not found: {candidates[1]} (nor {ann['filename']!r})")
@@ -530,6 +544,45 @@ def coco_category_names(root: str, split: str) -> tuple[str, ...]:
     return _check_unique([str(c["name"]) for c in cats], f"{path}: categories")
 
 
+def coco_category_class(path: str, k: int, category: Mapping, index: Mapping[str, int]) -> int:
+    """Class index of ``categories[k]`` of the JSON ``path`` (``index``: class name -> index); DatasetError
+    if its name is not a class."""
+    if str(category.get("name")) not in index:
+        raise DatasetError(f"{path}: categories[{k}] (id {category.get('id')}): class name "
+                           f"{category.get('name')!r} is not one of the given class names ({', '.join(index)})")
+    return index[str(category["name"])]
+
+
+def coco_image_entry(path: str, k: int, image: Mapping) -> tuple[str, float, float]:
+    """(file_name, width, height) of ``images[k]`` of the JSON ``path``; DatasetError if a field is missing."""
+    try:
+        image["id"]
+        return str(image["file_name"]), float(image["width"]), float(image["height"])
+    except (KeyError, TypeError, ValueError):
+        raise DatasetError(f"{path}: images[{k}]: needs id, file_name, width and height") from None
+
+
+def coco_object(path: str, k: int, ann: Mapping, images: Mapping, cat_class: Mapping) -> list:
+    """The ``bbox`` [x, y, w, h] of ``annotations[k]`` of the JSON ``path``, checked: DatasetError for an
+    unknown image or category id or a bbox that is not 4 finite numbers with w, h >= 0."""
+    where = f"{path}: annotations[{k}] (id {ann.get('id')})"
+    if ann.get("image_id") not in images:
+        raise DatasetError(f"{where}: image_id {ann.get('image_id')!r} is not in images")
+    if ann.get("category_id") not in cat_class:
+        raise DatasetError(f"{where}: category_id {ann.get('category_id')!r} is not in categories")
+    bbox = ann.get("bbox")
+    if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox) \
+            or not np.isfinite(bbox).all() or bbox[2] < 0 or bbox[3] < 0:
+        raise DatasetError(f"{where}: bbox must be [x, y, w, h] with w, h >= 0, got {bbox!r}")
+    return bbox
+
+
+def coco_image_folder(data: Mapping, folders: Sequence[str]) -> str:
+    """The first of ``folders`` (``coco_paths``) holding the JSON's first image, else the first folder."""
+    return next((d for d in folders if data["images"] and os.path.isfile(
+        os.path.join(d, str(data["images"][0]["file_name"])))), folders[0])
+
+
 def coco_source(root: str, split: str, class_names: Sequence[str]) -> FileSource:
     """A COCO split: ``bbox [x, y, w, h]`` continuous pixels -> ``[x/W, y/H, (x+w)/W, (y+h)/H]``; ``iscrowd``
     -> difficult; categories -> ``class_names`` by name (category-id order when the names came from the JSON)."""
@@ -538,29 +591,14 @@ def coco_source(root: str, split: str, class_names: Sequence[str]) -> FileSource
     index = {n: i for i, n in enumerate(class_names)}
     cat_class = {}
     for k, c in enumerate(data["categories"]):
-        if str(c.get("name")) not in index:
-            raise DatasetError(f"{path}: categories[{k}] (id {c.get('id')}): class name {c.get('name')!r} is not "
-                               f"one of the given class names ({', '.join(class_names)})")
-        cat_class[c["id"]] = index[str(c["name"])]
+        cat_class[c["id"]] = coco_category_class(path, k, c, index)
     images = {}
     for k, im in enumerate(data["images"]):
-        try:
-            images[im["id"]] = (str(im["file_name"]), float(im["width"]), float(im["height"]), [])
-        except (KeyError, TypeError, ValueError):
-            raise DatasetError(f"{path}: images[{k}]: needs id, file_name, width and height") from None
+        images[im["id"]] = (*coco_image_entry(path, k, im), [])
     for k, a in enumerate(data["annotations"]):
-        where = f"{path}: annotations[{k}] (id {a.get('id')})"
-        if a.get("image_id") not in images:
-            raise DatasetError(f"{where}: image_id {a.get('image_id')!r} is not in images")
-        if a.get("category_id") not in cat_class:
-            raise DatasetError(f"{where}: category_id {a.get('category_id')!r} is not in categories")
-        bbox = a.get("bbox")
-        if not isinstance(bbox, list) or len(bbox) != 4 or not all(isinstance(v, (int, float)) for v in bbox) \
-                or not np.isfinite(bbox).all() or bbox[2] < 0 or bbox[3] < 0:
-            raise DatasetError(f"{where}: bbox must be [x, y, w, h] with w, h >= 0, got {bbox!r}")
+        bbox = coco_object(path, k, a, images, cat_class)
         images[a["image_id"]][3].append((bbox, cat_class[a["category_id"]], bool(a.get("iscrowd", 0))))
-    folder = next((d for d in folders if data["images"] and os.path.isfile(
-        os.path.join(d, str(data["images"][0]["file_name"])))), folders[0])
+    folder = coco_image_folder(data, folders)
     paths, anns = [], []
     for k, (file_name, w, h, objs) in enumerate(images.values()):
         image = os.path.join(folder, file_name)
