@@ -529,7 +529,7 @@ def _eval_summary(step: int, result: Mapping[str, Any]) -> str:
 def _scalars(prefix: str, result: Mapping[str, Any]) -> dict[str, float]:
     out = {f"{prefix}/{k}": float(result[k]) for k in ("map_07", "map_area", "images_per_sec")}
     out.update({f"{prefix}/coco_{k}": float(v) for k, v in result.get("coco", {}).items() if np.ndim(v) == 0})
-    return out
+    return {k: v for k, v in out.items() if math.isfinite(v)}  # an undefined AP (no such boxes) is not logged
 
 
 def write_final_metrics(workdir: str, result: Mapping[str, Any], train_images_per_sec: float) -> None:
