@@ -13,7 +13,7 @@ costs a negligible fraction of the network's FLOPs and this keeps the benchmark 
 Parameters stay float32 (mixed precision: bf16 compute, f32 parameters), as in training.
 
 Model FLOPs are counted analytically from the traced model (2 per multiply-add of every convolution and dense
-layer, padded taps included: darknet's convention, which gives the SPEC's 29.36 GFLOPs for YOLOv2-416), and a
+layer, padded taps included: darknet's convention, which gives darknet's published 29.36 GFLOPs for YOLOv2-416), and a
 training step counts 3x forward. MFU = model FLOP/s / device peak (XLA's own cost-analysis counts, which skip
 padded taps and include elementwise work, are kept in the ``--json`` rows for reference);
 the peak comes from a table of known accelerators (bf16 and TF32 tensor-core peaks for GPUs, since XLA runs
@@ -129,7 +129,7 @@ def _jaxpr_matmul_flops(jaxpr: jax.extend.core.Jaxpr) -> float:
 
 def model_flops(model, size: int, batch: int = 1) -> float:
     """Analytic forward FLOPs of ``model`` on ``batch`` images of ``size`` x ``size``: 2 x multiply-adds of its
-    convolutions and dense layers, counted as darknet does (YOLOv2-416: 29.36e9 per image; SPEC sections 4-5).
+    convolutions and dense layers, counted as darknet does (YOLOv2-416: 29.36e9 per image, darknet's figure).
 
     Traces only (no compilation, no memory for the weights).
     """
@@ -215,7 +215,7 @@ def bench_model(name: str, dtype: str, *, size: int, train_batch: int, infer_bat
     if peak is None:
         peak, peak_src = peak_flops(device, dtype)
     # Model FLOPs (MFU's numerator): analytic forward count, training = 3 x forward (forward + the two
-    # backward products), the usual convention (SPEC section 9). XLA's own counts go to the JSON only.
+    # backward products), the usual convention. XLA's own counts go to the JSON only.
     fwd_flops = model_flops(model, size)
     row: dict[str, Any] = {"model": name, "size": size, "dtype": dtype, "device": device.device_kind,
                            "peak_tflops": peak / 1e12 if peak else None, "peak_source": peak_src,

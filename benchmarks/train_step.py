@@ -5,7 +5,7 @@
 
 Feeds one fixed synthetic batch (random images, 3 random boxes per image) so only the step is timed; the
 first (compiling) step is reported separately. Also prints model FLOP utilization when --peak_tflops is given,
-from the 29.36 GFLOPs forward per 416 image of YOLOv2 (SPEC section 5) x 3 for forward + backward.
+from the 29.36 GFLOPs forward per 416 image of YOLOv2 (darknet's figure) x 3 for forward + backward.
 """
 
 import argparse

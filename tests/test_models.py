@@ -96,7 +96,7 @@ def cfg_param_counts(text: str) -> tuple[int, int]:
     return trainable, stats
 
 
-# Expected counts. yolov2-voc's are darknet's published figures (SPEC section 5); the others were derived with
+# Expected counts. yolov2-voc's are darknet's published figures; the others were derived with
 # cfg_param_counts above and are checked against the cfg text in test_cfg_arithmetic when the cfgs are present.
 EXPECTED_COUNTS = {
     "yolov2-voc.cfg": (50_655_389, 20_672),

@@ -268,7 +268,7 @@ def evaluate(detector: Detector, data_cfg: Any, split: str, evaluators: Sequence
     h, w = detector.input_hw
     if h != w:
         raise ValueError(f"evaluation batches are square; the detector's input is {w}x{h} (pass image_size=...)")
-    fn = detector.detect_fn(*detector._thresholds("eval", score_threshold, iou_threshold), max_detections)
+    fn = detector.detect_fn(*detector.thresholds("eval", score_threshold, iou_threshold), max_detections)
     data = pipeline.EvalData(data_cfg, split)
 
     def detect(batch):

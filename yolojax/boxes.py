@@ -1,6 +1,6 @@
 """Box formats, units and IoU.
 
-Names say the format and the unit (SPEC section 2):
+Names say the format and the unit (docs/conventions.md):
   * ``xyxy``   = (x_min, y_min, x_max, y_max)
   * ``cxcywh`` = (center x, center y, width, height)
   * ``yxyx``   = (y_min, x_min, y_max, x_max), the TFDS order

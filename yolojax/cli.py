@@ -11,7 +11,9 @@ from __future__ import annotations
 import sys
 from typing import Callable, Sequence
 
-USER_ERRORS = (ValueError, OSError, FloatingPointError, KeyError, AttributeError)
+USER_ERRORS = (ValueError, OSError, FloatingPointError, KeyError)
+# A config override naming a field that does not exist raises AttributeError while the flags are parsed.
+PARSE_ERRORS = USER_ERRORS + (AttributeError,)
 
 
 def one_line(error: BaseException) -> str:
@@ -38,7 +40,7 @@ def run(main: Callable[[list[str]], int | None], *, prog: str, argv: Sequence[st
         rest = flags.FLAGS(argv)
     except flags.Error as e:  # unknown flag, missing required flag, bad value
         sys.exit(fail(prog, str(e).splitlines()[0] if str(e) else repr(e)))
-    except USER_ERRORS as e:  # a config override that does not fit (e.g. a misspelled field)
+    except PARSE_ERRORS as e:  # a config override that does not fit (e.g. a misspelled field)
         if debug:
             raise
         sys.exit(fail(prog, _root_cause(e)))

@@ -126,7 +126,9 @@ class Detector:
             self._compiled[key] = jax.jit(detect)
         return self._compiled[key]
 
-    def _thresholds(self, purpose: str, score_threshold: float | None, iou_threshold: float | None):
+    def thresholds(self, purpose: str, score_threshold: float | None = None,
+                   iou_threshold: float | None = None) -> tuple[float, float]:
+        """(score, NMS IoU): the given values, or the defaults for ``purpose`` ('eval' / 'draw')."""
         defaults = self.default_thresholds(purpose)
         return (defaults["score_threshold"] if score_threshold is None else score_threshold,
                 defaults["iou_threshold"] if iou_threshold is None else iou_threshold)
@@ -170,7 +172,7 @@ class Detector:
         (images are read lazily, so a folder of thousands never sits in memory). ``fixed_batch`` pads the
         last batch to ``batch_size`` (one compilation, steady timing) instead of the next power of two.
         An item that cannot be read raises (``load_image``); see ``experiments/detect.py`` for skipping."""
-        fn = self.detect_fn(*self._thresholds("draw", score_threshold, iou_threshold), max_detections)
+        fn = self.detect_fn(*self.thresholds("draw", score_threshold, iou_threshold), max_detections)
         batch: list[np.ndarray] = []
         for i, image in enumerate(images):
             batch.append(as_uint8_image(image, name=f"image {i}" if not isinstance(image, (str, os.PathLike))

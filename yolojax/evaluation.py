@@ -1,7 +1,7 @@
 """PASCAL VOC detection metric, computed exactly as the official devkit does (host numpy only).
 
 Reference: VOCdevkit ``VOCevaldet.m`` (matching, VOC2007 11-point AP) and ``VOCap.m`` (area AP, VOC2010+),
-SPEC section 7. Per class:
+docs/evaluation.md. Per class:
 
   * detections of all images are sorted by descending score (a stable sort, like MATLAB ``sort``: ties keep
     file / insertion order);

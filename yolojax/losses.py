@@ -7,7 +7,7 @@ gradient is ``-delta``, so every term below is ``0.5 * scale * (target - predict
 softmax cross-entropy, whose gradient w.r.t. the logits is ``scale * (softmax - onehot)``), with targets that
 darknet treats as constants (the rescore IoU, the ignore mask) wrapped in ``stop_gradient``.
 
-Contract (CONTRACT.md): ``total`` is the mean over images of the per-image sum, so
+Normalization (docs/losses.md): ``total`` is the mean over images of the per-image sum, so
 ``d total / d outputs = -(darknet delta chained through the activation) / B``; ``parts`` holds the terms
 ('coord', 'obj', 'noobj', 'class', and for YOLOv2 'prior'), each a scalar on the same scale, and
 ``total == sum(parts.values())``.

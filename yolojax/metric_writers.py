@@ -7,7 +7,7 @@ line per call with the chosen keys.
 from __future__ import annotations
 
 import os
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Mapping, Protocol, Sequence
 
 import numpy as np
 
@@ -16,17 +16,15 @@ CONSOLE_KEYS = ("train/loss", "train/coord", "train/obj", "train/noobj", "train/
                 "train/images_per_sec")
 
 
-class MetricWriter:
-    """Interface."""
+class MetricWriter(Protocol):
+    """What the training loop writes its metrics to."""
 
-    def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None:
-        raise NotImplementedError
+    def write_scalars(self, step: int, scalars: Mapping[str, float]) -> None: ...
 
-    def close(self) -> None:
-        pass
+    def close(self) -> None: ...
 
 
-class TensorBoardWriter(MetricWriter):
+class TensorBoardWriter:
     def __init__(self, logdir: str):
         from tensorboardX import SummaryWriter
 
@@ -42,7 +40,7 @@ class TensorBoardWriter(MetricWriter):
         self._tb.close()
 
 
-class ConsoleWriter(MetricWriter):
+class ConsoleWriter:
     """``step N: loss=... lr=...`` for the scalars whose names are in ``keys`` (all, if ``keys`` is None);
     calls with none of them print nothing."""
 
@@ -54,8 +52,11 @@ class ConsoleWriter(MetricWriter):
         if shown:
             self.print_fn(f"step {step}: " + " ".join(f"{k.split('/')[-1]}={float(v):.4g}" for k, v in shown))
 
+    def close(self) -> None:
+        pass
 
-class MultiWriter(MetricWriter):
+
+class MultiWriter:
     def __init__(self, writers: Sequence[MetricWriter]):
         self.writers = list(writers)
 

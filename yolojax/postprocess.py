@@ -2,10 +2,10 @@
 
 Box format everywhere here: normalized ``xyxy`` of the network input image (equal to normalized coordinates
 of the original image when it was resized without letterboxing). Scores are objectness x class probability
-(SPEC section 6), one per box and class.
+(darknet), one per box and class.
 
 Fixed shapes under jit: ``batched_nms`` always returns ``max_detections`` slots per image, padded, with a
-valid ``count`` (STYLE habit 7).
+valid ``count``.
 """
 from __future__ import annotations
 
@@ -156,7 +156,7 @@ def batched_nms(boxes: jax.Array, scores: jax.Array, *, score_threshold: float, 
     Args:
       boxes: ``[B, N, 4]`` normalized xyxy (shared by all classes, as YOLO predicts one box per slot).
       scores: ``[B, N, C]`` per-class scores.
-      score_threshold: keep scores strictly above this (SPEC: 0.005 for v2, 0.001 for v1 evaluation).
+      score_threshold: keep scores strictly above this (published: 0.005 for v2, 0.001 for v1 evaluation; ``yolojax.families``).
       iou_threshold: suppression IoU (0.45 for v2, 0.5 for v1).
       max_detections: K, number of output slots per image (static).
       pre_nms_top_k: if set, only the best ``pre_nms_top_k`` boxes of each class enter NMS (faster; exact

@@ -5,10 +5,10 @@ A *source* is a random-access sequence of *records*: ``len(src)``, ``src[i]`` ->
   "image_bytes": bytes (encoded JPEG/PNG) or "image": uint8 [H, W, 3] RGB (already decoded),
   "boxes": float32 [N, 4] normalized xyxy (``boxes.voc_px_to_normalized`` of the XML's 1-based pixels),
   "classes": int32 [N], "difficult": bool [N], "truncated": bool [N], "image_id": str.
-``decode_record`` turns a record into an Example (CONTRACT). Decoding is left to the pipeline's workers so
+``decode_record`` turns a record into an Example (docs/conventions.md). Decoding is left to the pipeline's workers so
 the main process never decodes JPEGs. Sources are picklable (grain ships them to worker processes).
 
-Named splits (SPEC section 3): "07+12" = VOC2007 trainval + VOC2012 trainval (16,551 images), "2007_test"
+Named splits: "07+12" = VOC2007 trainval + VOC2012 trainval (16,551 images), "2007_test"
 (4,952), and "{2007,2012}_{trainval,train,val}", "2007_test"; the synthetic source has "train" and "eval".
 
 Where the VOC data can come from (``data_cfg.source``):
@@ -133,7 +133,7 @@ def decode_image(data: bytes, where: str = "image") -> np.ndarray:
 
 
 def decode_record(record: Record) -> dict[str, Any]:
-    """Record -> Example (CONTRACT); decodes "image_bytes" if the record has no "image"."""
+    """Record -> Example (docs/conventions.md); decodes "image_bytes" if the record has no "image"."""
     ex = {k: v for k, v in record.items() if k != "image_bytes"}
     if "image" not in ex:
         ex["image"] = decode_image(record["image_bytes"], f"image {record.get('image_id', '?')}")

@@ -188,7 +188,7 @@ def draw_scene(rng: np.random.Generator, cfg: Mapping[str, Any]) -> dict[str, np
 
 # ----------------------------------------------------------------------------------------- source
 class SyntheticSource:
-    """Random-access synthetic split: ``len(src)`` examples, ``src[i]`` -> Example (CONTRACT).
+    """Random-access synthetic split: ``len(src)`` examples, ``src[i]`` -> Example (docs/conventions.md).
 
     Args:
       cfg: ``data_cfg.synthetic`` (see ``default_synthetic_config``).
@@ -218,7 +218,7 @@ class SyntheticSource:
         return draw_scene(rng, self.cfg)
 
     def __getitem__(self, index: int) -> dict[str, Any]:
-        """Example ``index`` (CONTRACT Example format)."""
+        """Example ``index`` (the Example format of docs/conventions.md)."""
         scene = self.scene(index)
         h, w = scene["image"].shape[:2]
         boxes = box_lib.voc_px_to_normalized(scene["boxes_px"], w, h).astype(np.float32)
