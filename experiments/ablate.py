@@ -8,7 +8,8 @@
 
 Each rung trains in its own workdir ``<root>/<rung>`` with
 ``experiments/train.py --config configs/yolov2_ablation.py:<rung> --workdir <root>/<rung> <overrides>``
-(overrides: the --override values, in order, then the classifier file of the rung if it needs one). Its output
+(overrides: the --override values, in order, then the classifier file of the rung if it needs one, and its cfg
+when --*_classifier_cfg names one, e.g. for a reduced-width trunk). Its output
 goes to ``<root>/<rung>/train.log``. A rung is finished when its workdir holds ``final_metrics.json`` (written
 by the training loop at the end of a run: step, map_07, map_area, train_images_per_sec, num_images); finished
 rungs are skipped, so re-running the same command continues an interrupted sweep (an unfinished rung resumes
@@ -17,8 +18,9 @@ another --root. A rung that fails is reported and the sweep goes on; the exit st
 
 The table (``<root>/ablation.md`` and ``<root>/ablation.csv``, rungs in ladder order, one row per requested
 rung) is rebuilt from the workdirs after every rung: rung, what changed, paper mAP, this run's mAP (VOC07
-11-point and area, in %), training images/s, steps, and a note (not run / failed / trained from random init
-where the rung asks for a pretrained trunk but got no file).
+11-point and area, in %), training images/s, steps, and a note (not run / failed / the trunk file and how many
+layers and floats train.py copied from it / trained from random init where the rung asks for a pretrained trunk
+but got no file).
 
 --base_px N runs the reduced-resolution ladder ``<rung>@N`` (configs/yolov2_ablation.py) for quick sweeps.
 """
@@ -50,9 +52,14 @@ _YOLOV1_CLASSIFIER = flags.DEFINE_string("yolov1_classifier", "", "Darknet weigh
                                          "classifier fine-tuned at 448 (rungs hires_classifier, anchor_boxes).")
 _DARKNET19_CLASSIFIER = flags.DEFINE_string("darknet19_classifier", "", "Darknet weights of Darknet-19 "
                                             "fine-tuned at 448, e.g. darknet19_448.conv.23 (new_network on).")
+_YOLOV1_CLASSIFIER_CFG = flags.DEFINE_string("yolov1_classifier_cfg", "", "The cfg --yolov1_classifier was "
+                                             "written for, if not the shipped extraction.cfg.")
+_DARKNET19_CLASSIFIER_CFG = flags.DEFINE_string("darknet19_classifier_cfg", "", "The cfg --darknet19_classifier "
+                                                "was written for, if not the shipped darknet19_448.cfg.")
 flags.mark_flags_as_required(["root"])
 
 FINAL_METRICS = "final_metrics.json"
+INIT_REPORT = "init_report.json"  # written by train.py when it initializes from a file
 COMMAND_FILE = "ablate_command.json"
 COLUMNS = ("rung", "change", "paper_map_07", "map_07", "map_area", "train_images_per_sec", "steps", "note")
 # The trunk a model name starts from (which 448-px classifier an init.hires_classifier rung loads).
@@ -64,22 +71,41 @@ def rung_arg(rung: str, base_px: int) -> str:
     return rung if base_px == ladder.DETECTOR_PX else f"{rung}@{base_px}"
 
 
-def classifier_file(rung: str, base_px: int, classifiers: dict[str, str]) -> str:
-    """The pretrained-trunk file the rung should start from ('' when it needs none or none was given)."""
+def classifier_file(rung: str, base_px: int, classifiers: dict[str, tuple[str, str]]) -> tuple[str, str]:
+    """(weights, cfg) of the pretrained trunk the rung should start from: ('', '') when it needs none or none
+    was given; cfg '' = the shipped one. ``classifiers``: trunk ('yolov1' | 'darknet19') -> (weights, cfg)."""
     config = ladder.get_config(rung_arg(rung, base_px))
     if not config.init.hires_classifier:
-        return ""
-    return classifiers.get(TRUNK_OF_MODEL[config.model.name], "")
+        return "", ""
+    return classifiers.get(TRUNK_OF_MODEL[config.model.name], ("", ""))
 
 
-def train_args(rung: str, root: str, base_px: int, overrides: list[str], classifiers: dict[str, str]) -> list[str]:
+def train_args(rung: str, root: str, base_px: int, overrides: list[str],
+               classifiers: dict[str, tuple[str, str]]) -> list[str]:
     """The arguments of experiments/train.py for ``rung`` (paths as given; the caller picks the interpreter)."""
     args = [f"--config={os.path.join('configs', 'yolov2_ablation.py')}:{rung_arg(rung, base_px)}",
             f"--workdir={os.path.join(root, rung)}", *overrides]
-    weights = classifier_file(rung, base_px, classifiers)
+    weights, cfg = classifier_file(rung, base_px, classifiers)
     if weights:
         args.append(f"--config.init.darknet_weights={weights}")
+        if cfg:
+            args.append(f"--config.init.darknet_cfg={cfg}")
     return args
+
+
+def init_note(workdir: str) -> str:
+    """What train.py copied into the rung's model ('' without an init report): 'trunk from FILE (L layers,
+    F floats)'."""
+    path = os.path.join(workdir, INIT_REPORT)
+    if not os.path.isfile(path):
+        return ""
+    try:
+        with open(path) as f:
+            report = json.load(f)["darknet_weights"]
+        return (f"trunk from {os.path.basename(report['source'])} ({len(report['layers'])} layers, "
+                f"{report['floats_copied']:,} floats)")
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise ValueError(f"{path}: not a readable initialization report ({e})") from None
 
 
 def read_final_metrics(workdir: str) -> dict | None:
@@ -98,7 +124,7 @@ def read_final_metrics(workdir: str) -> dict | None:
     return metrics
 
 
-def table_rows(root: str, rungs: list[str], base_px: int, classifiers: dict[str, str],
+def table_rows(root: str, rungs: list[str], base_px: int, classifiers: dict[str, tuple[str, str]],
                status: dict[str, str]) -> list[dict]:
     """One row per rung in ladder order, from the workdirs' final metrics (empty cells where not run)."""
     rows = []
@@ -107,9 +133,11 @@ def table_rows(root: str, rungs: list[str], base_px: int, classifiers: dict[str,
         notes = [status[rung]] if rung in status else []
         if metrics is None and not notes:
             notes.append("not run")
-        if ladder.get_config(rung_arg(rung, base_px)).init.hires_classifier and not classifier_file(
-                rung, base_px, classifiers):
-            notes.append("random init (no 448-px classifier file given)")
+        if ladder.get_config(rung_arg(rung, base_px)).init.hires_classifier:
+            if not classifier_file(rung, base_px, classifiers)[0]:
+                notes.append("random init (no 448-px classifier file given)")
+            elif metrics is not None:
+                notes.append(init_note(os.path.join(root, rung)))
         row = {"rung": rung, "change": ladder.CHANGES[rung], "paper_map_07": f"{ladder.PAPER_MAP_07[rung]:.1f}",
                "map_07": "", "map_area": "", "train_images_per_sec": "", "steps": "", "note": "; ".join(notes)}
         if metrics is not None:
@@ -173,7 +201,8 @@ def main(argv: list[str]) -> int:
     except ValueError as e:
         raise app.UsageError(f"--base_px={_BASE_PX.value}: {e}") from None
     root = os.path.abspath(_ROOT.value)
-    classifiers = {"yolov1": _YOLOV1_CLASSIFIER.value, "darknet19": _DARKNET19_CLASSIFIER.value}
+    classifiers = {"yolov1": (_YOLOV1_CLASSIFIER.value, _YOLOV1_CLASSIFIER_CFG.value),
+                   "darknet19": (_DARKNET19_CLASSIFIER.value, _DARKNET19_CLASSIFIER_CFG.value)}
     rungs = [r for r in ladder.RUNGS if r in _RUNGS.value]
     commands = {r: train_args(r, root, _BASE_PX.value, list(_OVERRIDES.value), classifiers) for r in rungs}
     if _PRINT.value:

@@ -156,15 +156,39 @@ SMOKE = ["--base_px=64"] + [f"--override=--config.{k}={v}" for k, v in (
     ("progress_bar", False), ("log_every_steps", 1), ("checkpoint.async_save", False), ("data.num_threads", 1))]
 
 
+def write_classifiers(d) -> tuple[list[str], dict[str, tuple[int, int]]]:
+    """448-px classifier files of the sweep's width-1/8 trunks, written with the project's own writer as darknet's
+    `partial` command writes them (the trunk convolutions only), each with the cfg it was written for.
+    Returns the ablate.py flags and, per trunk, (layers, floats) that a rung starting from it must copy."""
+    from yolojax import darknet as dk
+    from yolojax.darknet.cfg import infer_layers
+    from yolojax.darknet.mapping import darknet19_sections, yolov1_sections
+    from yolojax.models import Darknet19, YOLOv1
+
+    flags, expected = [], {}
+    v1 = yolov1_sections(YOLOv1(width=0.125, grid_size=1, batch_norm=True))
+    for trunk, sections, convs in (
+            ("yolov1", tuple(s for s in v1 if s.type != "crop"), 20),  # extraction.conv.weights' 20
+            ("darknet19", darknet19_sections(Darknet19(width=0.125)), 18)):  # darknet19_448.conv.23's 18
+        weighted = [i for i in infer_layers(sections) if i.section.type == "convolutional"][:convs]
+        cut = weighted[-1].index + 2  # [net] + the layers up to the last trunk conv
+        (d / f"{trunk}.cfg").write_text(dk.format_cfg(sections))
+        dk.write_weights(d / f"{trunk}_448.weights", sections[:cut], dk.random_blobs(sections[:cut], seed=3))
+        flags += [f"--{trunk}_classifier={d / f'{trunk}_448.weights'}", f"--{trunk}_classifier_cfg={d / f'{trunk}.cfg'}"]
+        expected[trunk] = (convs, sum(i.num_weights for i in weighted))
+    return flags, expected
+
+
 @pytest.mark.slow
 def test_sweep_over_all_rungs_writes_the_table_and_skips_finished_rungs(tmp_path):
     root = tmp_path / "ablation"
+    classifiers, expected_init = write_classifiers(tmp_path)
     # Compilation dominates a 2-step run: one XLA cache for the sweep (rungs whose step programs are equal,
     # e.g. batch_norm / hires_classifier, compile once), the cheaper-to-compile rbg PRNG for the random init
     # and unoptimized CPU code generation. None of this changes what is being checked.
     env = {"JAX_COMPILATION_CACHE_DIR": str(tmp_path / "xla"), "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
            "JAX_DEFAULT_PRNG_IMPL": "rbg", "XLA_FLAGS": "--xla_backend_optimization_level=0"}
-    res = run_ablate(f"--root={root}", *SMOKE, env=env)
+    res = run_ablate(f"--root={root}", *SMOKE, *classifiers, env=env)
     assert res.returncode == 0, res.stdout + res.stderr
     with open(root / "ablation.csv") as f:
         rows = list(csv.DictReader(f))
@@ -176,8 +200,18 @@ def test_sweep_over_all_rungs_writes_the_table_and_skips_finished_rungs(tmp_path
         assert 0.0 <= float(row["map_07"]) <= 100.0 and 0.0 <= float(row["map_area"]) <= 100.0
         assert row["map_07"] == f"{100 * metrics['map_07']:.1f}" and float(row["train_images_per_sec"]) > 0
         assert row["change"] == ladder.CHANGES[row["rung"]]
-        random_init = row["rung"] not in ("baseline", "batch_norm")  # a 448-px classifier asked for, none given
-        assert ("random init" in row["note"]) == random_init, row
+        trunk = {"baseline": None, "batch_norm": None, "hires_classifier": "yolov1",
+                 "anchor_boxes": "yolov1"}.get(row["rung"], "darknet19")  # the 448-px classifier the rung needs
+        if trunk is None:
+            assert row["note"] == "" and not (root / row["rung"] / "init_report.json").exists(), row
+            continue
+        layers, floats = expected_init[trunk]
+        assert row["note"] == f"trunk from {trunk}_448.weights ({layers} layers, {floats:,} floats)", row
+        report = json.loads((root / row["rung"] / "init_report.json").read_text())["darknet_weights"]
+        assert [entry["module"] for entry in report["layers"]] == [f"conv{k}" for k in range(layers)]
+    # anchor_boxes drops YOLOv1's last maxpool: conv16..19 run at twice the classifier's resolution.
+    report = json.loads((root / "anchor_boxes" / "init_report.json").read_text())["darknet_weights"]
+    assert any("conv16 26x26 (cfg 13x13)" in n for n in report["notes"]), report["notes"]  # at its natural 416
     # each rung trained the model its config names (the resolved config saved by train.py)
     saved = {r: json.loads((root / r / "config.json").read_text()) for r in ladder.RUNGS}
     assert saved["anchor_boxes"]["model"]["name"] == "yolov1_conv_anchors"
@@ -187,8 +221,9 @@ def test_sweep_over_all_rungs_writes_the_table_and_skips_finished_rungs(tmp_path
     assert sum(line.startswith(f"| {r} |") for r in ladder.RUNGS for line in md.splitlines()) == 9
 
     start = time.perf_counter()  # re-running: everything is finished, nothing trains
-    res = run_ablate(f"--root={root}", *SMOKE, env=env)
+    res = run_ablate(f"--root={root}", *SMOKE, *classifiers, env=env)
     assert res.returncode == 0 and res.stdout.count("finished, skipped") == 9, res.stdout + res.stderr
     assert time.perf_counter() - start < 60
-    res = run_ablate(f"--root={root}", *SMOKE, "--override=--config.seed=1", "--rungs=passthrough", env=env)
+    res = run_ablate(f"--root={root}", *SMOKE, *classifiers, "--override=--config.seed=1", "--rungs=passthrough",
+                     env=env)
     assert res.returncode != 0 and "passthrough: finished with other arguments" in res.stderr

@@ -21,7 +21,7 @@ from yolojax import darknet as dk
 from yolojax.darknet import cfg as dcfg
 from yolojax.darknet.mapping import match_handwritten
 from yolojax.darknet.weights import WeightsHeader, layer_blobs, read_header
-from yolojax.models import TinyYOLOv2, YOLOv1, YOLOv2
+from yolojax.models import TinyYOLOv2, YOLOv1, YOLOv1ConvAnchors, YOLOv2
 
 
 CFG_DIR = dk.OFFICIAL_CFG_DIR  # the official cfgs ship with the package
@@ -486,6 +486,7 @@ SMALL_MODELS = {
     "yolov1": (YOLOv1(width=1 / 16, grid_size=2, num_classes=3), 128),
     "fast_yolo_cropped": (YOLOv1(architecture="fast_yolo", width=0.25, grid_size=2, num_classes=3,
                                  crop_rescale=True), 128),
+    "yolov1_conv_anchors": (YOLOv1ConvAnchors(width=1 / 16, num_classes=3, num_anchors=2, flat_output=True), 64),
 }
 
 

@@ -22,7 +22,7 @@ from yolojax import darknet as dk
 from yolojax import initialization as ini
 from yolojax.darknet.mapping import MappingError
 from yolojax.darknet.weights import WeightsError
-from yolojax.models import Darknet19, TinyYOLOv2, YOLOv1, YOLOv2
+from yolojax.models import Darknet19, TinyYOLOv2, YOLOv1, YOLOv1ConvAnchors, YOLOv2
 
 CFG_DIR = dk.OFFICIAL_CFG_DIR
 
@@ -34,6 +34,11 @@ DARKNET19_CONVS = [(3, 32, 3), (32, 64, 3), (64, 128, 3), (128, 64, 1), (64, 128
 CONV23_FLOATS = sum(n * (c * k * k + 4) for c, n, k in DARKNET19_CONVS)  # 19,831,776
 # The classifier (cfg layer 23): 1000 filters 1x1 on 1024 channels, with bias, no batch norm.
 CLASSIFIER_FLOATS = 1000 * 1024 + 1000
+# extraction.cfg's 20 convolutions before its classifier, read off the cfg: 64 7x7/2, M, 192 3x3, M, 128 1x1,
+# 256 3x3, 256 1x1, 512 3x3, M, 4 x (256 1x1, 512 3x3), 512 1x1, 1024 3x3, M, 2 x (512 1x1, 1024 3x3).
+EXTRACTION_CONVS = ([(3, 64, 7), (64, 192, 3), (192, 128, 1), (128, 256, 3), (256, 256, 1), (256, 512, 3)]
+                    + [(512, 256, 1), (256, 512, 3)] * 4 + [(512, 512, 1), (512, 1024, 3)]
+                    + [(1024, 512, 1), (512, 1024, 3)] * 2)
 
 
 def shapes_of(model, size: int) -> dict:
@@ -117,16 +122,66 @@ def test_extraction_conv_weights_fill_the_first_20_convs_of_yolov1(tmp_path):
     dk.write_weights(path, sections[:25], blobs)  # layers 0..23: the 20 convs before the classifier
     model = YOLOv1(batch_norm=True)
     variables, report = ini.from_darknet(model, shapes_of(model, 448), path)
-    # extraction.cfg: 64 7x7/2, M, 192 3x3, M, 128 1x1, 256 3x3, 256 1x1, 512 3x3, M, 4 x (256 1x1, 512 3x3),
-    # 512 1x1, 1024 3x3, M, 2 x (512 1x1, 1024 3x3): (input channels, filters, size)
-    convs = ([(3, 64, 7), (64, 192, 3), (192, 128, 1), (128, 256, 3), (256, 256, 1), (256, 512, 3)]
-             + [(512, 256, 1), (256, 512, 3)] * 4 + [(512, 512, 1), (512, 1024, 3)]
-             + [(1024, 512, 1), (512, 1024, 3)] * 2)
     assert len(report.layers) == 20 and report.layers[-1]["module"] == "conv19"
-    assert report.floats_copied == sum(n * (c * k * k + 4) for c, n, k in convs)
+    assert report.floats_copied == sum(n * (c * k * k + 4) for c, n, k in EXTRACTION_CONVS)
     assert ini._modules(report.kept_init) == ["conv20", "conv21", "conv22", "conv23", "fc0", "fc1"]
     np.testing.assert_array_equal(variables["params"]["conv0"]["conv"]["kernel"],
                                   blobs[0]["weights"].transpose(2, 3, 1, 0))
+
+
+def test_extraction_weights_fill_the_conv_anchors_trunk_whose_last_four_convs_run_at_twice_the_size(tmp_path):
+    # YOLO9000's "convolutional, anchor boxes" rung: YOLOv1's trunk without the maxpool after conv15 starts from
+    # the same 448-px classifier. The kernels are the same; conv16..19 compute 2x larger maps than in the cfg.
+    sections = dk.load_cfg(CFG_DIR / "extraction.cfg")
+    blobs = dk.random_blobs(sections, seed=6)
+    path = tmp_path / "extraction.conv.weights"
+    dk.write_weights(path, sections[:25], blobs)
+    model = YOLOv1ConvAnchors(num_classes=20, num_anchors=9)
+    variables, report = ini.from_darknet(model, shapes_of(model, 416), path)
+    assert report.cfg.endswith("extraction.cfg") and len(report.layers) == 20
+    assert report.floats_copied == sum(n * (c * k * k + 4) for c, n, k in EXTRACTION_CONVS) == 22_430_400
+    assert ini._modules(report.kept_init) == ["conv20", "conv21", "conv22", "conv23", "conv24"]
+    # At 416 the model's conv16..19 maps are 26x26; extraction.cfg at 416 pools them to 13x13.
+    resized = [n for n in report.notes if "another size" in n]
+    assert len(resized) == 1 and "4 copied layers" in resized[0], report.notes
+    assert "conv16 26x26 (cfg 13x13)" in resized[0] and "conv19 26x26 (cfg 13x13)" in resized[0]
+    np.testing.assert_array_equal(variables["params"]["conv19"]["conv"]["kernel"],
+                                  blobs[23]["weights"].transpose(2, 3, 1, 0))
+    np.testing.assert_array_equal(variables["batch_stats"]["conv19"]["bn"]["var"], blobs[23]["rolling_variance"])
+
+
+def _scaled_cfg(name: str, width: float, path) -> None:
+    """An official cfg with every hidden conv's filters scaled as a width-``width`` model scales them (the
+    multiple of 4 nearest to filters * width); the last conv (the classifier) keeps its filters."""
+    text = (CFG_DIR / name).read_text()
+    filters = [m.start() for m in re.finditer(r"^filters=\d+", text, re.M)]
+    out, last = [], 0
+    for i, start in enumerate(filters[:-1]):
+        end = text.index("\n", start)
+        n = int(text[start + len("filters="):end])
+        out += [text[last:start], f"filters={max(4, int(round(n * width / 4)) * 4)}"]
+        last = end
+    path.write_text("".join(out) + text[last:])
+
+
+def test_a_reduced_width_model_takes_a_file_written_for_its_own_cfg(tmp_path):
+    # A half-width Darknet-19 classifier trained with darknet initializes a half-width YOLOv2 when its cfg is given.
+    cfg = tmp_path / "darknet19_half.cfg"
+    _scaled_cfg("darknet19_448.cfg", 0.5, cfg)
+    sections = dk.load_cfg(cfg)
+    blobs = dk.random_blobs(sections, seed=2)
+    path = tmp_path / "darknet19_half.conv.23"
+    dk.write_weights(path, sections[:24], blobs)
+    model = YOLOv2(num_classes=3, width=0.5)
+    with pytest.raises(ValueError) as e:  # the shipped cfg has the published channel counts
+        ini.from_darknet(model, shapes_of(model, 416), path)
+    assert "width=0.5" in _one_line(e) and "give its cfg as cfg_path" in _one_line(e)
+    variables, report = ini.from_darknet(model, shapes_of(model, 416), path, cfg_path=cfg)
+    half = [(c if c == 3 else c // 2, n // 2, k) for c, n, k in DARKNET19_CONVS]  # the RGB input stays 3
+    assert len(report.layers) == 18 and report.floats_copied == sum(n * (c * k * k + 4) for c, n, k in half)
+    np.testing.assert_array_equal(variables["params"]["conv17"]["conv"]["kernel"],
+                                  blobs[22]["weights"].transpose(2, 3, 1, 0))
+    assert variables["params"]["conv17"]["conv"]["kernel"].shape == (3, 3, 256, 512)
 
 
 # ----------------------------------------------------------------------------------------------------------

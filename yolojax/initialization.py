@@ -12,8 +12,10 @@ and the given leaves everywhere else. Each call returns an InitReport (``report.
 
 Darknet files map by darknet LAYER ORDER, never by name: the k-th weighted layer of the cfg that the file
 was written for goes into the model's k-th convolution (the hand-written modules name it ``conv{k}``), after
-checking that both compute the same thing (input and output shapes at the model's input size, kernel size,
-stride, activation, batch norm). docs/darknet_formats.md describes the files and the rules.
+checking that both hold the same kernel (input and output channels, kernel size, stride, activation, batch
+norm). Spatial sizes may differ (YOLO9000's convolutional-with-anchor-boxes network drops a pooling layer of the
+classifier it starts from); the report then says which layers run at another resolution than in the cfg.
+docs/darknet_formats.md describes the files and the rules.
 
 Variable paths (freeze_mask, keep_frozen_stats, the reports) are the tree's keys joined by "/", starting with
 the collection: ``params/conv3/conv/kernel``, ``params/conv3/bn/scale``, ``batch_stats/conv3/bn/mean``.
@@ -40,7 +42,7 @@ from yolojax.darknet.mapping import MappingError, Target, blobs_to_variables, mo
 from yolojax.darknet.weights import read_weights
 from yolojax.models.darknet import Darknet19
 from yolojax.models.layers import BN_EPSILON
-from yolojax.models.yolov1 import YOLOv1
+from yolojax.models.yolov1 import YOLOv1, YOLOv1ConvAnchors
 from yolojax.models.yolov2 import TinyYOLOv2, YOLOv2
 
 __all__ = ["InitReport", "default_darknet_cfg", "freeze", "freeze_mask", "from_darknet", "from_variables",
@@ -116,11 +118,11 @@ def _modules(paths: dict[str, str]) -> list[str]:
 
 def default_darknet_cfg(model: nn.Module) -> str:
     """The official cfg shipped with yolojax whose layers a model's trunk reproduces: darknet19_448.cfg for
-    YOLOv2 and Darknet19, extraction.cfg for YOLOv1. Raises ValueError for other models (Fast YOLO, Tiny
-    YOLOv2: no shipped ImageNet cfg has their convolutions)."""
+    YOLOv2 and Darknet19, extraction.cfg for YOLOv1 and YOLOv1ConvAnchors (its first 20 convolutions). Raises
+    ValueError for other models (Fast YOLO, Tiny YOLOv2: no shipped ImageNet cfg has their convolutions)."""
     if isinstance(model, (YOLOv2, Darknet19)):
         return str(official_cfg("darknet19_448.cfg"))
-    if isinstance(model, YOLOv1) and model.architecture == "yolov1":
+    if isinstance(model, YOLOv1ConvAnchors) or (isinstance(model, YOLOv1) and model.architecture == "yolov1"):
         return str(official_cfg("extraction.cfg"))
     name = model.architecture if isinstance(model, YOLOv1) else type(model).__name__
     raise ValueError(f"{name}: no shipped darknet cfg matches this model's trunk (darknet19_448.cfg fits YOLOv2 "
@@ -134,12 +136,12 @@ def _model_sections(model: nn.Module) -> tuple[Section, ...]:
         # The trunk does not depend on the reorg permutation or the anchors; only export needs them.
         model = model.clone(reorg_impl="darknet", parent=None)
         return module_sections(model, 416, 416, anchors=((1.0, 1.0),) * model.num_anchors)
-    if isinstance(model, TinyYOLOv2):
+    if isinstance(model, (TinyYOLOv2, YOLOv1ConvAnchors)):
         return module_sections(model, 416, 416, anchors=((1.0, 1.0),) * model.num_anchors)
     if isinstance(model, (YOLOv1, Darknet19)):
         return module_sections(model, 448, 448)
     raise TypeError(f"cannot initialize {type(model).__name__} from darknet files: expected YOLOv2, TinyYOLOv2, "
-                    f"YOLOv1 or Darknet19")
+                    f"YOLOv1, YOLOv1ConvAnchors or Darknet19")
 
 
 def _describe(info: LayerInfo) -> str:
@@ -152,11 +154,12 @@ def _describe(info: LayerInfo) -> str:
 
 
 def _fits(cfg_layer: LayerInfo, model_conv: LayerInfo) -> bool:
-    """Whether a cfg layer computes what the model's conv does (batch norm may be folded: see _fold_bn)."""
+    """Whether a cfg layer holds the kernel of the model's conv: the same input and output channels, kernel
+    size, stride and activation (batch norm may be folded: see _fold_bn). Spatial sizes may differ."""
     a, b = cfg_layer.section, model_conv.section
     if a.type != "convolutional":
         return False
-    same = (cfg_layer.in_shape == model_conv.in_shape and cfg_layer.out_shape == model_conv.out_shape
+    same = (cfg_layer.in_shape[2] == model_conv.in_shape[2] and cfg_layer.out_shape[2] == model_conv.out_shape[2]
             and all(a.get_int(k, 1) == b.get_int(k, 1) for k in ("size", "stride", "filters"))
             and a.get_str("activation", "logistic") == b.get_str("activation", "logistic"))
     bn_a, bn_b = a.get_int("batch_normalize", 0), b.get_int("batch_normalize", 0)
@@ -177,8 +180,9 @@ def from_darknet(model: nn.Module, variables: PyTree, weights_path: str | os.Pat
 
     Args:
       model: YOLOv2 (any head, passthrough and reorg_impl), Darknet19 (backbone or classifier), YOLOv1
-        ('yolov1'; Fast YOLO and Tiny YOLOv2 only with a cfg_path whose convolutions are theirs). Width 1.0:
-        darknet weights exist only for the published channel counts.
+        ('yolov1'; Fast YOLO and Tiny YOLOv2 only with a cfg_path whose convolutions are theirs),
+        YOLOv1ConvAnchors. Width 1.0 with the shipped cfgs (darknet's published channel counts); another
+        width needs the cfg_path its file was written for.
       variables: the model's {'params', 'batch_stats'} (fresh initialization, or jax.ShapeDtypeStruct leaves).
       weights_path: e.g. darknet19_448.conv.23 (the first 23 layers of darknet19_448.cfg), darknet19_448.weights,
         extraction.conv.weights (the first 20 convolutions of extraction.cfg) or extraction.weights.
@@ -190,16 +194,18 @@ def from_darknet(model: nn.Module, variables: PyTree, weights_path: str | os.Pat
       does not, and reported in ``unused_source``. A cfg layer with batch norm going into a conv without (YOLOv1
       with model.v1.batch_norm=False) is folded into the conv's kernel and bias.
     Raises:
-      ValueError (width != 1, no shipped cfg for the model), FileNotFoundError, CfgError, WeightsError (the file
+      ValueError (width != 1 without cfg_path, no shipped cfg for the model), FileNotFoundError, CfgError, WeightsError (the file
       does not fit the cfg: floats expected and found; a truncated file), MappingError (the cfg does not match
       the model's trunk: names the cfg layer and the model's conv). All messages are one line.
     """
     weights_path = os.fspath(weights_path)
     width = float(getattr(model, "width", 1.0))
-    if width != 1.0:
+    if width != 1.0 and not cfg_path:
         field = "model.width" if model_cfg is not None else "width"
-        raise ValueError(f"{field}={width:g}: {weights_path} holds darknet's published channel counts, which only a "
-                         f"width 1.0 model has")
+        cfg_field = "init.darknet_cfg" if model_cfg is not None else "cfg_path"
+        raise ValueError(f"{field}={width:g}: the shipped cfgs have darknet's published channel counts, which only "
+                         f"a width 1.0 model has; for {weights_path} written for other channel counts, give its "
+                         f"cfg as {cfg_field}")
     cfg_path = os.fspath(cfg_path) if cfg_path else default_darknet_cfg(model)
     for what, path in (("weights", weights_path), ("cfg", cfg_path)):
         if not os.path.isfile(path):
@@ -213,7 +219,7 @@ def from_darknet(model: nn.Module, variables: PyTree, weights_path: str | os.Pat
     weighted = [i for i in cfg_infos if i.num_weights]
     in_file = [i for i in weighted if i.index in dw.layers]
 
-    blobs, targets, layers, unused, folded, floats = {}, {}, [], {}, 0, 0
+    blobs, targets, layers, unused, folded, floats, resized = {}, {}, [], {}, 0, 0, []
     for k, info in enumerate(in_file):
         if k < len(model_convs) and _fits(info, model_convs[k]):
             layer_blobs = dw.layers[info.index]
@@ -223,6 +229,9 @@ def from_darknet(model: nn.Module, variables: PyTree, weights_path: str | os.Pat
             layers.append(dict(cfg_layer=info.index, line=info.section.line, type=info.section.type,
                                module=f"conv{k}", floats=info.num_weights))
             floats += info.num_weights
+            if info.out_shape[:2] != model_convs[k].out_shape[:2]:
+                resized.append(f"conv{k} {model_convs[k].out_shape[0]}x{model_convs[k].out_shape[1]} "
+                               f"(cfg {info.out_shape[0]}x{info.out_shape[1]})")
             continue
         rest = in_file[k:]
         theirs = (f"the model's conv{k} is {_describe(model_convs[k])}" if k < len(model_convs)
@@ -243,6 +252,9 @@ def from_darknet(model: nn.Module, variables: PyTree, weights_path: str | os.Pat
         notes.append(f"partial file: cfg layers {list(dw.missing)} are not in it")
     if folded:
         notes.append(f"batch norm of {folded} cfg layers folded into the kernel and bias (the model has no BN)")
+    if resized:
+        notes.append(f"{len(resized)} copied layers compute maps of another size than in the cfg at the model's "
+                     f"input size (a pooling layer differs): {', '.join(resized)}")
     report = InitReport(source=weights_path, cfg=cfg_path, method="darknet layer order", layers=layers,
                         floats_copied=floats, copied=conversion.loaded,
                         kept_init={p: "not in the weights file" for p in conversion.uninitialized},

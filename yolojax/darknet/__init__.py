@@ -187,13 +187,14 @@ def cfg_anchors(sections: tuple[Section, ...]) -> np.ndarray | None:
 def model_config_fields(model: nn.Module, sections: tuple[Section, ...]) -> dict[str, Any]:
     """``config.model`` fields (see yolojax.models.build_model) describing a hand-written module, plus the
     cfg's anchors for YOLOv2. Raises ValueError for the generic network (no training config describes it)."""
-    from yolojax.models import TinyYOLOv2, YOLOv1, YOLOv2
+    from yolojax.models import TinyYOLOv2, YOLOv1, YOLOv1ConvAnchors, YOLOv2
 
-    if isinstance(model, (YOLOv2, TinyYOLOv2)):
+    if isinstance(model, (YOLOv2, TinyYOLOv2, YOLOv1ConvAnchors)):
         regions = [s for s in sections if s.type == "region"]
         # as written in the cfg (python floats; cfg_anchors' float32 would print as 1.0800000429153442)
         anchors = regions[-1].get_floats("anchors") if regions and regions[-1].has("anchors") else None
-        fields = dict(name="yolov2" if isinstance(model, YOLOv2) else "tiny_yolov2", num_classes=model.num_classes,
+        name = {YOLOv2: "yolov2", TinyYOLOv2: "tiny_yolov2", YOLOv1ConvAnchors: "yolov1_conv_anchors"}[type(model)]
+        fields = dict(name=name, num_classes=model.num_classes,
                       width=model.width, v2=dict(num_anchors=model.num_anchors, batch_norm=model.batch_norm))
         if isinstance(model, YOLOv2):
             fields["v2"].update(passthrough=model.passthrough, reorg_impl=model.reorg_impl)
@@ -206,5 +207,6 @@ def model_config_fields(model: nn.Module, sections: tuple[Section, ...]) -> dict
                             batch_norm=model.batch_norm, dropout_rate=model.dropout_rate,
                             crop_rescale=model.crop_rescale))
     raise ValueError(f"{sections[0].source} is not one of the hand-written architectures (yolov2-voc, "
-                     f"yolo-voc.2.0, yolov2-tiny-voc, yolo-v1-paper, fast-yolo-v1-paper): it loads into the generic "
+                     f"yolo-voc.2.0, yolov2-tiny-voc, yolo-v1-paper, fast-yolo-v1-paper, YOLO9000's convolutional "
+                     f"YOLOv1 with anchors): it loads into the generic "
                      f"DarknetNetwork, which the training code cannot build")

@@ -29,7 +29,7 @@ from yolojax.darknet.network import NAME_PREFIX, DarknetNetwork
 from yolojax.models.darknet import DARKNET19_LAYERS, Darknet19
 from yolojax.models.layers import scale_channels
 from yolojax.models.yolov1 import ARCHITECTURES as V1_ARCHITECTURES
-from yolojax.models.yolov1 import YOLOv1, yolov1_output_size
+from yolojax.models.yolov1 import YOLOV1_CONV_ANCHORS_CONVS, YOLOv1, YOLOv1ConvAnchors, yolov1_output_size
 from yolojax.models.yolov2 import TINY_YOLOV2_LAYERS, TinyYOLOv2, YOLOv2
 
 # VOC anchors of yolov2-voc.cfg in grid units of the 13x13 grid (as in yolov2-voc.cfg), written when exporting a
@@ -312,6 +312,22 @@ def yolov1_sections(model: YOLOv1, height: int = 448, width: int = 448) -> tuple
     return (_net(height, width),) + tuple(layers)
 
 
+def yolov1_conv_anchors_sections(model: YOLOv1ConvAnchors, height: int = 416, width: int = 416,
+                                 anchors: tuple[tuple[float, float], ...] | None = None) -> tuple[Section, ...]:
+    """The darknet cfg of a YOLOv1ConvAnchors module (no official cfg exists): YOLOv1's 24 convolutions
+    (channels scaled by ``model.width``) without the maxpool after conv15, the 1x1 linear output conv and a
+    [region] layer with ``anchors`` (grid units; default: 1x1 boxes, which only the decoder uses)."""
+    anchors = anchors or ((1.0, 1.0),) * model.num_anchors
+    if len(anchors) != model.num_anchors:
+        raise ValueError(f"{len(anchors)} anchors given for a model with num_anchors={model.num_anchors}")
+    layers = [_sec("maxpool", size=2, stride=2) if layer == "M"
+              else _conv(scale_channels(layer[0], model.width), layer[1], layer[2], bn=model.batch_norm)
+              for layer in YOLOV1_CONV_ANCHORS_CONVS]
+    layers += [_conv(model.num_anchors * (5 + model.num_classes), 1, bn=False, activation="linear"),
+               _region(model.num_classes, tuple(tuple(float(v) for v in a) for a in anchors))]
+    return (_net(height, width),) + tuple(layers)
+
+
 def module_sections(model: nn.Module, height: int | None = None, width: int | None = None,
                     anchors: tuple[tuple[float, float], ...] | None = None) -> tuple[Section, ...]:
     """The cfg of any supported module (generic network: its own sections, optionally resized)."""
@@ -326,10 +342,12 @@ def module_sections(model: nn.Module, height: int | None = None, width: int | No
         return yolov2_sections(model, height or 416, width or 416, anchors)
     if isinstance(model, YOLOv1):
         return yolov1_sections(model, height or 448, width or 448)
+    if isinstance(model, YOLOv1ConvAnchors):
+        return yolov1_conv_anchors_sections(model, height or 416, width or 416, anchors)
     if isinstance(model, Darknet19):
         return darknet19_sections(model, height or 448, width or 448)
-    raise TypeError(f"cannot export {type(model).__name__}: expected YOLOv2, TinyYOLOv2, YOLOv1, Darknet19 or "
-                    f"DarknetNetwork")
+    raise TypeError(f"cannot export {type(model).__name__}: expected YOLOv2, TinyYOLOv2, YOLOv1, "
+                    f"YOLOv1ConvAnchors, Darknet19 or DarknetNetwork")
 
 
 def module_targets(model: nn.Module, sections: tuple[Section, ...]) -> dict[int, Target]:
@@ -373,7 +391,7 @@ def _candidates(sections: tuple[Section, ...]) -> list[nn.Module]:
         kw = dict(num_classes=last.get_int("classes", 20), num_anchors=last.get_int("num", 1), batch_norm=bn,
                   flat_output=True)
         out += [YOLOv2(passthrough=p, width=f0 / 32, **kw) for p in ("conv64_reorg", "reorg", "none")]
-        out.append(TinyYOLOv2(width=f0 / 16, **kw))
+        out += [TinyYOLOv2(width=f0 / 16, **kw), YOLOv1ConvAnchors(width=f0 / 64, **kw)]
     elif last.type == "detection":
         dropouts = [s for s in sections[1:] if s.type == "dropout"]
         rate = dropouts[0].get_float("probability", 0.5) if dropouts else 0.5
@@ -394,10 +412,8 @@ def match_handwritten(sections: tuple[Section, ...]) -> nn.Module | None:
     target = _signature(sections)
     for model in _candidates(sections):
         try:
-            if isinstance(model, YOLOv1):
-                cand = yolov1_sections(model, h, w)
-            else:
-                cand = yolov2_sections(model, h, w, anchors=((1.0, 1.0),) * model.num_anchors)
+            anchors = None if isinstance(model, YOLOv1) else ((1.0, 1.0),) * model.num_anchors
+            cand = module_sections(model, h, w, anchors)
             if _signature(cand) == target:
                 return model
         except (CfgError, ValueError):
