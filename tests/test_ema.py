@@ -193,16 +193,16 @@ def test_api_and_evaluation_use_the_ema_weights(straight):
 
 # ------------------------------------------------------------------------------ a checkpoint without EMA
 @pytest.fixture(scope="module")
-def no_ema_workdir(tmp_path_factory):
-    """Variables only (as experiments/convert_darknet.py writes them) plus the config.json a workdir has."""
+def no_ema_workdir(straight, tmp_path_factory):
+    """Variables only (as experiments/convert_darknet.py writes them: the raw ones of the straight run) plus the
+    config.json a workdir has."""
     from yolojax import checkpoints
-    from yolojax.models import build_model
 
     config = ema_config(**{"optim.ema.decay": 0.0})
-    model = build_model(config.model)
-    variables = jax.jit(lambda x: model.init(jax.random.PRNGKey(0), x, train=False))(np.zeros((1, 64, 64, 3), np.float32))
+    state = straight[1]["state"]
+    variables = host({"params": state.params, "batch_stats": state.batch_stats})
     workdir = str(tmp_path_factory.mktemp("no_ema"))
-    checkpoints.write_variables(workdir, dict(variables), meta={"model": checkpoints.model_signature(config)})
+    checkpoints.write_variables(workdir, variables, meta={"model": checkpoints.model_signature(config)})
     checkpoints.write_config(workdir, config)
     return workdir, variables
 
@@ -236,3 +236,24 @@ def test_detect_cli_weights_ema_without_ema_is_one_line(no_ema_workdir, tmp_path
     assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and lines[0].startswith("detect: error: ")
     assert f"checkpoint {os.path.join(workdir, 'checkpoints', '0')} holds no EMA weights" in lines[0], lines[0]
+
+
+def test_ema_starts_from_restored_weights_when_the_checkpoint_has_none(no_ema_workdir, tmp_path, capsys):
+    """Training with EMA on from variables without one: ema_0 = those variables (not the fresh random init)."""
+    import shutil
+
+    from yolojax import train
+
+    source, written = no_ema_workdir
+    workdir = str(tmp_path / "from_variables")
+    shutil.copytree(source, workdir)
+    result = train.train_and_evaluate(ema_config(total_steps=1), workdir)
+    assert "EMA (config.optim.ema.decay=0.9) starts from the weights of step 0" in capsys.readouterr().out
+    d = DECAY * (1.0 - math.exp(-1 / WARMUP))
+    v0 = host(dict(written))
+    v1 = host({"params": result["state"].params, "batch_stats": result["state"].batch_stats})
+    want = jax.tree.map(lambda a, b: d * a.astype(np.float64) + (1.0 - d) * b, v0, v1)
+    got = flat(host(result["state"].ema))
+    for k, w in flat(want).items():
+        np.testing.assert_allclose(got[k], w, rtol=2e-6, atol=1e-7, err_msg=k)
+    assert result["weights"] == "ema"

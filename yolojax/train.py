@@ -565,7 +565,8 @@ class _Logger:
 
 
 def _eval_summary(step: int, result: Mapping[str, Any]) -> str:
-    line = (f"eval step {step} ({result.get('weights', 'raw')} weights): mAP@0.5 VOC07={result['map_07']:.4f} area={result['map_area']:.4f}")
+    line = (f"eval step {step} ({result.get('weights', 'raw')} weights): mAP@0.5 VOC07={result['map_07']:.4f} "
+            f"area={result['map_area']:.4f}")
     if "coco" in result:
         line += f" COCO AP={result['coco']['AP']:.4f}"
     return line + f" ({result['num_images']} images, {result['images_per_sec']:.1f} img/s)"
