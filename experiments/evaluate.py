@@ -21,7 +21,7 @@ reports as above plus images/s. Thresholds default to the published ones (v2: sc
       --tfds_split 2007_test --out_dir eval_darknet
 
 A checkpoint is scored with its EMA weights when it holds them (``--weights auto``), as training-time evaluation
-does; ``--weights raw`` scores the raw ones. The JSON says which ("weights").
+does; ``--weights raw`` scores the raw ones. The first line printed says which ("(ema weights)").
 """
 from __future__ import annotations
 
@@ -165,8 +165,6 @@ def evaluate_model() -> dict:
           f"{stats['images_per_sec']:.1f} images/s after the first batch (which includes compilation); result files "
           f"and pr_curves.png in {FLAGS.out_dir}")
     result["unreadable_images"] = unreadable
-    if detector.weights:
-        result["weights"] = detector.weights  # "ema" or "raw": which weights of the checkpoint were scored
     return result
 
 
@@ -181,8 +179,6 @@ def report(result: dict) -> None:
         print(coco_metrics.format_summary(result["coco_full"]))
     if FLAGS.json:
         out = evaluation.result_to_json(result)
-        if "weights" in result:
-            out["weights"] = result["weights"]
         if "coco_full" in result:
             out["coco"] = coco_metrics.result_to_json(result["coco_full"])
         with open(FLAGS.json, "w") as f:

@@ -166,9 +166,23 @@ def test_api_and_evaluation_use_the_ema_weights(straight):
     assert_trees_equal(auto.variables, state.ema)
     assert_trees_equal(raw.variables, {"params": state.params, "batch_stats": state.batch_stats})
     assert_trees_equal(api.load_checkpoint(workdir, weights="ema").variables, state.ema)
-    # only the asked-for tree is read (orbax partial restore)
-    _, meta = checkpoints.restore_variables(workdir, weights="raw")
-    assert meta["restored_weights"] == "raw"
+    # only the asked-for tree is read (orbax partial restore; spied on the numpy handler it restores through)
+    import orbax.checkpoint as ocp
+
+    asked = []
+    deserialize = ocp.type_handlers.NumpyHandler.deserialize
+
+    async def spy(self, infos, args=None):
+        asked.extend(info.name for info in infos)
+        return await deserialize(self, infos, args)
+
+    for weights, prefixes in (("ema", {"ema"}), ("raw", {"params", "batch_stats"})):
+        asked.clear()
+        with pytest.MonkeyPatch.context() as mp:
+            mp.setattr(ocp.type_handlers.NumpyHandler, "deserialize", spy)
+            _, meta = checkpoints.restore_variables(workdir, weights=weights)
+        assert meta["restored_weights"] == weights and asked
+        assert {name.split(".")[0] for name in asked} == prefixes, sorted(asked)[:5]
 
     config = api.load_config(os.path.join(workdir, "config.json"))
 

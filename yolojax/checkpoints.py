@@ -520,11 +520,11 @@ def restore_variables(path: str | os.PathLike, *, step: int | None = None,
         raise CheckpointError(f"{path}: is checkpoint step {path_step}, but step={step} was asked for")
     step = path_step if step is None else step
 
-    def make_target(stored):
+    def make_target(stored, step):
         if "params" not in stored:
             raise _Damage("state has no params")
-        if weights == "ema" and "ema" not in stored:
-            raise CheckpointError(f"checkpoint {directory}/{stored_step[0]} holds no EMA weights (trained "
+        if weights == "ema" and "ema" not in stored:  # not damage: nothing is moved
+            raise CheckpointError(f"checkpoint {os.path.join(directory, str(step))} holds no EMA weights (trained "
                                   "without config.optim.ema.decay > 0, or converted); use weights='raw'")
         if weights != "raw" and "ema" in stored:
             item = {"ema": {k: stored["ema"][k] for k in _VARIABLES if k in stored["ema"]}}
@@ -532,11 +532,8 @@ def restore_variables(path: str | os.PathLike, *, step: int | None = None,
             item = {k: stored[k] for k in _VARIABLES if k in stored}
         return item, jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
 
-    stored_step = [None]  # the step being read, for the error above
-
     def read(s):
-        stored_step[0] = s
-        return _read_step(mngr, s, make_target, check_meta, read_data=False)
+        return _read_step(mngr, s, lambda stored: make_target(stored, s), check_meta, read_data=False)
 
     with quiet_orbax():
         mngr = _read_manager(directory)

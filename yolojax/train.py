@@ -424,7 +424,8 @@ def initialize(state: TrainState, config: ml_collections.ConfigDict, model: flax
                workdir: str | None = None) -> TrainState:
     """Initializes the variables of a fresh ``state`` from ``config.init``: darknet weights by layer order
     (``init.darknet_weights``, read with ``init.darknet_cfg`` or the shipped cfg of the model's trunk), then a
-    yolojax checkpoint by path and shape (``init.checkpoint``, a workdir or checkpoint dir). What was copied
+    yolojax checkpoint by path and shape (``init.checkpoint``, a workdir or checkpoint dir; its EMA weights when it
+    holds them, ``checkpoints.restore_variables``' default). What was copied
     and what kept its random initialization goes to the log and to ``<workdir>/init_report.json``."""
     from yolojax import checkpoints, initialization
 
@@ -440,9 +441,12 @@ def initialize(state: TrainState, config: ml_collections.ConfigDict, model: flax
     if init.checkpoint:
         if not os.path.exists(init.checkpoint):
             raise FileNotFoundError(f"config.init.checkpoint={init.checkpoint!r} does not exist")
-        source, _ = checkpoints.restore_variables(init.checkpoint)
+        source, source_meta = checkpoints.restore_variables(init.checkpoint)  # its EMA weights when it has them
         variables, report = initialization.from_variables(variables, source, source=init.checkpoint)
         reports.append(("checkpoint", report))
+        if jax.process_index() == 0:
+            print(f"init (checkpoint): the {source_meta['restored_weights']} weights of step "
+                  f"{source_meta.get('step')} of {init.checkpoint}", flush=True)
     if jax.process_index() == 0:
         for what, report in reports:
             for line in report.lines():
@@ -653,7 +657,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     result: dict[str, Any] = {}
     meta = {"model": checkpoints.model_signature(config)}
     if state.ema is not None:  # which weights the checkpoints hold: checkpoints.save adds meta["weights"]
-        meta["ema"] = {"decay": float(config.optim.ema.decay), "warmup_steps": int(config.optim.ema.warmup_steps)}
+        from yolojax import ema as ema_lib
+
+        meta["ema"] = ema_lib.settings(config.optim)
 
     def log_action(step: int) -> None:
         logger.flush(step)
