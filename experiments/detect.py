@@ -9,7 +9,9 @@ Inputs: image files, folders (their .jpg/.jpeg/.png/.bmp/.webp files, sorted) or
 ``NAME.ext`` it writes ``OUT/NAME.ext`` (boxes, class names and scores drawn) and ``OUT/NAME.json``:
 ``{"image": path, "width": W, "height": H, "detections": [{"box": [x1, y1, x2, y2], "class": name,
 "class_id": c, "score": s}, ...]}`` with boxes in pixel xyxy of the original image (x_px = x_norm * W).
-Images run in fixed-size jitted batches (the last one padded), so a folder compiles once.
+Images run in fixed-size jitted batches (the last one padded), so a folder compiles once. A checkpoint's EMA
+weights are used when it holds them (training with ``config.optim.ema.decay > 0``); ``--weights raw`` picks the
+raw ones, ``--weights ema`` insists on the EMA.
 Bad input (a missing path, a checkpoint of another model, darknet files that do not fit) ends with one line
 ``detect: error: ...`` and exit status 1 (``--debug`` shows the traceback). An image that cannot be read is
 named, skipped, and the others are still written; the exit status is then 1.
@@ -91,7 +93,8 @@ def _load_model(args: argparse.Namespace):
         names = api.read_names(args.names) if args.names else None
         return api.load_darknet(args.darknet_cfg, args.darknet_weights, class_names=names,
                                 image_size=args.image_size)
-    return api.load_checkpoint(args.workdir or args.checkpoint, config=args.config, image_size=args.image_size)
+    return api.load_checkpoint(args.workdir or args.checkpoint, config=args.config, image_size=args.image_size,
+                               weights=args.weights)
 
 
 def run(args: argparse.Namespace) -> tuple[int, list[str]]:
@@ -166,6 +169,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workdir", help="training workdir (its latest checkpoint)")
     p.add_argument("--checkpoint", help="one checkpoint: <workdir>/checkpoints/<step>")
     p.add_argument("--config", help="config overriding <workdir>/config.json (configs/x.py[:variant] or .json)")
+    p.add_argument("--weights", choices=("auto", "ema", "raw"), default="auto",
+                   help="which weights of a checkpoint: auto = EMA when it holds them, else raw")
     p.add_argument("--darknet_cfg", help="darknet .cfg (with --darknet_weights)")
     p.add_argument("--darknet_weights", help="darknet .weights")
     p.add_argument("--names", help="darknet .names file (default: VOC names for 20 classes)")

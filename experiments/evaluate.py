@@ -16,9 +16,12 @@ reports as above plus images/s. Thresholds default to the published ones (v2: sc
 0.001, 0.5); the mAP equals what results-file mode gives on the files it wrote:
 
   python experiments/evaluate.py --workdir runs/yolov2 --voc_root ROOT --year 2007 --image_set test \
-      --out_dir runs/yolov2/eval [--checkpoint DIR] [--image_size 544] [--json OUT]
+      --out_dir runs/yolov2/eval [--checkpoint DIR] [--image_size 544] [--weights raw] [--json OUT]
   python experiments/evaluate.py --darknet_cfg yolov2-voc.cfg --darknet_weights yolov2-voc.weights \
       --tfds_split 2007_test --out_dir eval_darknet
+
+A checkpoint is scored with its EMA weights when it holds them (``--weights auto``), as training-time evaluation
+does; ``--weights raw`` scores the raw ones. The first line printed says which ("(ema weights)").
 """
 from __future__ import annotations
 
@@ -42,6 +45,8 @@ flags.DEFINE_bool("allow_missing", False, "Treat a missing class result file as 
 flags.DEFINE_string("workdir", None, "Model mode: training workdir (its latest checkpoint).")
 flags.DEFINE_string("checkpoint", None, "Model mode: one checkpoint, <workdir>/checkpoints/<step>.")
 flags.DEFINE_string("config", None, "Model mode: config overriding <workdir>/config.json (x.py[:variant]/.json).")
+flags.DEFINE_enum("weights", "auto", ["auto", "ema", "raw"], "Model mode: which weights of a checkpoint (auto = "
+                  "EMA when it holds them, else raw).")
 flags.DEFINE_string("darknet_cfg", None, "Model mode: darknet .cfg (with --darknet_weights).")
 flags.DEFINE_string("darknet_weights", None, "Model mode: darknet .weights.")
 flags.DEFINE_string("names", None, "Model mode: darknet .names file (default: VOC names).")
@@ -137,7 +142,7 @@ def evaluate_model() -> dict:
     else:
         path = FLAGS.checkpoint or FLAGS.workdir
         config = api.load_config(FLAGS.config or api.workdir_config_path(path))
-        detector = api.load_checkpoint(path, config=config, image_size=FLAGS.image_size)
+        detector = api.load_checkpoint(path, config=config, image_size=FLAGS.image_size, weights=FLAGS.weights)
     data_cfg, split = model_dataset(config)
     print(f"evaluate: {detector.description}, input {detector.input_hw[1]}x{detector.input_hw[0]}, split {split!r}",
           flush=True)

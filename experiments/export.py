@@ -23,6 +23,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--out_dir", required=True, help="where the exports go")
     p.add_argument("--workdir", help="training workdir (its latest checkpoint) or <workdir>/checkpoints/<step>")
     p.add_argument("--config", help="config overriding <workdir>/config.json (configs/x.py[:variant] or .json)")
+    p.add_argument("--weights", choices=("auto", "ema", "raw"), default="auto",
+                   help="which weights of a checkpoint: auto = EMA when it holds them, else raw")
     p.add_argument("--darknet_cfg", help="darknet .cfg (with --darknet_weights)")
     p.add_argument("--darknet_weights", help="darknet .weights")
     p.add_argument("--names", help="darknet .names file (default: VOC names for 20 classes)")
@@ -43,7 +45,7 @@ def load_detector(args: argparse.Namespace):
         names = api.read_names(args.names) if args.names else None
         return api.load_darknet(args.darknet_cfg, args.darknet_weights, class_names=names,
                                 image_size=args.image_size)
-    return api.load_checkpoint(args.workdir, config=args.config, image_size=args.image_size)
+    return api.load_checkpoint(args.workdir, config=args.config, image_size=args.image_size, weights=args.weights)
 
 
 def run(args: argparse.Namespace) -> list:

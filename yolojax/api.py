@@ -3,6 +3,7 @@
     import yolojax
     det = yolojax.load("runs/quickstart")                        # a training workdir (latest checkpoint)
     det = yolojax.load("runs/quickstart/checkpoints/2000")       # one checkpoint of it
+    det = yolojax.load("runs/quickstart", "raw")                 # its raw weights (default: EMA when kept)
     det = yolojax.load("yolov2-voc.cfg", "yolov2-voc.weights")   # darknet files
     found = det.predict("dog.jpg")                               # one image -> one dict; a list -> a list
     yolojax.save_image(yolojax.draw(yolojax.load_image("dog.jpg"), found), "dog_boxes.jpg")
@@ -133,9 +134,13 @@ def class_names_of(config, workdir: str | None = None) -> tuple[str, ...]:
 
 
 def load_checkpoint(path: str | os.PathLike, *, config: Any = None, step: int | None = None,
-                    image_size: int | None = None) -> Detector:
+                    image_size: int | None = None, weights: str = "auto") -> Detector:
     """A detector from a training workdir (its latest intact checkpoint) or one checkpoint
     ``<workdir>/checkpoints/N``.
+
+    ``weights``: "auto" (default) the EMA weights when the checkpoint holds them (training with
+    ``config.optim.ema.decay > 0``), else the raw ones; "ema" or "raw" insists (LoadError naming the checkpoint
+    when it has no EMA). The detector's ``weights`` says which ("ema" or "raw"), as does its ``description``.
 
     The model is rebuilt from ``<workdir>/config.json`` (or ``config``: a ConfigDict, config.json or
     ``configs/x.py[:variant]``); only its variables are restored (``checkpoints.restore_variables``: no
@@ -145,8 +150,13 @@ def load_checkpoint(path: str | os.PathLike, *, config: Any = None, step: int | 
     connected layers fix its size).
     """
     from yolojax import checkpoints, families
+    from yolojax import ema as ema_lib
     from yolojax.models import build_model
 
+    try:
+        ema_lib.check_choice(weights)
+    except ValueError as e:
+        raise LoadError(str(e)) from None
     workdir, path_step = _resolve_checkpoint(path)
     step = path_step if step is None else step
     config = load_config(workdir_config_path(workdir) if config is None else config)
@@ -157,7 +167,8 @@ def load_checkpoint(path: str | os.PathLike, *, config: Any = None, step: int | 
     image_size = image_size or train_size
     try:
         variables, meta = checkpoints.restore_variables(
-            workdir, step=step, check_meta=lambda m: checkpoints.check_model(m, config, f"{workdir} (step {m.get('step')})"))
+            workdir, step=step, weights=weights,
+            check_meta=lambda m: checkpoints.check_model(m, config, f"{workdir} (step {m.get('step')})"))
     except checkpoints.CheckpointMismatchError:
         raise
     except checkpoints.CheckpointError as e:
@@ -165,7 +176,8 @@ def load_checkpoint(path: str | os.PathLike, *, config: Any = None, step: int | 
     return Detector(
         model=build_model(config.model), variables=variables, head=head, input_hw=(image_size, image_size),
         class_names=class_names_of(config, workdir), letterbox=bool(config_get(config, "data.eval_letterbox", False)),
-        description=f"{config.model.name} checkpoint step {meta.get('step')} of {workdir}")
+        description=f"{config.model.name} checkpoint step {meta.get('step')} of {workdir} "
+                    f"({meta['restored_weights']} weights)", weights=meta["restored_weights"])
 
 
 def _check_image_size(image_size: int | None, family: str, native: int, where: str) -> None:
@@ -228,15 +240,21 @@ def load_darknet(cfg_path: str | os.PathLike, weights_path: str | os.PathLike, *
 
 
 def load(source: str | os.PathLike, weights: str | os.PathLike | None = None, **kwargs) -> Detector:
-    """``load(workdir_or_checkpoint, config=None)`` or ``load(cfg_path, weights_path, class_names=None)``.
+    """``load(workdir_or_checkpoint, weights="auto", config=None)`` or ``load(cfg_path, weights_path,
+    class_names=None)``.
 
-    A ``.cfg`` source (or any source with ``weights``) is darknet; anything else is a yolojax workdir or
-    checkpoint (see ``load_checkpoint`` / ``load_darknet``).
+    ``weights`` is which weights: for a yolojax workdir or checkpoint one of "auto" (default: EMA when kept),
+    "ema", "raw" (``load_checkpoint``); for a darknet ``.cfg`` its ``.weights`` file (``load_darknet``). A
+    ``.cfg`` source, or any source with another ``weights``, is darknet.
     """
+    from yolojax import ema as ema_lib
+
     if os.fspath(source).endswith((".onnx", ".jaxexport")):
         from yolojax import export
 
         return export.load_exported(source, **kwargs)
+    if isinstance(weights, str) and weights in ema_lib.WEIGHTS and not os.fspath(source).endswith(".cfg"):
+        return load_checkpoint(source, weights=weights, **kwargs)
     if weights is not None or os.fspath(source).endswith(".cfg"):
         if weights is None:
             raise LoadError(f"{source}: a darknet cfg needs its .weights file")

@@ -4,8 +4,10 @@ Layout (see docs/checkpoints.md)::
 
     <workdir>/checkpoints/<step>/state   orbax PyTree (StandardSave) of the state dict, e.g.
                                          {"step", "params", "batch_stats", "opt_state", "rng", "seen"}
-    <workdir>/checkpoints/<step>/meta    JSON: caller's fields (e.g. "model") + "step", "metrics",
-                                         "state_keys" (top-level keys of the state), "checksums"
+                                         [+ "ema": {"params", "batch_stats"}, the moving average]
+    <workdir>/checkpoints/<step>/meta    JSON: caller's fields (e.g. "model", "ema") + "step", "metrics",
+                                         "state_keys" (top-level keys of the state), "weights" (["raw"] or
+                                         ["raw", "ema"]), "checksums"
     <workdir>/checkpoints/<step>/data    JSON: {"state": data-iterator state}
     <workdir>/checkpoints_damaged/<step> steps found damaged by :func:`restore` (moved, never deleted)
 
@@ -184,8 +186,9 @@ def save(mngr, step: int, tree: PyTree, *, meta: Mapping[str, Any], data_state: 
       mngr: from :func:`make_manager`.
       step: the training step (the directory name).
       tree: the state pytree (jax or numpy arrays, python scalars).
-      meta: JSON fields stored with it (e.g. {"model": signature}); "step", "metrics", "state_keys" and
-        "checksums" are set here.
+      meta: JSON fields stored with it (e.g. {"model": signature, "ema": {"decay", "warmup_steps"}}); "step",
+        "metrics", "state_keys", "weights" (["raw", "ema"] when the tree has an "ema" entry, else ["raw"])
+        and "checksums" are set here.
       data_state: JSON-serializable data-iterator state.
       metrics: e.g. {"map": 0.71}; given to orbax for best-checkpoint preservation and stored in meta.
     """
@@ -207,7 +210,7 @@ def save(mngr, step: int, tree: PyTree, *, meta: Mapping[str, Any], data_state: 
     metrics = _jsonable(dict(metrics)) if metrics else {}
     keys = sorted(tree) if isinstance(tree, Mapping) else []
     meta = {**_jsonable(dict(meta)), "step": step, "metrics": metrics, "state_keys": keys,
-            "checksums": checksums}
+            "weights": ["raw", "ema"] if "ema" in keys else ["raw"], "checksums": checksums}
     args = ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta),
                               data=ocp.args.JsonSave({"state": data_state}))
     try:
@@ -492,48 +495,66 @@ def _read_manager(directory: str):
 
 
 def restore_variables(path: str | os.PathLike, *, step: int | None = None,
-                      check_meta: Callable[[dict], None] | None = None) -> tuple[dict, dict]:
+                      check_meta: Callable[[dict], None] | None = None, weights: str = "auto") -> tuple[dict, dict]:
     """Model variables from a workdir (its newest intact checkpoint, healing as :func:`restore`) or one
     checkpoint ``<workdir>/checkpoints/<step>`` (must be intact).
 
-    Only ``params`` and ``batch_stats`` are read (orbax partial restore; the optimizer state is neither read
-    nor needed), as host numpy arrays with their saved dtypes. Works for training checkpoints and for
-    :func:`write_variables` ones. Returns ({"params": ..., "batch_stats": ... (if saved non-empty)}, meta).
-    ``check_meta(meta)`` is called before any array is read, as in :func:`restore` (what it raises
-    propagates). Raises CheckpointError (one line) if the path does not exist, is not a workdir or holds no
-    checkpoint.
+    ``weights``: "raw" reads the trained variables (``params``, ``batch_stats``); "ema" their moving average
+    (the state's ``ema`` entry, written when training ran with ``config.optim.ema.decay > 0``); "auto" (default)
+    the EMA when the checkpoint has one, else the raw ones. Only that tree is read (orbax partial restore; the
+    optimizer state and the other weights are neither read nor needed), as host numpy arrays with their saved
+    dtypes. Works for training checkpoints and for :func:`write_variables` ones (raw only).
+    Returns ({"params": ..., "batch_stats": ... (if saved non-empty)}, meta), where ``meta`` is the step's
+    meta plus "restored_weights": "ema" or "raw". ``check_meta(meta)`` is called before any array is read, as
+    in :func:`restore` (what it raises propagates). Raises CheckpointError (one line) if the path does not
+    exist, is not a workdir or holds no checkpoint, or if ``weights="ema"`` and the checkpoint read holds no
+    EMA (naming it); ValueError for another ``weights``.
     """
     import orbax.checkpoint as ocp
 
+    from yolojax import ema as ema_lib
+
+    ema_lib.check_choice(weights)
     directory, path_step = _checkpoints_dir(path)
     if step is not None and path_step is not None and int(step) != path_step:
         raise CheckpointError(f"{path}: is checkpoint step {path_step}, but step={step} was asked for")
     step = path_step if step is None else step
 
-    def make_target(stored):
+    def make_target(stored, step):
         if "params" not in stored:
             raise _Damage("state has no params")
-        item = {k: stored[k] for k in _VARIABLES if k in stored}
+        if weights == "ema" and "ema" not in stored:  # not damage: nothing is moved
+            raise CheckpointError(f"checkpoint {os.path.join(directory, str(step))} holds no EMA weights (trained "
+                                  "without config.optim.ema.decay > 0, or converted); use weights='raw'")
+        if weights != "raw" and "ema" in stored:
+            item = {"ema": {k: stored["ema"][k] for k in _VARIABLES if k in stored["ema"]}}
+        else:
+            item = {k: stored[k] for k in _VARIABLES if k in stored}
         return item, jax.tree.map(lambda _: ocp.RestoreArgs(restore_type=np.ndarray), item)
+
+    def read(s):
+        return _read_step(mngr, s, lambda stored: make_target(stored, s), check_meta, read_data=False)
 
     with quiet_orbax():
         mngr = _read_manager(directory)
         try:
-            restored = _restore_healing(
-                mngr, step, lambda s: _read_step(mngr, s, make_target, check_meta, read_data=False))
+            restored = _restore_healing(mngr, step, read)
         finally:
             mngr.close()
     if restored is None:
         raise CheckpointError(f"{directory}: holds no checkpoint")
-    variables = {k: v for k, v in restored.tree.items() if k in _VARIABLES and (k == "params" or v)}
-    return variables, restored.meta
+    which = "ema" if "ema" in restored.tree else "raw"
+    tree = restored.tree["ema"] if which == "ema" else restored.tree
+    variables = {k: v for k, v in tree.items() if k in _VARIABLES and (k == "params" or v)}
+    return variables, {**restored.meta, "restored_weights": which}
 
 
 def write_variables(workdir: str | os.PathLike, variables: Mapping[str, PyTree], *, meta: Mapping[str, Any],
                     step: int = 0, overwrite: bool = True) -> str:
     """Writes model variables as checkpoint ``step`` of ``workdir`` (e.g. converted darknet weights).
 
-    The state item holds {"step": int32 scalar, "params", "batch_stats" ({} if none)}; no optimizer state.
+    The state item holds {"step": int32 scalar, "params", "batch_stats" ({} if none)}; no optimizer state
+    and no EMA (meta "weights": ["raw"]).
     :func:`restore_variables` reads it; :func:`restore` of a training target returns those three keys only.
     Re-running into the same workdir replaces that step (``overwrite``; the old one is kept until the new
     one is written); a workdir with checkpoints of other steps is refused (CheckpointError). Verified and

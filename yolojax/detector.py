@@ -68,6 +68,8 @@ class Detector:
       class_names: one name per class index.
       letterbox: aspect-preserving input resize (as the model was evaluated) instead of a plain resize.
       description: where the detector came from (for logs).
+      weights: which weights of a yolojax checkpoint ``variables`` are, "ema" or "raw" (docs/checkpoints.md);
+        "" for darknet files and exports.
     """
 
     model: Any
@@ -77,6 +79,7 @@ class Detector:
     class_names: tuple[str, ...]
     letterbox: bool = False
     description: str = ""
+    weights: str = ""
     _compiled: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):

@@ -54,12 +54,15 @@ class TrainState(train_state.TrainState):
 
     Fields: ``step`` int32 [] updates done; ``params``; ``batch_stats`` ({} without batch norm);
     ``opt_state``; ``rng`` uint32 [2] base key (per-step keys are ``fold_in(rng, step)``);
-    ``seen`` int32 [] training images seen before the next batch (drives the YOLOv2 prior warm-up).
+    ``seen`` int32 [] training images seen before the next batch (drives the YOLOv2 prior warm-up);
+    ``ema``: None, or with ``config.optim.ema.decay > 0`` the moving average ``{"params", "batch_stats"}``
+    of the variables (``yolojax.ema``), updated by every train step.
     """
 
     batch_stats: PyTree = None
     rng: jax.Array = None
     seen: jax.Array = None
+    ema: PyTree = None
 
 
 def decay_mask(params: PyTree) -> PyTree:
@@ -144,7 +147,8 @@ def all_finite(tree: PyTree) -> jax.Array:
 
 def train_step(state: TrainState, batch: Mapping[str, jax.Array], *, loss_fn: Callable,
                schedule: optax.Schedule, freeze_stats: str = "", augment_cfg: Mapping[str, Any] | None = None,
-               data_seed: int = 0) -> tuple[TrainState, dict[str, jax.Array]]:
+               data_seed: int = 0, ema: Mapping[str, Any] | None = None, freeze: str = ""
+               ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One SGD update on a global batch.
 
     batch: image uint8 [B, H, W, 3] (or float32 in [0, 1]); boxes float32 [B, M, 4] normalized xyxy; classes
@@ -152,8 +156,12 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], *, loss_fn: Ca
     exposure) runs here on the device, drawn from (``data_seed``, step, example) so batches stay deterministic
     (``data.photometric``). Model outputs are cast to float32 before the loss (bf16 compute, f32 loss and params).
     ``freeze_stats``: a regex over "batch_stats/..." paths whose batch-norm statistics stay fixed.
-    Returns the new state and scalar metrics: 'loss', the loss parts, 'lr', 'grad_norm', and 'state_finite'
-    (1.0 when every parameter, batch statistic and optimizer leaf of the new state is finite).
+    ``ema``: ``ema.settings(config.optim)`` ({"decay", "warmup_steps"}) when ``state.ema`` is kept; the average
+    then moves towards the new variables (``yolojax.ema.update``; ``freeze``, the parameter regex of
+    ``config.optim.freeze``, and ``freeze_stats`` keep frozen leaves of the EMA unchanged).
+    Returns the new state and scalar metrics: 'loss', the loss parts, 'lr', 'grad_norm', 'ema_decay' (with
+    ``ema``: d_t of this step) and 'state_finite' (1.0 when every parameter, batch statistic, optimizer and
+    EMA leaf of the new state is finite; the loop stops on 0 before any checkpoint holds that state).
     """
     from yolojax.data import photometric
 
@@ -175,10 +183,18 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], *, loss_fn: Ca
 
         new_stats = initialization.keep_frozen_stats(new_stats, state.batch_stats, freeze_stats)
     new_state = new_state.replace(batch_stats=new_stats, seen=state.seen + batch["image"].shape[0])
-    finite = all_finite((new_state.params, new_state.batch_stats, new_state.opt_state))
+    extra = {}
+    if ema is not None and state.ema is not None:
+        from yolojax import ema as ema_lib
+
+        new_state = new_state.replace(ema=ema_lib.update(
+            state.ema, {"params": new_state.params, "batch_stats": new_stats}, new_state.step, **ema,
+            freeze=freeze, freeze_stats=freeze_stats))
+        extra["ema_decay"] = ema_lib.decay_at(new_state.step, **ema)
+    finite = all_finite((new_state.params, new_state.batch_stats, new_state.opt_state, new_state.ema))
     metrics = {"loss": loss, **{k: jnp.asarray(v, jnp.float32) for k, v in parts.items()},
                "lr": jnp.asarray(schedule(state.step), jnp.float32), "grad_norm": optax.global_norm(grads),
-               "state_finite": finite.astype(jnp.float32)}
+               **extra, "state_finite": finite.astype(jnp.float32)}
     return new_state, metrics
 
 
@@ -214,9 +230,12 @@ def make_steps(config: ml_collections.ConfigDict, mesh: Mesh, abstract_state: Tr
     state_sharding = jax.tree.map(lambda _: replicated(mesh), abstract_state)
     data = batch_sharding(mesh)
     freeze_stats = config.optim.freeze if config.optim.get("freeze_batch_stats", True) else ""
+    from yolojax import ema as ema_lib
+
+    ema = ema_lib.settings(config.optim) if abstract_state.ema is not None else None
     train = jax.jit(functools.partial(train_step, loss_fn=head.loss_fn(config.loss), schedule=schedule,
                                       freeze_stats=freeze_stats, augment_cfg=config.data.augment.to_dict(),
-                                      data_seed=int(config.seed)),
+                                      data_seed=int(config.seed), ema=ema, freeze=config.optim.get("freeze", "")),
                     in_shardings=(state_sharding, data), out_shardings=(state_sharding, replicated(mesh)),
                     donate_argnums=(0,))
     nms_kwargs = dict(score_threshold=config.eval.score_threshold, iou_threshold=config.eval.nms_iou_threshold,
@@ -249,9 +268,31 @@ def create_train_state(config: ml_collections.ConfigDict, model: flax.linen.Modu
 
 
 def state_to_tree(state: TrainState) -> dict:
-    """The arrays of a TrainState as a plain dict (what ``yolojax.checkpoints`` writes)."""
-    return {"step": state.step, "params": state.params, "batch_stats": state.batch_stats,
+    """The arrays of a TrainState as a plain dict (what ``yolojax.checkpoints`` writes); "ema" only when the
+    state keeps one."""
+    tree = {"step": state.step, "params": state.params, "batch_stats": state.batch_stats,
             "opt_state": state.opt_state, "rng": state.rng, "seen": state.seen}
+    if state.ema is not None:
+        tree["ema"] = state.ema
+    return tree
+
+
+def with_fresh_ema(state: TrainState, config: ml_collections.ConfigDict) -> TrainState:
+    """``state`` with ema_0 = a copy of its variables when ``config.optim.ema`` is on, else with no EMA."""
+    from yolojax import ema as ema_lib
+
+    if ema_lib.settings(config.optim) is None:
+        return state.replace(ema=None)
+    return state.replace(ema=ema_lib.start({"params": state.params, "batch_stats": state.batch_stats}))
+
+
+def evaluated_state(state: TrainState) -> tuple[TrainState, str]:
+    """The state evaluation runs and which weights it holds: the EMA variables in place of the raw ones
+    ("ema") when the state keeps an EMA, else ``state`` itself ("raw"). Same pytree structure, so the jitted
+    eval step does not recompile."""
+    if state.ema is None:
+        return state, "raw"
+    return state.replace(params=state.ema["params"], batch_stats=state.ema["batch_stats"]), "ema"
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -365,6 +406,9 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                          f"{config.data.source!r}{f', format={fmt!r}' if fmt else ''}) has {n_data} classes "
                          f"({', '.join(names[:5])}{', ...' if n_data > 5 else ''}): set "
                          f"--config.model.num_classes={n_data}")
+    from yolojax import ema as ema_lib
+
+    ema_lib.settings(config.optim)  # a decay outside [0, 1) or a negative warm-up: named
     if config.eval.metric not in ("map_07", "map_area"):
         raise ValueError(f"config.eval.metric={config.eval.metric!r}: expected 'map_07' or 'map_area'")
     if config.init.darknet_weights and not os.path.isfile(config.init.darknet_weights):
@@ -380,7 +424,8 @@ def initialize(state: TrainState, config: ml_collections.ConfigDict, model: flax
                workdir: str | None = None) -> TrainState:
     """Initializes the variables of a fresh ``state`` from ``config.init``: darknet weights by layer order
     (``init.darknet_weights``, read with ``init.darknet_cfg`` or the shipped cfg of the model's trunk), then a
-    yolojax checkpoint by path and shape (``init.checkpoint``, a workdir or checkpoint dir). What was copied
+    yolojax checkpoint by path and shape (``init.checkpoint``, a workdir or checkpoint dir; its EMA weights when it
+    holds them, ``checkpoints.restore_variables``' default). What was copied
     and what kept its random initialization goes to the log and to ``<workdir>/init_report.json``."""
     from yolojax import checkpoints, initialization
 
@@ -396,9 +441,12 @@ def initialize(state: TrainState, config: ml_collections.ConfigDict, model: flax
     if init.checkpoint:
         if not os.path.exists(init.checkpoint):
             raise FileNotFoundError(f"config.init.checkpoint={init.checkpoint!r} does not exist")
-        source, _ = checkpoints.restore_variables(init.checkpoint)
+        source, source_meta = checkpoints.restore_variables(init.checkpoint)  # its EMA weights when it has them
         variables, report = initialization.from_variables(variables, source, source=init.checkpoint)
         reports.append(("checkpoint", report))
+        if jax.process_index() == 0:
+            print(f"init (checkpoint): the {source_meta['restored_weights']} weights of step "
+                  f"{source_meta.get('step')} of {init.checkpoint}", flush=True)
     if jax.process_index() == 0:
         for what, report in reports:
             for line in report.lines():
@@ -451,6 +499,7 @@ def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None
     model = build_model(config.model)
     state = create_train_state(config, model, make_optimizer(config.optim, schedule), mesh, config.data.image_size)
     state = initialize(state, config, model, workdir)
+    state = with_fresh_ema(state, config)  # ema_0 = the initialized variables
     steps = make_steps(config, mesh, state, schedule)
     return Experiment(config=config, mesh=mesh, model=model, schedule=schedule, steps=steps, state=state,
                       steps_in_epoch=steps_in_epoch, total_steps=total_steps,
@@ -520,7 +569,8 @@ class _Logger:
 
 
 def _eval_summary(step: int, result: Mapping[str, Any]) -> str:
-    line = (f"eval step {step}: mAP@0.5 VOC07={result['map_07']:.4f} area={result['map_area']:.4f}")
+    line = (f"eval step {step} ({result.get('weights', 'raw')} weights): mAP@0.5 VOC07={result['map_07']:.4f} "
+            f"area={result['map_area']:.4f}")
     if "coco" in result:
         line += f" COCO AP={result['coco']['AP']:.4f}"
     return line + f" ({result['num_images']} images, {result['images_per_sec']:.1f} img/s)"
@@ -533,11 +583,13 @@ def _scalars(prefix: str, result: Mapping[str, Any]) -> dict[str, float]:
 
 
 def write_final_metrics(workdir: str, result: Mapping[str, Any], train_images_per_sec: float) -> None:
-    """``<workdir>/final_metrics.json``: {"step", "map_07", "map_area", "num_images", "train_images_per_sec",
-    "coco": {...}} of the run's last evaluation (process 0); read by ``experiments/ablate.py``."""
+    """``<workdir>/final_metrics.json``: {"step", "weights" ("ema" or "raw": which variables were scored),
+    "map_07", "map_area", "num_images", "train_images_per_sec", "coco": {...}} of the run's last evaluation
+    (process 0); read by ``experiments/ablate.py``."""
     if jax.process_index() != 0:
         return
-    out = {"step": int(result["step"]), "map_07": float(result["map_07"]), "map_area": float(result["map_area"]),
+    out = {"step": int(result["step"]), "weights": str(result.get("weights", "raw")),
+           "map_07": float(result["map_07"]), "map_area": float(result["map_area"]),
            "num_images": int(result["num_images"]), "train_images_per_sec": float(train_images_per_sec)}
     if "coco" in result:
         out["coco"] = {k: float(v) for k, v in result["coco"].items() if np.ndim(v) == 0}
@@ -553,7 +605,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     Resumes from the newest intact checkpoint in ``workdir`` (a damaged one is moved aside and reported;
     CheckpointMismatchError if of another model). Stops with NonFiniteLossError, the last good checkpoint
     intact, if the loss or state goes non-finite (a non-finite state is never written). Returns the last
-    evaluation (see :func:`evaluate`) plus 'step', 'train_seconds' (wall time of the training loop without
+    evaluation (see :func:`evaluate`; of the EMA weights when ``config.optim.ema`` is on) plus 'step',
+    'weights' ("ema" or "raw"), 'train_seconds' (wall time of the training loop without
     evaluation and checkpoint writes, compilation included) and 'experiment', 'state'.
     """
     from tqdm import tqdm
@@ -583,6 +636,11 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         state, data_state = state.replace(**restored.tree), restored.data_state
         if is_main:
             print(f"resuming {workdir} from its checkpoint at step {restored.step}", flush=True)
+    if restored is not None and state.ema is not None and "ema" not in restored.tree:
+        state = with_fresh_ema(state, config)  # a checkpoint without EMA: the average starts from its weights
+        if is_main:
+            print(f"EMA (config.optim.ema.decay={config.optim.ema.decay}) starts from the weights of step "
+                  f"{restored.step}: the checkpoint holds none", flush=True)
     checkpoints.write_config(workdir, config)
     if is_main:
         describe_data(config, workdir, exp.class_names)
@@ -598,6 +656,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     logger = _Logger(writer, config.batch_size, step)
     result: dict[str, Any] = {}
     meta = {"model": checkpoints.model_signature(config)}
+    if state.ema is not None:  # which weights the checkpoints hold: checkpoints.save adds meta["weights"]
+        from yolojax import ema as ema_lib
+
+        meta["ema"] = ema_lib.settings(config.optim)
 
     def log_action(step: int) -> None:
         logger.flush(step)
@@ -605,8 +667,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     def eval_action(step: int) -> None:
         nonlocal result
         logger.flush(step)
-        result = evaluate(steps, state, config, exp.class_names)
-        result["step"] = step
+        evaluated, weights = evaluated_state(state)  # the EMA weights when kept
+        result = evaluate(steps, evaluated, config, exp.class_names)
+        result.update(step=step, weights=weights)
         writer.write_scalars(step, _scalars("eval", result))
         if is_main:
             bar.write(_eval_summary(step, result))
