@@ -188,14 +188,44 @@ def _source_window(matrix: np.ndarray, out_size: tuple[int, int]
     return (x0, y0, x1, y1), flip, effective
 
 
+def _into(dst: np.ndarray, result: np.ndarray) -> None:
+    """Makes sure a cv2 call given ``dst=dst`` wrote there (cv2 hands back ``dst`` itself when it did)."""
+    if result is not dst:
+        dst[:] = result
+
+
+def _fill_border(out: np.ndarray, rect: tuple[int, int, int, int], border: str) -> None:
+    """Fills ``out`` (uint8 [H, W, 3]) outside ``rect`` = (x0, y0, x1, y1), in place: with the rectangle's
+    edge rows / columns repeated ("replicate": the pixels of ``cv2.copyMakeBorder``'s BORDER_REPLICATE) or
+    with gray. Touches only the pad bands."""
+    x0, y0, x1, y1 = rect
+    h, w = out.shape[:2]
+    if border == "gray":
+        out[:y0] = GRAY
+        out[y1:] = GRAY
+        out[y0:y1, :x0] = GRAY
+        out[y0:y1, x1:] = GRAY
+        return
+    if y0 > 0:  # rows first (contiguous broadcasts), then whole columns
+        out[:y0, x0:x1] = out[y0, x0:x1]
+    if y1 < h:
+        out[y1:, x0:x1] = out[y1 - 1, x0:x1]
+    # Columns: a 1-pixel column stretched by nearest-neighbour resize = that column repeated, in C.
+    if x0 > 0:
+        _into(out[:, :x0], cv2.resize(out[:, x0:x0 + 1], (x0, h), dst=out[:, :x0], interpolation=cv2.INTER_NEAREST))
+    if x1 < w:
+        _into(out[:, x1:], cv2.resize(out[:, x1 - 1:x1], (w - x1, h), dst=out[:, x1:],
+                                      interpolation=cv2.INTER_NEAREST))
+
+
 def _resample(image: np.ndarray, matrix: np.ndarray, out_size: tuple[int, int], border: str,
               out: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Applies an axis-aligned affine map (scale, translate, flip) with one ``cv2.resize`` of the visible part.
 
     The part of the source window inside the image is resized (several times faster than
-    ``cv2.warpAffine``) to its place in the output, and ``cv2.copyMakeBorder`` writes it there with the rest
-    of the output filled by repeating its edge rows / columns ("replicate": the same as resizing a
-    border-replicated window) or with gray; with nothing to fill, ``cv2.resize`` writes the output itself.
+    ``cv2.warpAffine``) straight into its place in the output, and the rest of the output is filled by
+    repeating its edge rows / columns ("replicate": the same as resizing a border-replicated window) or with
+    gray (``_fill_border``, which touches only the pad bands).
     The placement is rounded to whole output pixels, so the map actually applied differs from ``matrix`` by
     under one output pixel; it is returned and the boxes must follow *it*, so image and boxes
     stay exactly consistent.
@@ -228,19 +258,18 @@ def _resample(image: np.ndarray, matrix: np.ndarray, out_size: tuple[int, int], 
     if flip:
         ox0, ox1 = out_w - ox1, out_w - ox0
         effective = hflip_matrix(out_w) @ effective
-    pads = (oy0, out_h - oy1, ox0, out_w - ox1)  # top, bottom, left, right
-    padded = any(pads)
-    if window.shape[:2] != (oy1 - oy0, ox1 - ox0):  # cv2 writes straight into the output when nothing is padded
-        window = cv2.resize(window, (ox1 - ox0, oy1 - oy0), dst=None if padded or flip else out,
-                            interpolation=cv2.INTER_LINEAR)
+    # The placed window is written straight into its rectangle of ``out`` (a strided view: cv2 writes into
+    # it in place), so no pass copies a resized window into the output; only the pad bands are filled after.
+    place = out[oy0:oy1, ox0:ox1]
+    resized = window.shape[:2] != (oy1 - oy0, ox1 - ox0)
     if flip:
-        window = cv2.flip(window, 1, dst=None if padded else out)
-    if padded:  # one C pass over the output: the placed window plus its replicated edges or gray bands
-        mode = (dict(borderType=cv2.BORDER_REPLICATE) if border == "replicate"
-                else dict(borderType=cv2.BORDER_CONSTANT, value=[GRAY] * 3))
-        window = cv2.copyMakeBorder(window, *pads, dst=out, **mode)
-    if window is not out:  # (cv2 hands back ``dst`` itself when it wrote there)
-        out[:] = window
+        _into(place, cv2.flip(cv2.resize(window, (ox1 - ox0, oy1 - oy0), interpolation=cv2.INTER_LINEAR)
+                              if resized else window, 1, dst=place))
+    elif resized:
+        _into(place, cv2.resize(window, (ox1 - ox0, oy1 - oy0), dst=place, interpolation=cv2.INTER_LINEAR))
+    else:
+        place[:] = window
+    _fill_border(out, (ox0, oy0, ox1, oy1), border)
     return out, effective
 
 
