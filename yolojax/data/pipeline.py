@@ -58,21 +58,30 @@ def pad_objects(example: Mapping[str, Any], max_boxes: int, *, with_difficult: b
       dict(boxes float32 [M, 4] normalized xyxy (0 where padded), classes int32 [M] (-1 where padded),
       mask bool [M], and difficult bool [M] if ``with_difficult``).
     """
-    boxes = np.asarray(example["boxes"], np.float32).reshape(-1, 4)
+    out = {"boxes": np.zeros((max_boxes, 4), np.float32), "classes": np.full((max_boxes,), -1, np.int32),
+           "mask": np.zeros((max_boxes,), bool)}
+    if with_difficult:
+        out["difficult"] = np.zeros((max_boxes,), bool)
+    _write_objects(example, out)
+    return out
+
+
+def _write_objects(example: Mapping[str, Any], out: Mapping[str, np.ndarray]) -> None:
+    """Writes an example's first M objects into the padding arrays ``out`` ("boxes" [M, 4], "classes" [M],
+    "mask" [M], optionally "difficult" [M]; set to 0 / -1 / False beforehand), in place: a batch row itself
+    (no per-example arrays to copy). More than M objects: the first M, with a counted warning."""
+    max_boxes = len(out["mask"])
+    boxes = example["boxes"]
     n = len(boxes)
     if n > max_boxes:
         sources.warn_count("too_many_objects", f"image {example.get('image_id', '?')}: {n} objects, keeping the "
                            f"first max_boxes={max_boxes}")
         n = max_boxes
-    out = {"boxes": np.zeros((max_boxes, 4), np.float32), "classes": np.full((max_boxes,), -1, np.int32),
-           "mask": np.zeros((max_boxes,), bool)}
-    out["boxes"][:n] = boxes[:n]
-    out["classes"][:n] = np.asarray(example["classes"], np.int32)[:n]
+    out["boxes"][:n] = np.asarray(boxes, np.float32).reshape(-1, 4)[:n]
+    out["classes"][:n] = np.asarray(example["classes"])[:n]
     out["mask"][:n] = True
-    if with_difficult:
-        out["difficult"] = np.zeros((max_boxes,), bool)
+    if "difficult" in out:
         out["difficult"][:n] = np.asarray(example["difficult"], bool)[:n]
-    return out
 
 
 def stack_images(images: Sequence[np.ndarray]) -> np.ndarray:
@@ -274,12 +283,12 @@ class _TrainBatcher:
         size = multiscale_size(self.cfg, self.seed, step)
         start = step * self.global_batch + self.offset
         b, m = self.local_batch, int(self.cfg["max_boxes"])
-        batch = {"image": np.empty((b, size, size, 3), np.uint8), "boxes": np.empty((b, m, 4), np.float32),
-                 "classes": np.empty((b, m), np.int32), "mask": np.empty((b, m), bool)}
+        batch = {"image": np.empty((b, size, size, 3), np.uint8), "boxes": np.zeros((b, m, 4), np.float32),
+                 "classes": np.full((b, m), -1, np.int32), "mask": np.zeros((b, m), bool)}
+        objects = ("boxes", "classes", "mask")
         for j in range(b):  # each example goes straight into its batch slot: no per-example copies to stack
             example = self._example(start + j, size, batch["image"][j])
-            for k, v in pad_objects(example, m).items():
-                batch[k][j] = v
+            _write_objects(example, {k: batch[k][j] for k in objects})
         return batch
 
 
