@@ -229,6 +229,28 @@ class _TrainBatcher:
         self.offset = process_index * self.local_batch
         self._perm_cache: tuple[int, np.ndarray] | None = None
         self.fast_decode = bool(data_cfg.get("fast_decode", False))
+        self._threads = threading.local()  # per-thread state: the position generator (_position_rng)
+
+    def __getstate__(self) -> dict:  # the per-thread generators stay behind (grain pickles the batcher)
+        return {k: v for k, v in self.__dict__.items() if k != "_threads"}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._threads = threading.local()
+
+    def _position_rng(self, position: int) -> np.random.Generator:
+        """The geometric-augmentation generator of ``position``: Philox keyed by (seed, position), the same
+        stream as ``np.random.Generator(np.random.Philox(key=[seed, position]))`` (no SeedSequence hashing).
+        One generator per thread is re-keyed by setting its state: a quarter of the cost of a new one (whose
+        constructor draws OS entropy first). A negative seed wraps modulo 2**64, as Philox's own key does."""
+        gen = getattr(self._threads, "rng", None)
+        if gen is None:
+            gen = self._threads.rng = np.random.Generator(np.random.Philox(key=[0, 0]))
+        gen.bit_generator.state = {"bit_generator": "Philox", "buffer": np.zeros(4, np.uint64), "buffer_pos": 4,
+                                   "has_uint32": 0, "uinteger": 0,
+                                   "state": {"counter": np.zeros(4, np.uint64),
+                                             "key": np.array([self.seed % 2**64, position], np.uint64)}}
+        return gen
 
     def _record_index(self, position: int) -> int:
         epoch, i = divmod(position, self.n)
@@ -251,8 +273,7 @@ class _TrainBatcher:
             full = example["image"].shape[1::-1]  # (width, height)
         else:
             full = encoded_image_size(record["image_bytes"], where)
-        # Philox keyed by (seed, position) directly: no SeedSequence hashing (a tenth of the warp's cost).
-        rng = np.random.Generator(np.random.Philox(key=[self.seed, position]))
+        rng = self._position_rng(position)
         matrix = augment.train_matrix(rng, full, out_size, self.aug)
         if "image" not in record:
             example = {k: v for k, v in record.items() if k != "image_bytes"}
