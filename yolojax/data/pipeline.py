@@ -12,7 +12,8 @@ training checkpoint, or just recreate the iterator with ``start_step``).
 Batches carry uint8 images: the host decodes and does the one geometric warp; float conversion and the
 photometric jitter run on the device in the jitted step (``photometric.py``; docs/input_pipeline.md). A
 training image that the warp shrinks by 2x or more is decoded at 1/2, 1/4 or 1/8 size by the JPEG decoder
-itself (DCT scaling, ``decode_reduced``); evaluation always decodes in full.
+itself (DCT scaling, ``decode_reduced``), and with ``data.fast_decode`` by libjpeg-turbo's fast IDCT and plain
+chroma upsampling; evaluation always decodes in full with the exact decoder (``sources.decode_image``).
 
 Bad input (never a crash inside a worker, never a NaN downstream):
   * corrupt or truncated JPEG: skipped with a counted warning; the position takes the next record instead
