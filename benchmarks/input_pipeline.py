@@ -5,26 +5,31 @@ Middlebury motorcycle pair, Hubble deep field, retina, immunohistochemistry; ``p
 cut into random VOC-sized crops (500x375 or 375x500, only ever shrunk, INTER_AREA), JPEG-encoded (quality 90)
 and written with random VOC annotations to a temporary VOCdevkit. Then, in this one process and thread:
 
-  decode (project): ``sources.decode_image`` (OpenCV) of each file's bytes at full resolution;
+  decode (exact):   ``sources.decode_image`` (OpenCV) of each file's bytes at full resolution: the decoder of
+                    evaluation and detection;
+  decode (training): ``pipeline.decode_reduced(data, 1, fast=data.fast_decode)`` at full resolution: the
+                    training decoder (libjpeg-turbo's fast IDCT and plain chroma upsampling via simplejpeg);
   decode (PIL):     plain PIL ``Image.open(...).convert("RGB")`` + ``np.asarray``: what any pipeline must pay;
   pipeline:         the whole training path of ``pipeline.make_train_iterator``'s batcher: read the record
-                    (annotation XML parsed once, then cached), header, decode (reduced-size when the warp
-                    shrinks >= 2x), drop difficult, the one geometric warp (jitter crop + resize + flip),
-                    pad boxes, uint8 batch;
+                    (annotation XML parsed once, then cached), header, decode (training decoder; reduced-size
+                    when the warp shrinks >= 2x), drop difficult, the one geometric warp (jitter crop + resize
+                    + flip), pad boxes, uint8 batch;
   device:           the photometric jitter + float conversion of one batch (``photometric.device_photometric``,
                     jitted, on jax's default device), wall time per batch after compilation.
 
 "Per core" honestly: host figures are images per CPU-second of this process (``time.process_time``: user +
 system time of *all* its threads), with OpenCV held to one thread and the batcher called directly (no grain
-threads). The three host measurements alternate in rounds and the ratios are taken per round (median, min,
+threads). The four host measurements alternate in rounds and the ratios are taken per round (median, min,
 max reported), so a loaded machine slows all of them alike.
 
 ``--workers 0 1 2`` adds a scaling run through grain (``num_workers`` processes, one thread each): images/s
 (wall clock), images per CPU-second of the batch-building processes (read from /proc), and the cores needed
 to feed ``--device_rate`` images/s at that rate.
 
-Last line: ``ratio_pil=R pipeline=X img/s/core pil=Y img/s/core project=Z img/s/core`` (medians; the goal
-is R >= 0.9 at 416 with the v2 augmentation).
+It also prints how far the training decoder's pixels are from the exact decoder's on these photos.
+
+Last line: ``ratio_pil=R pipeline=X img/s/core pil=Y img/s/core project=Z img/s/core train_decode=T img/s/core``
+(medians; project = the exact decoder; the goal is R >= 0.9 at 416 with the v2 augmentation).
 
 Usage: python benchmarks/input_pipeline.py [--num_images 300] [--image_size 416] [--batch_size 16] [--rounds 7]
          [--workers 0 1 2] [--device_rate 2000]
@@ -188,6 +193,13 @@ def main() -> None:
                 with open(path, "rb") as f:
                     sources.decode_image(f.read())
 
+        fast = bool(cfg.fast_decode)
+
+        def decode_train() -> None:
+            for path in paths:
+                with open(path, "rb") as f:
+                    pipeline.decode_reduced(f.read(), 1, fast=fast)
+
         def decode_pil() -> None:
             for path in paths:
                 with open(path, "rb") as f:
@@ -208,27 +220,42 @@ def main() -> None:
         first = _cpu_rate(pipeline_pass, steps * args.batch_size)
         print(f"first epoch (annotation XML parsed): pipeline={first:.0f} img/s/core")
 
-        rows = {"project": [], "pil": [], "pipeline": []}
+        rows = {"project": [], "train": [], "pil": [], "pipeline": []}
         for _ in range(args.rounds):
             rows["project"].append(_cpu_rate(decode_project, n))
+            rows["train"].append(_cpu_rate(decode_train, n))
             rows["pil"].append(_cpu_rate(decode_pil, n))
             rows["pipeline"].append(_cpu_rate(pipeline_pass, steps * args.batch_size))
         med = {k: float(np.median(v)) for k, v in rows.items()}
         r_pil = np.array(rows["pipeline"]) / np.array(rows["pil"])
         r_proj = np.array(rows["pipeline"]) / np.array(rows["project"])
-        print(f"decode only, project decoder (OpenCV): {med['project']:.0f} img/s/core "
+        r_train = np.array(rows["pipeline"]) / np.array(rows["train"])
+        print(f"decode only, exact decoder (eval; OpenCV): {med['project']:.0f} img/s/core "
               f"({1e3 / med['project']:.2f} CPU ms/image)")
-        print(f"decode only, plain PIL:                {med['pil']:.0f} img/s/core "
+        print(f"decode only, training decoder ({'fast IDCT + plain upsampling, simplejpeg' if fast else 'exact'}): "
+              f"{med['train']:.0f} img/s/core ({1e3 / med['train']:.2f} CPU ms/image)")
+        print(f"decode only, plain PIL: {med['pil']:.0f} img/s/core "
               f"({1e3 / med['pil']:.2f} CPU ms/image)")
         print(f"pipeline (decode + warp + boxes, uint8): {med['pipeline']:.0f} img/s/core "
               f"({1e3 / med['pipeline']:.2f} CPU ms/image)")
-        print(f"ratio pipeline / PIL decode:     median {np.median(r_pil):.3f} (min {r_pil.min():.3f}, max "
+        print(f"ratio pipeline / PIL decode:      median {np.median(r_pil):.3f} (min {r_pil.min():.3f}, max "
               f"{r_pil.max():.3f}) over {args.rounds} rounds")
-        print(f"ratio pipeline / project decode: median {np.median(r_proj):.3f} (min {r_proj.min():.3f}, max "
+        print(f"ratio pipeline / exact decode:    median {np.median(r_proj):.3f} (min {r_proj.min():.3f}, max "
               f"{r_proj.max():.3f})")
+        print(f"ratio pipeline / training decode: median {np.median(r_train):.3f} (min {r_train.min():.3f}, max "
+              f"{r_train.max():.3f})")
         best = {k: max(v) for k, v in rows.items()}  # the least-disturbed round of each (a loaded machine)
-        print(f"best round of each: pipeline {best['pipeline']:.0f}, PIL {best['pil']:.0f}, project "
-              f"{best['project']:.0f} img/s/core; ratio to PIL {best['pipeline'] / best['pil']:.3f}")
+        print(f"best round of each: pipeline {best['pipeline']:.0f}, PIL {best['pil']:.0f}, exact "
+              f"{best['project']:.0f}, training decode {best['train']:.0f} img/s/core; ratio to PIL "
+              f"{best['pipeline'] / best['pil']:.3f}")
+        hist = np.zeros(256, np.int64)  # |training - exact| over all pixels and channels
+        for b in blobs:
+            d = np.abs(pipeline.decode_reduced(b, 1, fast=fast).astype(np.int16) - sources.decode_image(b))
+            hist += np.bincount(d.ravel(), minlength=256)
+        cum = np.cumsum(hist) / hist.sum()
+        print(f"training decoder vs exact decoder, same photos: mean abs diff "
+              f"{(hist * np.arange(256)).sum() / hist.sum():.2f} levels (of 255), 99th / 99.9th percentile "
+              f"{np.searchsorted(cum, 0.99)} / {np.searchsorted(cum, 0.999)}, max {np.nonzero(hist)[0].max()}")
         ms, platform = _device_ms_per_batch(last["batch"], dict(batcher.aug))
         print(f"device photometric jitter + float conversion: {ms:.2f} ms per batch of {args.batch_size} at "
               f"{args.image_size} px on {platform} (wall, jitted)")
@@ -237,7 +264,7 @@ def main() -> None:
         print(f"image_size={args.image_size} batch_size={args.batch_size} augment=v2 (jitter .3, flip on the "
               f"host; hue .1, sat 1.5, exp 1.5 on the device) images={n}")
         print(f"ratio_pil={np.median(r_pil):.2f} pipeline={med['pipeline']:.0f} img/s/core pil={med['pil']:.0f} "
-              f"img/s/core project={med['project']:.0f} img/s/core")
+              f"img/s/core project={med['project']:.0f} img/s/core train_decode={med['train']:.0f} img/s/core")
 
 
 if __name__ == "__main__":

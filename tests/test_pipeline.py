@@ -323,7 +323,8 @@ def test_reduced_decode_training_keeps_boxes_on_their_objects(big_devkit, monkey
     c = _cfg(source="voc_dir", voc_dir=big_devkit, train_split="2007_trainval", image_size=64, shuffle=False)
     used = []
     decode = pipeline.decode_reduced
-    monkeypatch.setattr(pipeline, "decode_reduced", lambda data, r, where="": used.append(r) or decode(data, r, where))
+    monkeypatch.setattr(pipeline, "decode_reduced",
+                        lambda data, r, where="", **kw: used.append(r) or decode(data, r, where, **kw))
     batcher = pipeline._TrainBatcher(c, sources.make_source(c, c.train_split), seed=0, global_batch_size=8,
                                      process_index=0, process_count=1)
     checked = 0

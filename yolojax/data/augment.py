@@ -75,9 +75,10 @@ def transform_boxes(boxes: np.ndarray, matrix: np.ndarray, in_size: tuple[int, i
     """
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     (in_w, in_h), (out_w, out_h) = in_size, out_size
+    (m00, _, m02), (_, m11, m12) = matrix[:2].tolist()  # Python floats: a tenth of numpy scalar arithmetic
     # normalized in -> normalized out: x' = (x * in_w * m00 + m02) / out_w (one multiply-add for all four)
-    sx, sy = matrix[0, 0] * in_w / out_w, matrix[1, 1] * in_h / out_h
-    tx, ty = matrix[0, 2] / out_w, matrix[1, 2] / out_h
+    sx, sy = m00 * in_w / out_w, m11 * in_h / out_h
+    tx, ty = m02 / out_w, m12 / out_h
     out = boxes * np.array([sx, sy, sx, sy]) + np.array([tx, ty, tx, ty])
     if sx < 0:  # a flip swaps the x corners
         out = out[:, [2, 1, 0, 3]]
@@ -104,12 +105,12 @@ def clip_and_filter_boxes(example: Example, unclipped_boxes: np.ndarray | None =
     w, h = _size(example)
     boxes = np.asarray(example["boxes"], np.float32).reshape(-1, 4)
     full = boxes if unclipped_boxes is None else np.asarray(unclipped_boxes, np.float32).reshape(-1, 4)
-    clipped = np.clip(boxes, 0.0, 1.0)
+    clipped = np.minimum(np.maximum(boxes, 0.0), 1.0)  # = np.clip, without its wrapper's cost
     size = np.array([w, h], np.float32)
     wh = (clipped[:, 2:] - clipped[:, :2]) * size  # [N, 2] output pixels
     area = wh[:, 0] * wh[:, 1]
-    full_area = np.prod(np.maximum(full[:, 2:] - full[:, :2], 0) * size, axis=1)
-    keep = (wh >= min_size_px).all(1) & (area > 0) & (area >= min_visible_fraction * full_area)
+    full_wh = np.maximum(full[:, 2:] - full[:, :2], 0.0) * size
+    keep = (wh >= min_size_px).all(1) & (area > 0) & (area >= min_visible_fraction * (full_wh[:, 0] * full_wh[:, 1]))
     out = dict(example, boxes=clipped)
     return out if keep.all() else select_objects(out, keep)
 
@@ -143,13 +144,15 @@ def crop_jitter_matrix(rng: np.random.Generator, in_size: tuple[int, int], out_s
     side (outward moves read past the border), and the window is resized to the output (or letterboxed).
     """
     w, h = in_size
-    left, right = rng.uniform(-jitter, jitter, 2) * w
-    top, bottom = rng.uniform(-jitter, jitter, 2) * h
+    # One draw of four is the same stream as two draws of two (left, right, then top, bottom).
+    left, right, top, bottom = rng.uniform(-jitter, jitter, 4).tolist()
+    left, right, top, bottom = left * w, right * w, top * h, bottom * h
     # Keep at least 1% of each side so the window never collapses (jitter >= 0.5 could otherwise do it).
     crop_w = max(w - left - right, 0.01 * w)
     crop_h = max(h - top - bottom, 0.01 * h)
     fit = (letterbox_matrix if letterbox else resize_matrix)((crop_w, crop_h), out_size)
-    return fit @ _affine(1.0, 1.0, -left, -top)
+    (sx, _, tx), (_, sy, ty) = fit[:2].tolist()
+    return _affine(sx, sy, tx - left * sx, ty - top * sy)  # fit @ (shift by -left, -top)
 
 
 def scale_translate_matrix(rng: np.random.Generator, size: tuple[int, int], scale: float,
@@ -166,26 +169,52 @@ def scale_translate_matrix(rng: np.random.Generator, size: tuple[int, int], scal
 
 # ------------------------------------------------------------------------------------------ warping
 def _source_window(matrix: np.ndarray, out_size: tuple[int, int]
-                   ) -> tuple[tuple[int, int, int, int], bool, np.ndarray]:
+                   ) -> tuple[tuple[int, int, int, int], bool]:
     """The whole-pixel source window an axis-aligned map sends onto the output.
 
     Returns:
-      ((x0, y0, x1, y1) source window, may reach outside the image; flip: whether the map mirrors x;
-       [3, 3] effective matrix actually applied, source -> output continuous pixels).
+      ((x0, y0, x1, y1) source window, may reach outside the image; flip: whether the map mirrors x).
     """
     out_w, out_h = out_size
-    flip = matrix[0, 0] < 0
-    if flip:  # matrix = F @ unflipped, F its own inverse; the resampled window is mirrored at the end
-        matrix = hflip_matrix(out_w) @ matrix
-    x0 = int(round(-matrix[0, 2] / matrix[0, 0]))
-    x1 = max(int(round((out_w - matrix[0, 2]) / matrix[0, 0])), x0 + 1)
-    y0 = int(round(-matrix[1, 2] / matrix[1, 1]))
-    y1 = max(int(round((out_h - matrix[1, 2]) / matrix[1, 1])), y0 + 1)
-    sx, sy = out_w / (x1 - x0), out_h / (y1 - y0)
-    effective = _affine(sx, sy, -x0 * sx, -y0 * sy)
-    if flip:
-        effective = hflip_matrix(out_w) @ effective
-    return (x0, y0, x1, y1), flip, effective
+    (m00, _, m02), (_, m11, m12) = matrix[:2].tolist()  # Python floats: a tenth of numpy scalar arithmetic
+    flip = m00 < 0
+    if flip:  # matrix = F @ unflipped, F (x -> out_w - x) its own inverse; the window is mirrored at the end
+        m00, m02 = -m00, out_w - m02
+    x0 = int(round(-m02 / m00))
+    x1 = max(int(round((out_w - m02) / m00)), x0 + 1)
+    y0 = int(round(-m12 / m11))
+    y1 = max(int(round((out_h - m12) / m11)), y0 + 1)
+    return (x0, y0, x1, y1), flip
+
+
+def _into(dst: np.ndarray, result: np.ndarray) -> None:
+    """Makes sure a cv2 call given ``dst=dst`` wrote there (cv2 hands back ``dst`` itself when it did)."""
+    if result is not dst:
+        dst[:] = result
+
+
+def _fill_border(out: np.ndarray, rect: tuple[int, int, int, int], border: str) -> None:
+    """Fills ``out`` (uint8 [H, W, 3]) outside ``rect`` = (x0, y0, x1, y1), in place: with the rectangle's
+    edge rows / columns repeated ("replicate": the pixels of ``cv2.copyMakeBorder``'s BORDER_REPLICATE) or
+    with gray. Touches only the pad bands."""
+    x0, y0, x1, y1 = rect
+    h, w = out.shape[:2]
+    if border == "gray":
+        out[:y0] = GRAY
+        out[y1:] = GRAY
+        out[y0:y1, :x0] = GRAY
+        out[y0:y1, x1:] = GRAY
+        return
+    if y0 > 0:  # rows first (contiguous broadcasts), then whole columns
+        out[:y0, x0:x1] = out[y0, x0:x1]
+    if y1 < h:
+        out[y1:, x0:x1] = out[y1 - 1, x0:x1]
+    # Columns: a 1-pixel column stretched by nearest-neighbour resize = that column repeated, in C.
+    if x0 > 0:
+        _into(out[:, :x0], cv2.resize(out[:, x0:x0 + 1], (x0, h), dst=out[:, :x0], interpolation=cv2.INTER_NEAREST))
+    if x1 < w:
+        _into(out[:, x1:], cv2.resize(out[:, x1 - 1:x1], (w - x1, h), dst=out[:, x1:],
+                                      interpolation=cv2.INTER_NEAREST))
 
 
 def _resample(image: np.ndarray, matrix: np.ndarray, out_size: tuple[int, int], border: str,
@@ -193,9 +222,9 @@ def _resample(image: np.ndarray, matrix: np.ndarray, out_size: tuple[int, int], 
     """Applies an axis-aligned affine map (scale, translate, flip) with one ``cv2.resize`` of the visible part.
 
     The part of the source window inside the image is resized (several times faster than
-    ``cv2.warpAffine``) to its place in the output, and ``cv2.copyMakeBorder`` writes it there with the rest
-    of the output filled by repeating its edge rows / columns ("replicate": the same as resizing a
-    border-replicated window) or with gray; with nothing to fill, ``cv2.resize`` writes the output itself.
+    ``cv2.warpAffine``) straight into its place in the output, and the rest of the output is filled by
+    repeating its edge rows / columns ("replicate": the same as resizing a border-replicated window) or with
+    gray (``_fill_border``, which touches only the pad bands).
     The placement is rounded to whole output pixels, so the map actually applied differs from ``matrix`` by
     under one output pixel; it is returned and the boxes must follow *it*, so image and boxes
     stay exactly consistent.
@@ -211,36 +240,37 @@ def _resample(image: np.ndarray, matrix: np.ndarray, out_size: tuple[int, int], 
     out_w, out_h = int(out_size[0]), int(out_size[1])
     if out is None:
         out = np.empty((out_h, out_w, 3), np.uint8)
-    (x0, y0, x1, y1), flip, effective = _source_window(matrix, (out_w, out_h))
+    (x0, y0, x1, y1), flip = _source_window(matrix, (out_w, out_h))
     cx0, cx1, cy0, cy1 = max(x0, 0), min(x1, w), max(y0, 0), min(y1, h)
+    sx, sy = out_w / (x1 - x0), out_h / (y1 - y0)
     if cx1 <= cx0 or cy1 <= cy0:  # the window misses the image entirely: nothing to replicate
         out[:] = GRAY
-        return out, effective
-    sx, sy = out_w / (x1 - x0), out_h / (y1 - y0)
+        return out, (_affine(-sx, sy, out_w + x0 * sx, -y0 * sy) if flip else _affine(sx, sy, -x0 * sx, -y0 * sy))
     # Output rectangle [ox0, ox1) x [oy0, oy1) of the visible source part (unflipped), at least one pixel.
     ox0 = min(int(round((cx0 - x0) * sx)), out_w - 1)
     ox1 = max(int(round((cx1 - x0) * sx)), ox0 + 1)
     oy0 = min(int(round((cy0 - y0) * sy)), out_h - 1)
     oy1 = max(int(round((cy1 - y0) * sy)), oy0 + 1)
     rx, ry = (ox1 - ox0) / (cx1 - cx0), (oy1 - oy0) / (cy1 - cy0)
-    effective = _affine(rx, ry, ox0 - cx0 * rx, oy0 - cy0 * ry)
+    tx, ty = ox0 - cx0 * rx, oy0 - cy0 * ry
     window = image[cy0:cy1, cx0:cx1]  # a view: cv2 reads it in place
-    if flip:
+    if flip:  # the flipped map: x -> out_w - x after the unflipped one
         ox0, ox1 = out_w - ox1, out_w - ox0
-        effective = hflip_matrix(out_w) @ effective
-    pads = (oy0, out_h - oy1, ox0, out_w - ox1)  # top, bottom, left, right
-    padded = any(pads)
-    if window.shape[:2] != (oy1 - oy0, ox1 - ox0):  # cv2 writes straight into the output when nothing is padded
-        window = cv2.resize(window, (ox1 - ox0, oy1 - oy0), dst=None if padded or flip else out,
-                            interpolation=cv2.INTER_LINEAR)
+        effective = _affine(-rx, ry, out_w - tx, ty)
+    else:
+        effective = _affine(rx, ry, tx, ty)
+    # The placed window is written straight into its rectangle of ``out`` (a strided view: cv2 writes into
+    # it in place), so no pass copies a resized window into the output; only the pad bands are filled after.
+    place = out[oy0:oy1, ox0:ox1]
+    resized = window.shape[:2] != (oy1 - oy0, ox1 - ox0)
     if flip:
-        window = cv2.flip(window, 1, dst=None if padded else out)
-    if padded:  # one C pass over the output: the placed window plus its replicated edges or gray bands
-        mode = (dict(borderType=cv2.BORDER_REPLICATE) if border == "replicate"
-                else dict(borderType=cv2.BORDER_CONSTANT, value=[GRAY] * 3))
-        window = cv2.copyMakeBorder(window, *pads, dst=out, **mode)
-    if window is not out:  # (cv2 hands back ``dst`` itself when it wrote there)
-        out[:] = window
+        _into(place, cv2.flip(cv2.resize(window, (ox1 - ox0, oy1 - oy0), interpolation=cv2.INTER_LINEAR)
+                              if resized else window, 1, dst=place))
+    elif resized:
+        _into(place, cv2.resize(window, (ox1 - ox0, oy1 - oy0), dst=place, interpolation=cv2.INTER_LINEAR))
+    else:
+        place[:] = window
+    _fill_border(out, (ox0, oy0, ox1, oy1), border)
     return out, effective
 
 
@@ -377,8 +407,9 @@ def train_matrix(rng: np.random.Generator, in_size: tuple[int, int], out_size: t
         m = (letterbox_matrix if letterboxed else resize_matrix)(in_size, out_size)
     if cfg["scale"] > 0 or cfg["translate"] > 0:
         m = scale_translate_matrix(rng, out_size, cfg["scale"], cfg["translate"]) @ m
-    if cfg["flip"] and rng.uniform() < 0.5:
-        m = hflip_matrix(out_size[0]) @ m
+    if cfg["flip"] and rng.uniform() < 0.5:  # hflip_matrix(out_w) @ m, as a row operation
+        m[0] = -m[0]
+        m[0, 2] += out_size[0]
     return m
 
 
