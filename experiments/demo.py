@@ -40,7 +40,8 @@ def main(argv):
     exp, state = result["experiment"], result["state"]
 
     # The first held-out batch again, its detections drawn with the one drawer (yolojax.drawing).
-    first = train.evaluate(exp.steps, state, config, exp.class_names, keep_first_batch=True)["first_batch"]
+    first = train.evaluate(exp.steps, train.evaluated_state(state)[0], config, exp.class_names,
+                           keep_first_batch=True)["first_batch"]  # the weights the printed mAP is of
     dets, batch = first
     images = drawing.to_uint8(batch["image"])
     tiles = []
