@@ -27,7 +27,7 @@ demo: $(VENV)/.installed
 	$(PY) experiments/demo.py $(DEMO_ARGS)
 
 test: $(VENV)/.installed-test
-	$(PY) -m pytest -q -n 2 --dist loadfile tests
+	$(PY) -m pytest -q -n 2 --dist loadfile --durations=25 tests
 
 clean:
 	rm -rf $(VENV)

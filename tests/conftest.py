@@ -1,8 +1,17 @@
-"""Test ordering for ``pytest -n 2 --dist loadfile``: files that take minutes start first, so the two workers
-finish together instead of one of them running the longest file alone at the end."""
+"""Suite-wide settings: XLA compiles cheaply and once, and, for ``pytest -n 2 --dist loadfile``, files that take
+minutes start first, so the two workers finish together instead of one of them running the longest file alone
+at the end."""
 from __future__ import annotations
 
 import os
+import tempfile
+
+# Compilation dominates this suite of tiny models on a CPU: unoptimized CPU code generation (the same HLO
+# optimizations, faster LLVM) and one persistent XLA cache for the whole run, which subprocesses (the CLI and
+# README tests) inherit, so identical programs compile once. Set before any test module imports jax.
+os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0").strip()
+os.environ.setdefault("JAX_COMPILATION_CACHE_DIR", tempfile.mkdtemp(prefix="yolojax-tests-xla-"))
+os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 
 # Files of the suite whose tests take the longest (measured with --durations), longest first.
 _LONG = ("test_readme.py", "test_ablation.py", "test_faults.py", "test_multiprocess.py", "test_train.py",

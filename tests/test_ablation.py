@@ -16,6 +16,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from configs import base, yolov2_ablation as ladder  # noqa: E402
+from trunk_files import write_trunk_file  # noqa: E402
 
 # The v1 -> v2 recipe fields that the anchor_boxes rung switches together with the loss (configs/base.py's
 # use_yolov1 vs the YOLOv2 defaults): augmentation, schedule, thresholds, loss options.
@@ -157,25 +158,13 @@ SMOKE = ["--base_px=64"] + [f"--override=--config.{k}={v}" for k, v in (
 
 
 def write_classifiers(d) -> tuple[list[str], dict[str, tuple[int, int]]]:
-    """448-px classifier files of the sweep's width-1/8 trunks, written with the project's own writer as darknet's
-    `partial` command writes them (the trunk convolutions only), each with the cfg it was written for.
-    Returns the ablate.py flags and, per trunk, (layers, floats) that a rung starting from it must copy."""
-    from yolojax import darknet as dk
-    from yolojax.darknet.cfg import infer_layers
-    from yolojax.darknet.mapping import darknet19_sections, yolov1_sections
-    from yolojax.models import Darknet19, YOLOv1
-
+    """448-px classifier files of the sweep's width-1/8 trunks with their cfgs (trunk_files.py). Returns the
+    ablate.py flags and, per trunk, (layers, floats) that a rung starting from it must copy."""
     flags, expected = [], {}
-    v1 = yolov1_sections(YOLOv1(width=0.125, grid_size=1, batch_norm=True))
-    for trunk, sections, convs in (
-            ("yolov1", tuple(s for s in v1 if s.type != "crop"), 20),  # extraction.conv.weights' 20
-            ("darknet19", darknet19_sections(Darknet19(width=0.125)), 18)):  # darknet19_448.conv.23's 18
-        weighted = [i for i in infer_layers(sections) if i.section.type == "convolutional"][:convs]
-        cut = weighted[-1].index + 2  # [net] + the layers up to the last trunk conv
-        (d / f"{trunk}.cfg").write_text(dk.format_cfg(sections))
-        dk.write_weights(d / f"{trunk}_448.weights", sections[:cut], dk.random_blobs(sections[:cut], seed=3))
-        flags += [f"--{trunk}_classifier={d / f'{trunk}_448.weights'}", f"--{trunk}_classifier_cfg={d / f'{trunk}.cfg'}"]
-        expected[trunk] = (convs, sum(i.num_weights for i in weighted))
+    for trunk in ("yolov1", "darknet19"):
+        weights, cfg, layers, floats = write_trunk_file(str(d), trunk, f"{trunk}_448.weights")
+        flags += [f"--{trunk}_classifier={weights}", f"--{trunk}_classifier_cfg={cfg}"]
+        expected[trunk] = (layers, floats)
     return flags, expected
 
 

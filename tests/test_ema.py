@@ -241,7 +241,7 @@ def test_no_ema_checkpoint_gives_raw_by_default_and_errors_for_ema(no_ema_workdi
 
 def test_detect_cli_weights_ema_without_ema_is_one_line(no_ema_workdir, tmp_path):
     workdir, _ = no_ema_workdir
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = dict(os.environ)  # (XLA flags of the suite: tests/conftest.py)
     proc = subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "detect.py"), "--workdir", workdir,
                            "--weights", "ema", "--out_dir", str(tmp_path / "out"),
                            os.path.join(ROOT, "configs", "quickstart.py")],  # any existing file: fails before

@@ -129,7 +129,7 @@ CASE_NAMES = list(_cases({"dir": __import__("pathlib").Path("/"), "tiny_cfg": ""
 @pytest.mark.parametrize("case", CASE_NAMES)
 def test_bad_input_exits_1_with_one_line(case, files):
     argv, named = _cases(files)[case]
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = dict(os.environ)  # (XLA flags of the suite: tests/conftest.py)
     proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
     lines = [line for line in proc.stderr.splitlines() if line.strip()]
     assert proc.returncode == 1, (proc.returncode, proc.stdout[-1500:], proc.stderr[-3000:])
@@ -139,8 +139,8 @@ def test_bad_input_exits_1_with_one_line(case, files):
 
 
 def test_batch_that_does_not_split_over_devices(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=4"
+    env = dict(os.environ)  # (XLA flags of the suite: tests/conftest.py)
+    env["XLA_FLAGS"] += " --xla_force_host_platform_device_count=4"
     argv = [os.path.join(ROOT, "experiments", "train.py"), "--workdir", str(tmp_path / "w"), *TINY,
             "--config.batch_size=6"]
     proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)

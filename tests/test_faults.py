@@ -20,7 +20,7 @@ TINY = ["--config", os.path.join(ROOT, "configs", "quickstart.py"), "--config.mo
 
 
 def _train(workdir, *extra, timeout=600):
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = dict(os.environ)  # (XLA flags of the suite: tests/conftest.py)
     return subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "train.py"), "--workdir", str(workdir),
                            *TINY, *extra], capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
 
@@ -97,7 +97,7 @@ def test_kill_at_random_moments_resumes_bit_identically(tmp_path):
     import jax
     import orbax.checkpoint as ocp
 
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = dict(os.environ)  # (XLA flags of the suite: tests/conftest.py)
     env.update(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "xla_cache"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
     args = [sys.executable, os.path.join(ROOT, "experiments", "train.py"), *TINY, "--config.total_steps=200",
             "--config.checkpoint.every_steps=4", "--config.checkpoint.async_save=True", "--config.checkpoint.keep=2",

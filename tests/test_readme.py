@@ -1,6 +1,7 @@
 """Every command in the README's code blocks, run as written (a subprocess through bash, in a user's working
 directory whose home holds a synthetic VOCdevkit and the darknet files the commands name). Only a synthetic data
-path and size-reducing overrides (width, image size, steps, batch) are appended. The own-data section and the
+path and size-reducing overrides (width, image size, steps, batch) are appended; a reduced width that starts
+from a darknet file also gets the cfg that the test's file was written for. The own-data section and the
 notebook snippet are in test_readme_own_data.py; this file also checks that the two files together cover every
 README command."""
 from __future__ import annotations
@@ -11,6 +12,7 @@ import os
 import pytest
 
 from readme_helpers import ROOT, make_sandbox, readme_commands, run, sandbox_env
+from trunk_files import write_trunk_file
 
 SMALL = ["--config.data.image_size=64", "--config.data.eval_image_size=64", "--config.data.multiscale_sizes=()",
          "--config.batch_size=2", "--config.eval.batch_size=2", "--config.total_steps=2", "--config.progress_bar=False",
@@ -35,7 +37,8 @@ VOC_COMMANDS = {
     "python experiments/train.py --config configs/yolov2_voc.py:paper_era --workdir runs/yolov2_paper": SMALL + WIDTH,
     "python experiments/train.py --config configs/tiny_yolov2_voc.py --workdir runs/tiny": SMALL + WIDTH,
     "python experiments/train.py --config configs/yolov1_voc.py --workdir runs/yolov1 "
-    "--config.init.darknet_weights=extraction.conv.weights": SMALL + ["--config.model.v1.grid_size=1"],
+    "--config.init.darknet_weights=extraction.conv.weights": SMALL + WIDTH + [
+        "--config.model.v1.grid_size=1", "--config.init.darknet_cfg=yolov1_w0.125.cfg"],
     "python experiments/train.py --config configs/quickstart.py --workdir runs/quickstart": TINY_DATA,
     "python experiments/train.py --config configs/yolov2_voc.py --workdir runs/yolov2_ft "
     "--config.init.checkpoint=runs/yolov2 --config.optim.freeze='params/conv([0-9]|1[0-7])/'": SMALL,
@@ -86,8 +89,9 @@ def sandbox(tmp_path_factory):
         synthetic.write_voc_devkit(os.path.join(path, "home", "data"), cfg, year=year, num_train=6, num_eval=4)
     d19 = dk.load_cfg(dk.official_cfg("darknet19_448.cfg"))
     dk.write_weights(os.path.join(path, "darknet19_448.conv.23"), d19[:24], dk.random_blobs(d19, seed=1))
-    ext = dk.load_cfg(dk.official_cfg("extraction.cfg"))
-    dk.write_weights(os.path.join(path, "extraction.conv.weights"), ext[:25], dk.random_blobs(ext, seed=2))
+    # The YOLOv1 command runs at width 1/8: its extraction.conv.weights is written for a width-1/8 extraction
+    # cfg, which the test appends as init.darknet_cfg (the full-width file into YOLOv1: test_opencv_parity.py).
+    write_trunk_file(path, "yolov1", "extraction.conv.weights", seed=2)
     tiny = dk.load_cfg(dk.official_cfg("yolov2-tiny-voc.cfg"))
     with open(os.path.join(path, "yolov2-tiny-voc.cfg"), "w") as f:
         f.write(open(dk.official_cfg("yolov2-tiny-voc.cfg")).read())
