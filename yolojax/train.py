@@ -36,6 +36,7 @@ import optax
 from flax.training import train_state
 from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
 
+from yolojax import ema as ema_lib
 from yolojax import families
 from yolojax import schedules as schedules_lib
 
@@ -185,8 +186,6 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], *, loss_fn: Ca
     new_state = new_state.replace(batch_stats=new_stats, seen=state.seen + batch["image"].shape[0])
     extra = {}
     if ema is not None and state.ema is not None:
-        from yolojax import ema as ema_lib
-
         new_state = new_state.replace(ema=ema_lib.update(
             state.ema, {"params": new_state.params, "batch_stats": new_stats}, new_state.step, **ema,
             freeze=freeze, freeze_stats=freeze_stats))
@@ -230,8 +229,6 @@ def make_steps(config: ml_collections.ConfigDict, mesh: Mesh, abstract_state: Tr
     state_sharding = jax.tree.map(lambda _: replicated(mesh), abstract_state)
     data = batch_sharding(mesh)
     freeze_stats = config.optim.freeze if config.optim.get("freeze_batch_stats", True) else ""
-    from yolojax import ema as ema_lib
-
     ema = ema_lib.settings(config.optim) if abstract_state.ema is not None else None
     train = jax.jit(functools.partial(train_step, loss_fn=head.loss_fn(config.loss), schedule=schedule,
                                       freeze_stats=freeze_stats, augment_cfg=config.data.augment.to_dict(),
@@ -279,8 +276,6 @@ def state_to_tree(state: TrainState) -> dict:
 
 def with_fresh_ema(state: TrainState, config: ml_collections.ConfigDict) -> TrainState:
     """``state`` with ema_0 = a copy of its variables when ``config.optim.ema`` is on, else with no EMA."""
-    from yolojax import ema as ema_lib
-
     if ema_lib.settings(config.optim) is None:
         return state.replace(ema=None)
     return state.replace(ema=ema_lib.start({"params": state.params, "batch_stats": state.batch_stats}))
@@ -406,8 +401,6 @@ def check_config(config: ml_collections.ConfigDict) -> None:
                          f"{config.data.source!r}{f', format={fmt!r}' if fmt else ''}) has {n_data} classes "
                          f"({', '.join(names[:5])}{', ...' if n_data > 5 else ''}): set "
                          f"--config.model.num_classes={n_data}")
-    from yolojax import ema as ema_lib
-
     ema_lib.settings(config.optim)  # a decay outside [0, 1) or a negative warm-up: named
     if config.eval.metric not in ("map_07", "map_area"):
         raise ValueError(f"config.eval.metric={config.eval.metric!r}: expected 'map_07' or 'map_area'")
@@ -657,8 +650,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     result: dict[str, Any] = {}
     meta = {"model": checkpoints.model_signature(config)}
     if state.ema is not None:  # which weights the checkpoints hold: checkpoints.save adds meta["weights"]
-        from yolojax import ema as ema_lib
-
         meta["ema"] = ema_lib.settings(config.optim)
 
     def log_action(step: int) -> None:
