@@ -50,12 +50,6 @@ def test_rgb_to_hsv_is_opencvs_exactly():
     np.testing.assert_array_equal(np.stack([h, s, v], -1), cv2.cvtColor(colours, cv2.COLOR_RGB2HSV_FULL))
 
 
-def test_integer_division_gives_every_entry_of_opencvs_tables():
-    levels = jnp.arange(256, dtype=jnp.int32)
-    np.testing.assert_array_equal(photometric._rounded_div(255 << 12, levels), photometric._SDIV)
-    np.testing.assert_array_equal(photometric._rounded_div(256 << 12, 6 * levels), photometric._HDIV)
-
-
 def test_per_example_parameters(images):
     # Each row gets its own parameters: row i equals the host with row i's parameters.
     dhue, sat, exp = (np.array(p, np.float32) for p in ([0.1, -0.05, 0.0, 0.02], [1.5, 1.0, 0.7, 1.2],

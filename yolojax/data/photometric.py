@@ -25,18 +25,10 @@ import numpy as np
 _HSV_SHIFT = 12  # OpenCV's fixed-point shift in RGB2HSV_b
 _LEVELS = np.arange(256)
 # OpenCV's RGB2HSV_b division tables (saturate_cast<int> rounds to nearest; no ties occur for these values).
-# The device computes their entries with integer arithmetic instead of a per-pixel table gather (several times
-# cheaper on a CPU): round(a / d) = (2a + d) // (2d) for a, d > 0 (tests/test_photometric.py checks every entry).
 _SDIV = np.concatenate([[0], np.round((255 << _HSV_SHIFT) / _LEVELS[1:])]).astype(np.int32)
 _HDIV = np.concatenate([[0], np.round((256 << _HSV_SHIFT) / (6.0 * _LEVELS[1:]))]).astype(np.int32)
 # HSV2RGB sectors: indices into (v, v(1-s), v(1-sf), v(1-s(1-f))) for (b, g, r), as OpenCV's sector_data.
 _SECTORS = np.array([[1, 3, 0], [1, 0, 2], [3, 0, 1], [0, 2, 1], [0, 1, 3], [2, 1, 0]], np.int32)
-
-
-def _rounded_div(numerator: int, d: jax.Array) -> jax.Array:
-    """int32 round(numerator / d) for d > 0 and 0 for d == 0: the entry ``d`` of a table above."""
-    safe = jnp.maximum(d, 1)
-    return jnp.where(d > 0, (2 * numerator + safe) // (2 * safe), 0)
 _PHOTOMETRIC_TAG = 0x9407  # separates the photometric key stream from other uses of the same seed
 
 
@@ -54,10 +46,9 @@ def _rgb_to_hsv(rgb: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     v = jnp.maximum(jnp.maximum(r, g), b)
     diff = v - jnp.minimum(jnp.minimum(r, g), b)
     half = 1 << (_HSV_SHIFT - 1)
-    s = (diff * _rounded_div(255 << _HSV_SHIFT, v) + half) >> _HSV_SHIFT  # _SDIV[v]
+    s = (diff * jnp.asarray(_SDIV)[v] + half) >> _HSV_SHIFT
     h = jnp.where(v == r, g - b, jnp.where(v == g, b - r + 2 * diff, r - g + 4 * diff))
-    # _HDIV[diff] = round((256 << 12) / (6 diff)); arithmetic shift: floor, as OpenCV's int >>
-    h = (h * _rounded_div(256 << _HSV_SHIFT, 6 * diff) + half) >> _HSV_SHIFT
+    h = (h * jnp.asarray(_HDIV)[diff] + half) >> _HSV_SHIFT  # arithmetic shift: floor, as OpenCV's int >>
     h = jnp.where(h < 0, h + 256, h)
     return jnp.clip(h, 0, 255), s, v
 
@@ -72,11 +63,11 @@ def _hsv_to_rgb(h: jax.Array, s: jax.Array, v: jax.Array) -> jax.Array:
     sector = jnp.floor(hf)
     frac = hf - sector
     sector = sector.astype(jnp.int32)  # 0..5
-    tab = (vf, vf * (1.0 - sf), vf * (1.0 - sf * frac), vf * (1.0 - sf * (1.0 - frac)))
-    # channel c (b, g, r) of sector k is tab[_SECTORS[k, c]]: selected elementwise, no gather
-    bgr = [jnp.select([sector == k for k in range(5)], [tab[i] for i in _SECTORS[:5, c]], tab[_SECTORS[5, c]])
-           for c in range(3)]
-    rgb = jnp.stack([jnp.where(s == 0, vf, x) for x in bgr[::-1]], axis=-1)
+    tab = jnp.stack([vf, vf * (1.0 - sf), vf * (1.0 - sf * frac), vf * (1.0 - sf * (1.0 - frac))], axis=-1)
+    idx = jnp.asarray(_SECTORS)[sector]  # [..., 3] (b, g, r) indices into tab
+    bgr = jnp.take_along_axis(tab, idx, axis=-1)
+    bgr = jnp.where((s == 0)[..., None], vf[..., None], bgr)
+    rgb = bgr[..., ::-1]
     return jnp.clip(jnp.round(rgb), 0, 255).astype(jnp.uint8)
 
 
