@@ -317,16 +317,17 @@ def _check_fits(where: str, target: Mapping[str, Any], stored: Mapping[str, Any]
 
 
 def _verify(tree: PyTree, checksums: Mapping[str, str]) -> None:
-    """_Damage if a leaf read is non-finite or its bytes differ from the CRC-32 recorded when saved."""
+    """_Damage if a leaf's bytes differ from the CRC-32 recorded when saved, or it is non-finite."""
     for path, leaf in _flat(tree).items():
         a = _host(leaf)
         if a is None:
             continue
-        if not _finite(a):
-            raise _Damage(f"leaf {path} holds NaN/Inf")
+        # the checksum first: damaged bytes may also decode to NaN, and the mismatch is the real diagnosis
         want = checksums.get(path)
         if want is not None and want.split(":")[0] == a.dtype.name and want != _checksum(a):
             raise _Damage(f"checksum mismatch in leaf {path}")
+        if not _finite(a):
+            raise _Damage(f"leaf {path} holds NaN/Inf")
 
 
 def _read_step(mngr, step: int, make_target: Callable[[Mapping[str, Any]], tuple[PyTree, PyTree]],
