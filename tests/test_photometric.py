@@ -42,12 +42,23 @@ def test_same_pixels_as_the_host_within_one_level(images, params):
         assert (diff > 0).mean() < 1e-3  # and in fact identical but for rare rounding ties
 
 
-def test_rgb_to_hsv_is_opencvs_exactly():
-    rng = np.random.default_rng(1)
-    colours = np.concatenate([rng.integers(0, 256, (1, 60000, 3)), np.repeat(np.arange(256)[None, :, None], 3, 2),
-                              np.eye(3, dtype=int)[None] * 255], axis=1).astype(np.uint8)
+def test_rgb_to_hsv_is_opencvs_exactly_for_every_colour():
+    c = np.arange(1 << 24, dtype=np.uint32)  # all 2**24 RGB colours
+    colours = np.stack([c >> 16, (c >> 8) & 255, c & 255], -1).astype(np.uint8).reshape(4096, 4096, 3)
     h, s, v = jax.jit(photometric._rgb_to_hsv)(colours)
     np.testing.assert_array_equal(np.stack([h, s, v], -1), cv2.cvtColor(colours, cv2.COLOR_RGB2HSV_FULL))
+
+
+def test_division_table_entries_equal_opencvs_tables():
+    # OpenCV's RGB2HSV_b tables: sdiv[v] = round((255 << 12) / v), hdiv[d] = round((256 << 12) / (6 d)), 0 at 0
+    # (saturate_cast<int> rounds to nearest); computed here in float64, on the device elementwise in int32.
+    levels = np.arange(256)
+    with np.errstate(divide="ignore"):
+        sdiv = np.where(levels > 0, np.round((255 << 12) / levels), 0).astype(np.int32)
+        hdiv = np.where(levels > 0, np.round((256 << 12) / (6.0 * levels)), 0).astype(np.int32)
+    d = jnp.arange(256, dtype=jnp.int32)
+    np.testing.assert_array_equal(photometric._rounded_div(255 << 12, d), sdiv)
+    np.testing.assert_array_equal(photometric._rounded_div(256 << 12, 6 * d), hdiv)
 
 
 def test_per_example_parameters(images):
