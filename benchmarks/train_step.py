@@ -1,10 +1,12 @@
 """Images/s of one jitted YOLOv2 train step (forward, darknet region loss, backward, SGD update).
 
   python benchmarks/train_step.py [--image_size 416] [--batch 8] [--steps 5] [--dtype float32|bfloat16]
-      [--config configs/yolov2_voc.py]
+      [--config configs/yolov2_voc.py] [--images uint8|float32]
 
 Feeds one fixed synthetic batch (random images, 3 random boxes per image) so only the step is timed; the
-first (compiling) step is reported separately. Also prints model FLOP utilization when --peak_tflops is given,
+first (compiling) step is reported separately. uint8 images (the default, as the training pipeline ships them)
+include the config's device photometric jitter and float conversion in the step; float32 images skip both,
+so the difference of the two is the jitter's cost. Also prints model FLOP utilization when --peak_tflops is given,
 from the 29.36 GFLOPs forward per 416 image of YOLOv2 (darknet's figure) x 3 for forward + backward.
 """
 
@@ -25,6 +27,8 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=8)
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--dtype", default="float32", choices=("float32", "bfloat16"))
+    parser.add_argument("--images", default="uint8", choices=("uint8", "float32"),
+                        help="batch dtype: uint8 = with the device photometric jitter (as in training)")
     parser.add_argument("--peak_tflops", type=float, default=0.0, help="device peak, for model FLOP utilization")
     args = parser.parse_args()
 
@@ -56,7 +60,8 @@ def main() -> None:
     xy = rng.uniform(0.0, 0.6, (b, m, 2))
     wh = rng.uniform(0.05, 0.4, (b, m, 2))
     batch = train.shard_batch({
-        "image": rng.uniform(0, 1, (b, args.image_size, args.image_size, 3)).astype(np.float32),
+        "image": rng.integers(0, 256, (b, args.image_size, args.image_size, 3), dtype=np.uint8)
+        if args.images == "uint8" else rng.uniform(0, 1, (b, args.image_size, args.image_size, 3)).astype(np.float32),
         "boxes": np.concatenate([xy, xy + wh], -1).astype(np.float32),
         "classes": rng.integers(0, config.model.num_classes, (b, m)).astype(np.int32),
         "mask": np.arange(m)[None].repeat(b, 0) < 3}, mesh)
@@ -71,7 +76,7 @@ def main() -> None:
     jax.block_until_ready(metrics)
     per_step = (time.perf_counter() - start) / args.steps
     ips = args.batch / per_step
-    line = (f"{config.model.name} {args.image_size}px batch {args.batch} {args.dtype} on {jax.device_count()}x "
+    line = (f"{config.model.name} {args.image_size}px batch {args.batch} {args.dtype} {args.images} images on {jax.device_count()}x "
             f"{jax.devices()[0].device_kind}: first step {compile_s:.1f} s, {per_step * 1e3:.0f} ms/step, "
             f"{ips:.2f} images/s")
     gflops = FORWARD_GFLOPS_416.get(config.model.name)
