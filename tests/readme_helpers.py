@@ -36,11 +36,11 @@ def readme_python_blocks() -> list[str]:
 
 def sandbox_env(home: str, cache: str) -> dict:
     """HOME is the sandbox (so ~/data/VOCdevkit and ~/tensorflow_datasets are the test's); one persistent XLA
-    cache, the cheaper-to-compile rbg PRNG and unoptimized CPU code generation: compilation dominates these
-    tiny runs, and none of this changes what the commands do."""
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    cache, the cheaper-to-compile rbg PRNG and the suite's cheap-to-compile XLA flags (tests/conftest.py):
+    compilation dominates these tiny runs, and none of this changes what the commands do."""
+    env = dict(os.environ)
     env.update(HOME=home, JAX_COMPILATION_CACHE_DIR=cache, JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0",
-               JAX_DEFAULT_PRNG_IMPL="rbg", XLA_FLAGS="--xla_backend_optimization_level=0",
+               JAX_DEFAULT_PRNG_IMPL="rbg",
                PATH=os.path.dirname(sys.executable) + os.pathsep + env.get("PATH", ""), TF_CPP_MIN_LOG_LEVEL="3")
     return env
 

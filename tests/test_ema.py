@@ -16,7 +16,7 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, os.path.join(ROOT, "tests"))
 
-from test_train import _compile_cache, tiny_config  # noqa: E402,F401  (_compile_cache: autouse fixture)
+from test_train import tiny_config  # noqa: E402
 
 DECAY, WARMUP = 0.9, 3  # large enough that the EMA lags the raw weights visibly after a few steps
 FROZEN = "/conv0/"  # optim.freeze: the first conv layer (params and batch statistics)

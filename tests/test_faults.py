@@ -97,9 +97,7 @@ def test_kill_at_random_moments_resumes_bit_identically(tmp_path):
     import jax
     import orbax.checkpoint as ocp
 
-    # 200 steps per run, compiled once into this test's cache: optimized CPU code (not the suite's cheap one).
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
-    env.update(JAX_COMPILATION_CACHE_DIR=str(tmp_path / "xla_cache"), JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS="0")
+    env = dict(os.environ)  # (XLA flags and compilation cache of the suite: tests/conftest.py)
     args = [sys.executable, os.path.join(ROOT, "experiments", "train.py"), *TINY, "--config.total_steps=120",
             "--config.checkpoint.every_steps=4", "--config.checkpoint.async_save=True", "--config.checkpoint.keep=2",
             "--config.eval.every_steps=0"]

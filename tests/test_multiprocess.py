@@ -40,7 +40,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_two_processes_agree_on_parameters(tmp_path):
     port = _free_port()
-    env = {k: v for k, v in os.environ.items() if k != "XLA_FLAGS"}
+    env = dict(os.environ)  # (XLA flags of the suite: tests/conftest.py)
     procs = [subprocess.Popen([sys.executable, "-c", _WORKER.format(root=ROOT, tests=os.path.join(ROOT, "tests"),
                                                                    port=port, pid=i, workdir=str(tmp_path))],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

@@ -57,10 +57,6 @@ VOC_COMMANDS = {
     "python experiments/compute_anchors.py --voc_root ~/data/VOCdevkit --year 2007,2012 --image_set trainval --k 5 "
     "--image_size 416 --json anchors.json": [],
 }
-# Full-width YOLOv2 runs (the published channel counts of the darknet file): their steps, not their compilation,
-# dominate, so they run with XLA's optimized CPU code instead of the sandbox's cheap-to-compile one.
-OPTIMIZED = {command for command in VOC_COMMANDS if command.startswith(
-    "python experiments/train.py --config configs/yolov2_voc.py --workdir runs/yolov2")}
 # Run elsewhere: `make test` is the command that runs this suite.
 NOT_HERE = {"make test": "it runs this suite (CI runs it on a clean clone)"}
 
@@ -116,8 +112,6 @@ def test_readme_command(command, sandbox):
     path, env = sandbox
     extra = [a.format(sandbox=path) for a in VOC_COMMANDS[command]]
     cwd = ROOT if command.startswith("make ") else path
-    if command in OPTIMIZED:
-        env = {k: v for k, v in env.items() if k != "XLA_FLAGS"}
     proc = run(command, extra, cwd, env)
     out = proc.stdout
     if "darknet19_448.conv.23" in command:  # the headline: the log says what was copied
