@@ -57,11 +57,13 @@ def main() -> None:
     steps = train.make_steps(config, mesh, state, schedule)
     rng = np.random.default_rng(0)
     b, m = args.batch, config.data.max_boxes
+    shape = (b, args.image_size, args.image_size, 3)
+    images = (rng.integers(0, 256, shape, dtype=np.uint8) if args.images == "uint8"
+              else rng.uniform(0, 1, shape).astype(np.float32))
     xy = rng.uniform(0.0, 0.6, (b, m, 2))
     wh = rng.uniform(0.05, 0.4, (b, m, 2))
     batch = train.shard_batch({
-        "image": rng.integers(0, 256, (b, args.image_size, args.image_size, 3), dtype=np.uint8)
-        if args.images == "uint8" else rng.uniform(0, 1, (b, args.image_size, args.image_size, 3)).astype(np.float32),
+        "image": images,
         "boxes": np.concatenate([xy, xy + wh], -1).astype(np.float32),
         "classes": rng.integers(0, config.model.num_classes, (b, m)).astype(np.int32),
         "mask": np.arange(m)[None].repeat(b, 0) < 3}, mesh)
@@ -76,7 +78,8 @@ def main() -> None:
     jax.block_until_ready(metrics)
     per_step = (time.perf_counter() - start) / args.steps
     ips = args.batch / per_step
-    line = (f"{config.model.name} {args.image_size}px batch {args.batch} {args.dtype} {args.images} images on {jax.device_count()}x "
+    line = (f"{config.model.name} {args.image_size}px batch {args.batch} {args.dtype} {args.images} images on "
+            f"{jax.device_count()}x "
             f"{jax.devices()[0].device_kind}: first step {compile_s:.1f} s, {per_step * 1e3:.0f} ms/step, "
             f"{ips:.2f} images/s")
     gflops = FORWARD_GFLOPS_416.get(config.model.name)

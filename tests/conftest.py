@@ -9,9 +9,9 @@ import tempfile
 # Compilation dominates this suite of tiny models on a CPU: unoptimized CPU code generation (the same HLO
 # optimizations, faster LLVM), XLA's older CPU fusion emitters (the newer MLIR ones take ~1.5x the CPU time to
 # compile these programs, and with them unoptimized code also runs ~1.5x slower), and one persistent XLA cache
-# for the whole run, which subprocesses (the CLI and README tests) inherit, so identical programs compile once.
-# Set before any test module imports jax. Every subprocess inherits them (a test that needs another XLA flag adds
-# it to these): with them, even the full-width README trainings and the 120-step kill test are faster end to end
+# for the whole run, so identical programs compile once. Set before any test module imports jax; every
+# subprocess (CLI, README, kill and multi-process tests) inherits them, and a test that needs another XLA flag adds
+# it to these: even the full-width README trainings and the 120-step kill test are faster end to end this way
 # than with XLA's optimized CPU code.
 os.environ["XLA_FLAGS"] = (os.environ.get("XLA_FLAGS", "") + " --xla_backend_optimization_level=0"
                            " --xla_cpu_use_fusion_emitters=false").strip()

@@ -201,7 +201,7 @@ def test_num_classes_mismatch_names_fields():
 # ------------------------------------------------------------------------------------------------ data parallel
 _DP_SCRIPT = textwrap.dedent("""
     import os, sys
-    os.environ["XLA_FLAGS"] += " --xla_force_host_platform_device_count=8"  # (and the suite's: tests/conftest.py)
+    os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
     sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
     import jax, numpy as np
     from test_train import tiny_config

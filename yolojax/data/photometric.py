@@ -54,9 +54,9 @@ def _rgb_to_hsv(rgb: jax.Array) -> tuple[jax.Array, jax.Array, jax.Array]:
     v = jnp.maximum(jnp.maximum(r, g), b)
     diff = v - jnp.minimum(jnp.minimum(r, g), b)
     half = 1 << (_HSV_SHIFT - 1)
-    s = (diff * _rounded_div(255 << _HSV_SHIFT, v) + half) >> _HSV_SHIFT  # _SDIV[v]
+    s = (diff * _rounded_div(255 << _HSV_SHIFT, v) + half) >> _HSV_SHIFT  # OpenCV's sdiv_table[v]
     h = jnp.where(v == r, g - b, jnp.where(v == g, b - r + 2 * diff, r - g + 4 * diff))
-    # _HDIV[diff]; the arithmetic shift floors, as OpenCV's int >>
+    # OpenCV's hdiv_table[diff]; the arithmetic shift floors, as OpenCV's int >>
     h = (h * _rounded_div(256 << _HSV_SHIFT, 6 * diff) + half) >> _HSV_SHIFT
     h = jnp.where(h < 0, h + 256, h)
     return jnp.clip(h, 0, 255), s, v
