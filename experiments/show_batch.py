@@ -50,10 +50,10 @@ def main(argv) -> int:
     it = pipeline.make_train_iterator(data_cfg, seed=seed, global_batch_size=batch_size, start_step=_STEP.value,
                                       process_index=0, process_count=1)
     batch = next(it)
-    # The colour jitter runs on the device inside the train step: apply it here the same way.
+    # What the network sees: with the colour jitter placed on the device, apply it here as the train step does.
     from yolojax.data import photometric
 
-    batch["image"] = np.asarray(photometric.train_inputs(batch["image"], data_cfg.augment.to_dict(), seed, _STEP.value))
+    batch["image"] = np.asarray(photometric.train_inputs(batch["image"], batch.get("photometric")))
     grid = draw_batch(batch, sources.class_names(data_cfg), min(_NUM.value, len(batch["image"])))
     from yolojax import api
 

@@ -1,5 +1,6 @@
-"""Device-side photometric augmentation: the same pixels as the host (OpenCV) implementation it replaces,
-darknet's draw distribution, determinism per (seed, step, example), switches, and the float conversion."""
+"""Photometric augmentation: the device's pixels equal the host (OpenCV) implementation's, darknet's draw
+distribution, both placements (device / host) give the same batch, determinism per (seed, step, example),
+switches, and the float conversion."""
 import cv2
 import jax
 import jax.numpy as jnp
@@ -33,7 +34,7 @@ def images():
     (0.5, 1.0, 1.0),                 # half a turn of hue only
 ])
 def test_same_pixels_as_the_host_within_one_level(images, params):
-    dhue, sat, exp = (float(np.float32(p)) for p in params)  # the device draws float32 parameters
+    dhue, sat, exp = (float(np.float32(p)) for p in params)  # parameters are float32 (augment.draw_hsv)
     got = np.asarray(_hsv_adjust(images, *(np.full(len(images), p, np.float32) for p in (dhue, sat, exp))))
     for i, image in enumerate(images):
         ref = augment.hsv_adjust(image, dhue, sat, exp)
@@ -71,52 +72,100 @@ def test_per_example_parameters(images):
         assert np.abs(got[i].astype(int) - ref).max() <= 1
 
 
+def _data_cfg(**kw):
+    c = pipeline.default_data_config()
+    c.update(source="synthetic", train_split="train", eval_split="eval", image_size=48, max_boxes=4, num_threads=1)
+    c.synthetic.update(image_width=64, image_height=48, num_train=12, num_eval=2, clutter=1.0)
+    c.update(**kw)
+    return c
+
+
+def _batcher(c, on, *, seed=3, batch=6, index=0, count=1):
+    from yolojax.data import sources
+
+    return pipeline._TrainBatcher(c, sources.make_source(c, "train"), seed=seed, global_batch_size=batch,
+                                  process_index=index, process_count=count, photometric_on=on)
+
+
 def test_draws_follow_darknet():
-    aug = pipeline.augment_preset("v2")
-    draw = lambda cfg, n: jax.jit(lambda key: photometric.draw_params(key, cfg, jnp.arange(n)))(jax.random.PRNGKey(0))
-    dhue, sat, exp = (np.asarray(x) for x in draw(aug, 3000))
+    rng = np.random.default_rng(0)
+    dhue, sat, exp = np.array([augment.draw_hsv(rng, 0.1, 1.5, 1.5) for _ in range(3000)]).T
     assert np.abs(dhue).max() <= 0.1 and np.abs(dhue).mean() == pytest.approx(0.05, abs=0.005)  # U(-.1, .1)
     for f in (sat, exp):  # rand_scale(1.5): [1, 1.5] or its inverse, each half of the time
         assert (f >= 1 / 1.5 - 1e-6).all() and (f <= 1.5 + 1e-6).all()
         assert (f < 1).mean() == pytest.approx(0.5, abs=0.03)
         assert np.median(f[f > 1]) == pytest.approx(1.25, abs=0.02)
     assert np.corrcoef(sat, exp)[0, 1] == pytest.approx(0.0, abs=0.05)  # independent draws
-    v1 = pipeline.augment_preset("v1")  # hue off
-    dhue, sat, _ = draw(v1, 100)
-    assert (np.asarray(dhue) == 0).all() and (np.asarray(sat) != 1).all()
+    assert (np.float32(dhue) == dhue).all() and (np.float32(sat) == sat).all()  # float32 values, as applied
+    v1 = [augment.draw_hsv(rng, 0.0, 1.5, 1.5) for _ in range(100)]  # v1: hue off
+    assert all(h == 0.0 and s != 1.0 for h, s, _ in v1)
+    assert augment.draw_hsv(rng, 0.0, 1.0, 1.0) == augment.IDENTITY_HSV  # all off: the identity, exactly
 
 
-def test_deterministic_per_seed_step_and_example(images):
-    aug = pipeline.augment_preset("v2")
-    fn = jax.jit(lambda x, seed, step, ids: photometric.device_photometric(x, photometric.step_key(seed, step),
-                                                                            aug, ids))
-    ids = jnp.arange(4)
-    a = np.asarray(fn(images, 3, 7, ids))
-    np.testing.assert_array_equal(a, np.asarray(fn(images, 3, 7, ids)))  # same (seed, step): same pixels
-    assert not np.array_equal(a, np.asarray(fn(images, 3, 8, ids)))  # another step: other draws
-    assert not np.array_equal(a, np.asarray(fn(images, 4, 7, ids)))  # another seed
-    # An example's jitter depends on its index, not on where else it sits or what the other rows hold.
-    perm = np.array([2, 0, 3, 1])
-    np.testing.assert_array_equal(np.asarray(fn(images[perm], 3, 7, ids[perm])), a[perm])
+def test_both_placements_give_the_same_batch():
+    # "device": uint8 batch + per-row parameters, jittered in the step; "host": jittered by OpenCV in the batcher.
+    # Same draws, same geometry and boxes, pixels within 1/255.
+    c = _data_cfg()
+    on_device, on_host = _batcher(c, "device")(5), _batcher(c, "host")(5)
+    assert on_device["photometric"].shape == (6, 3) and on_device["photometric"].dtype == np.float32
+    assert "photometric" not in on_host
+    for k in ("boxes", "classes", "mask"):
+        np.testing.assert_array_equal(on_device[k], on_host[k])
+    got = np.asarray(jax.jit(photometric.train_inputs)(on_device["image"], on_device["photometric"]))
+    diff = np.abs(np.round(got * 255).astype(int) - on_host["image"].astype(int))
+    assert diff.max() <= 1 and (diff > 0).mean() < 1e-3
+    assert not np.array_equal(on_host["image"], on_device["image"])  # the host did jitter its copy
+    # The parameters are the position's draws after its geometry (the generator of augment.train_matrix).
+    b = _batcher(c, "device")
+    rng = b._position_rng(5 * 6 + 2)
+    augment.train_matrix(rng, (64, 48), (48, 48), b.aug)
+    assert tuple(on_device["photometric"][2]) == augment.draw_hsv(rng, 0.1, 1.5, 1.5)
 
-    assert a.dtype == np.float32 and a.min() >= 0 and a.max() <= 1
+
+def test_parameters_are_deterministic_per_seed_step_and_example():
+    c = _data_cfg()
+    a = _batcher(c, "device")(7)["photometric"]
+    np.testing.assert_array_equal(a, _batcher(c, "device")(7)["photometric"])  # rebuilt: the same draws
+    assert not np.array_equal(a, _batcher(c, "device")(8)["photometric"])  # another step
+    assert not np.array_equal(a, _batcher(c, "device", seed=4)(7)["photometric"])  # another seed
+    # A row's draws depend on its global position only: process 1 of 2 builds rows 3..5 of the same batch.
+    np.testing.assert_array_equal(_batcher(c, "device", index=1, count=2)(7)["photometric"], a[3:])
+    assert len(np.unique(a[:, 1])) == 6  # every example its own draw
 
 
 def test_switches_and_float_conversion(images):
-    off = pipeline.augment_preset("none")
-    assert not photometric.photometric_enabled(off)
-    jitter = lambda cfg, x: jax.jit(lambda x: photometric.device_photometric(x, jax.random.PRNGKey(0), cfg))(x)
-    out = jitter(off, images)
-    np.testing.assert_array_equal(np.asarray(out), images.astype(np.float32) * np.float32(1 / 255))
+    off = _data_cfg(augment=pipeline.augment_preset("none"))
+    assert not augment.photometric_enabled(off.augment)
+    on_device, on_host = _batcher(off, "device")(0), _batcher(off, "host")(0)
+    assert "photometric" not in on_device  # nothing to apply: the step only converts
+    np.testing.assert_array_equal(on_device["image"], on_host["image"])
+    out = np.asarray(photometric.train_inputs(images))
+    np.testing.assert_array_equal(out, images.astype(np.float32) * np.float32(1 / 255))
     # Hand values: the host's former float batch, x / 255.
     x = np.array([[[0, 255, 51], [102, 1, 128]]], np.uint8)
     np.testing.assert_allclose(np.asarray(photometric.to_float(x)), x / 255.0, rtol=1e-6)
     floats = np.full((1, 2, 2, 3), 0.25, np.float32)  # float batches pass through unchanged
-    np.testing.assert_array_equal(np.asarray(photometric.train_inputs(floats, off, 0, 0)), floats)
+    np.testing.assert_array_equal(np.asarray(photometric.train_inputs(floats)), floats)
     sat_only = pipeline.augment_preset("none")
     sat_only.saturation = 1.5
-    assert photometric.photometric_enabled(sat_only)
-    jittered = np.asarray(jitter(sat_only, images))
-    assert not np.array_equal(jittered, np.asarray(out))
+    assert augment.photometric_enabled(sat_only)
+    assert "photometric" in _batcher(_data_cfg(augment=sat_only), "device")(0)
+    # An identity row leaves its image exactly as it is (an HSV round trip would not); the others jitter.
+    params = np.array([augment.IDENTITY_HSV, (0.0, 1.5, 1.0), augment.IDENTITY_HSV, (0.05, 1.0, 0.8)], np.float32)
+    jittered = np.asarray(jax.jit(photometric.train_inputs)(images, params))
+    np.testing.assert_array_equal(jittered[[0, 2]], out[[0, 2]])
+    assert not np.array_equal(jittered[1], out[1]) and not np.array_equal(jittered[3], out[3])
     with pytest.raises(TypeError, match="uint8"):
-        photometric.device_photometric(floats, jax.random.PRNGKey(0), sat_only)
+        photometric.train_inputs(floats, params[:1])
+
+
+def test_placement_follows_the_backend():
+    c = _data_cfg()
+    assert pipeline.photometric_placement(c, "cpu") == "host"
+    assert pipeline.photometric_placement(c, "gpu") == "device"
+    assert pipeline.photometric_placement(c, "tpu") == "device"
+    c.photometric_on = "device"
+    assert pipeline.photometric_placement(c, "cpu") == "device"
+    c.photometric_on = "gpu"
+    with pytest.raises(ValueError, match=r"config.data.photometric_on='gpu': expected 'auto', 'host' or 'device'"):
+        pipeline.photometric_placement(c)

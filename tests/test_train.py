@@ -263,6 +263,23 @@ def test_bfloat16_switch_keeps_float32_params_and_loss():
     np.testing.assert_array_equal(out, out.astype(jnp.bfloat16).astype(np.float32))
 
 
+def test_step_applies_the_batchs_photometric_parameters():
+    # Placement "device": the step jitters the uint8 images with each row's parameters. The same batch jittered
+    # outside the step (float input) gives the same loss; with identity parameters the loss is another one.
+    exp = train.build_experiment(tiny_config(**{"data.photometric_on": "device", "batch_size": 2}))
+    from yolojax.data import augment, photometric, pipeline
+
+    batch = next(pipeline.make_train_iterator(exp.config.data, seed=0, global_batch_size=2))
+    assert batch["photometric"].shape == (2, 3)
+    outside = dict(batch, image=np.asarray(photometric.train_inputs(batch["image"], batch["photometric"])))
+    del outside["photometric"]
+    identity = dict(batch, photometric=np.tile(np.float32(augment.IDENTITY_HSV), (2, 1)))  # same program
+    loss = lambda b: float(exp.steps.train(jax.tree.map(jnp.copy, exp.state), train.shard_batch(b, exp.mesh))[1]
+                           ["loss"])
+    assert loss(batch) == pytest.approx(loss(outside), rel=1e-6)
+    assert loss(identity) != pytest.approx(loss(batch), rel=1e-4)
+
+
 def test_checkpoints_keep_last_k_plus_best(tmp_path):
     from yolojax import checkpoints
 

@@ -147,15 +147,15 @@ def all_finite(tree: PyTree) -> jax.Array:
 
 
 def train_step(state: TrainState, batch: Mapping[str, jax.Array], *, loss_fn: Callable,
-               schedule: optax.Schedule, freeze_stats: str = "", augment_cfg: Mapping[str, Any] | None = None,
-               data_seed: int = 0, ema: Mapping[str, Any] | None = None, freeze: str = ""
+               schedule: optax.Schedule, freeze_stats: str = "", ema: Mapping[str, Any] | None = None,
+               freeze: str = ""
                ) -> tuple[TrainState, dict[str, jax.Array]]:
     """One SGD update on a global batch.
 
     batch: image uint8 [B, H, W, 3] (or float32 in [0, 1]); boxes float32 [B, M, 4] normalized xyxy; classes
-    int32 [B, M]; mask bool [B, M]. The photometric augmentation of ``augment_cfg`` (darknet's hue / saturation /
-    exposure) runs here on the device, drawn from (``data_seed``, step, example) so batches stay deterministic
-    (``data.photometric``). Model outputs are cast to float32 before the loss (bf16 compute, f32 loss and params).
+    int32 [B, M]; mask bool [B, M]; optional photometric float32 [B, 3]: each row's darknet hue / saturation /
+    exposure jitter as the pipeline drew it, applied here on the device (``data.photometric.train_inputs``;
+    absent when the pipeline applied it or none is configured). Model outputs are cast to float32 before the loss (bf16 compute, f32 loss and params).
     ``freeze_stats``: a regex over "batch_stats/..." paths whose batch-norm statistics stay fixed.
     ``ema``: ``ema.settings(config.optim)`` ({"decay", "warmup_steps"}) when ``state.ema`` is kept; the average
     then moves towards the new variables (``yolojax.ema.update``; ``freeze``, the parameter regex of
@@ -167,7 +167,7 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], *, loss_fn: Ca
     from yolojax.data import photometric
 
     dropout_rng = jax.random.fold_in(state.rng, state.step)
-    images = photometric.train_inputs(batch["image"], augment_cfg, data_seed, state.step)
+    images = photometric.train_inputs(batch["image"], batch.get("photometric"))
 
     def objective(params):
         outputs, mutated = state.apply_fn(_variables(params, state.batch_stats), images, train=True,
@@ -231,8 +231,7 @@ def make_steps(config: ml_collections.ConfigDict, mesh: Mesh, abstract_state: Tr
     freeze_stats = config.optim.freeze if config.optim.get("freeze_batch_stats", True) else ""
     ema = ema_lib.settings(config.optim) if abstract_state.ema is not None else None
     train = jax.jit(functools.partial(train_step, loss_fn=head.loss_fn(config.loss), schedule=schedule,
-                                      freeze_stats=freeze_stats, augment_cfg=config.data.augment.to_dict(),
-                                      data_seed=int(config.seed), ema=ema, freeze=config.optim.get("freeze", "")),
+                                      freeze_stats=freeze_stats, ema=ema, freeze=config.optim.get("freeze", "")),
                     in_shardings=(state_sharding, data), out_shardings=(state_sharding, replicated(mesh)),
                     donate_argnums=(0,))
     nms_kwargs = dict(score_threshold=config.eval.score_threshold, iou_threshold=config.eval.nms_iou_threshold,

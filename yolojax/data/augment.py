@@ -11,8 +11,9 @@ once (crop + pad + ``cv2.resize``), which is both faster and less blurry than wa
 follow through the same matrix, then are clipped to the output image; boxes left too small or mostly cut away
 are dropped (``clip_and_filter_boxes``) so no zero-area box ever reaches the log-space w/h loss.
 
-The photometric jitter (darknet HSV) of training runs on the device (``photometric.py``) on the uint8 batch;
-``hsv_adjust`` / ``random_hsv`` here are its host (OpenCV) reference, same parameters -> same pixels.
+The photometric jitter (darknet HSV) of training is drawn here (``draw_hsv``, from the example's generator) and
+applied either on the device to the uint8 batch (``photometric.py``) or, on a CPU-only run, by ``hsv_adjust``
+here (OpenCV) in the batch threads (``data.photometric_on``); same parameters -> same pixels within 1/255.
 
 The ops:
   * ``crop_jitter_matrix``: darknet's ``jitter`` (v2 ``jitter=.3``, v1 ``jitter=.2``): each image side moves
@@ -355,36 +356,49 @@ def _hsv_tables(dhue: float, sat: float, exposure: float) -> list[np.ndarray | N
             np.minimum(_LEVELS * exposure + 0.5, 255).astype(np.uint8) if exposure != 1.0 else None]
 
 
-def hsv_adjust(image: np.ndarray, dhue: float, sat: float, exposure: float) -> np.ndarray:
+def hsv_adjust(image: np.ndarray, dhue: float, sat: float, exposure: float, *,
+               out: np.ndarray | None = None) -> np.ndarray:
     """Shifts hue by ``dhue`` (fraction of the circle) and scales saturation / value, uint8 RGB -> uint8 RGB.
 
     Uses OpenCV's 8-bit "full" HSV (hue 0..255 = the whole circle, so the shift wraps exactly modulo 256) and
     one lookup table per channel: several times faster than float HSV, within one quantization step of
-    darknet's float version. Pointwise, so it commutes with cropping, padding and flipping.
+    darknet's float version. Pointwise, so it commutes with cropping, padding and flipping. ``out``: a
+    C-contiguous uint8 array of the image's shape to write the result into (it may be ``image`` itself).
     """
     if sat < 0 or exposure < 0:
         raise ValueError(f"hsv_adjust: saturation and exposure factors must be >= 0, got {sat}, {exposure}")
     planes = cv2.split(cv2.cvtColor(image, cv2.COLOR_RGB2HSV_FULL))
     # Per-plane 1-channel LUTs beat one 3-channel LUT call by about 2x in OpenCV 4.x.
     planes = [p if t is None else cv2.LUT(p, t) for p, t in zip(planes, _hsv_tables(dhue, sat, exposure))]
-    return cv2.cvtColor(cv2.merge(planes), cv2.COLOR_HSV2RGB_FULL)
+    return cv2.cvtColor(cv2.merge(planes), cv2.COLOR_HSV2RGB_FULL, dst=out)
 
 
-def _draw_hsv(rng: np.random.Generator, hue: float, saturation: float, exposure: float
-              ) -> tuple[float, float, float] | None:
-    """darknet random_distort_image draws: (dhue, sat factor, exposure factor), or None if all are identity."""
+def photometric_enabled(cfg: Mapping[str, Any]) -> bool:
+    """Whether ``cfg`` (``data_cfg.augment``) turns on any HSV jitter (hue > 0, saturation or exposure > 1)."""
+    return float(cfg["hue"]) > 0 or float(cfg["saturation"]) > 1.0 or float(cfg["exposure"]) > 1.0
+
+
+IDENTITY_HSV = (0.0, 1.0, 1.0)  # (dhue, sat, exposure) that leaves an image as it is
+
+
+def draw_hsv(rng: np.random.Generator, hue: float, saturation: float, exposure: float
+             ) -> tuple[float, float, float]:
+    """darknet random_distort_image draws: (dhue ~ U(-hue, hue), sat factor, exposure factor), each rounded to
+    float32 (the device applies them in float32, so both placements see the same numbers); ``IDENTITY_HSV``
+    exactly where every draw is the identity (e.g. all three ops off)."""
     dhue = rng.uniform(-hue, hue) if hue > 0 else 0.0
     dsat = _rand_scale(rng, saturation)
     dexp = _rand_scale(rng, exposure)
-    if dhue == 0.0 and dsat == 1.0 and dexp == 1.0:
-        return None
-    return dhue, dsat, dexp
+    return tuple(float(np.float32(x)) for x in (dhue, dsat, dexp))
 
 
 def random_hsv(example: Example, rng: np.random.Generator, hue: float = 0.1, saturation: float = 1.5,
                exposure: float = 1.5) -> Example:
     """darknet random_distort_image: hue U(-hue, hue), saturation and exposure rand_scale; boxes unchanged."""
-    params = _draw_hsv(rng, hue, saturation, exposure)
+    params = draw_hsv(rng, hue, saturation, exposure)
+    if params == IDENTITY_HSV:
+        return example
+    return dict(example, image=hsv_adjust(example["image"], *params))
     if params is None:
         return example
     return dict(example, image=hsv_adjust(example["image"], *params))
@@ -428,7 +442,8 @@ def train_augment(example: Example, rng: np.random.Generator, out_size: tuple[in
     """The host's training augmentation: the geometric ops in one warp -> Example at ``out_size`` (w, h).
 
     ``train_matrix`` then ``train_warp``. The photometric ops of ``cfg`` (hue, saturation, exposure) are not
-    applied here: they run on the device on the uint8 batch (``photometric.device_photometric``).
+    applied here: the training pipeline draws them after the matrix (``draw_hsv``) and applies them on the
+    device or in its batch threads (``data.photometric_on``).
     """
     return train_warp(example, train_matrix(rng, _size(example), out_size, cfg), out_size, cfg)
 

@@ -91,6 +91,9 @@ def default_data_config() -> ml_collections.ConfigDict:
       fast_decode: training only: decode JPEGs with libjpeg-turbo's fast integer IDCT and plain chroma
         upsampling (pipeline.decode_reduced; ~15% less decode time, pixels ~1.4 levels from the exact decode
         on average; docs/input_pipeline.md). Evaluation always decodes exactly.
+      photometric_on: where the training HSV jitter (augment.hue / saturation / exposure) is applied:
+        "device" (inside the jitted step, on the uint8 batch), "host" (OpenCV, in the batch threads) or
+        "auto": "host" when the JAX backend is the CPU, else "device". Same draws, same pixels within 1/255.
       augment: see augment_preset.
     """
     c = ml_collections.ConfigDict()
@@ -121,6 +124,7 @@ def default_data_config() -> ml_collections.ConfigDict:
     # Check every annotation and listed image before step 1 (yolojax.data.check.require_clean; cached).
     c.check = True
     c.fast_decode = True
+    c.photometric_on = "auto"
     c.augment = augment_preset("v2")
     return c
 

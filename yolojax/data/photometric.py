@@ -11,19 +11,17 @@ of OpenCV's fixed-point division tables are computed elementwise, which vectoriz
 gather does not: 4-5x faster on a CPU), the tables are the same float32 expressions, and HSV -> RGB is OpenCV's
 float formula, so the same parameters give the same uint8 pixels up to a rounding tie (at most 1/255).
 
-Randomness: example ``i`` of a batch draws its parameters from ``fold_in(key, example_ids[i])``; the caller
-makes ``key`` from (seed, step) (``step_key``), so a batch's jitter is a pure function of (seed, step, example
-index): deterministic, independent of the device count, and resumable from the step alone.
+Randomness stays on the host: the pipeline draws each example's (dhue, sat, exposure) from the generator of
+its position, right after its geometry (``augment.draw_hsv``), and ships them with the batch, so a batch's
+jitter is a pure function of (seed, step, example), whichever placement applies it; resuming needs the step
+alone. On a CPU-only run the pipeline applies the same parameters itself with OpenCV (``data.photometric_on``).
 """
 from __future__ import annotations
-
-from typing import Any, Mapping
 
 import jax
 import jax.numpy as jnp
 
 _HSV_SHIFT = 12  # OpenCV's fixed-point shift in RGB2HSV_b
-_PHOTOMETRIC_TAG = 0x9407  # separates the photometric key stream from other uses of the same seed
 
 
 def to_float(images: jax.Array) -> jax.Array:
@@ -103,65 +101,22 @@ def hsv_adjust(images: jax.Array, dhue: jax.Array, sat: jax.Array, exposure: jax
     return _hsv_to_rgb(h, s, v)
 
 
-def _rand_scale(u_value: jax.Array, u_flip: jax.Array, s: float) -> jax.Array:
-    """darknet rand_scale from two U(0, 1) numbers: a factor in [1, s], inverted with probability 1/2."""
-    f = 1.0 + (s - 1.0) * u_value if s > 1.0 else jnp.ones_like(u_value)
-    return jnp.where(u_flip < 0.5, f, 1.0 / f)
-
-
-def draw_params(key: jax.Array, aug_cfg: Mapping[str, Any], example_ids: jax.Array
-                ) -> tuple[jax.Array, jax.Array, jax.Array]:
-    """Per-example darknet random_distort_image draws -> (dhue, sat, exposure), each float32 [B].
-
-    dhue ~ U(-hue, hue); sat and exposure ~ rand_scale(saturation), rand_scale(exposure). Example ``i``'s
-    draws (five U(0, 1) numbers from ``fold_in(key, example_ids[i])``) depend only on ``key`` and its id.
-    """
-    hue, saturation, exposure = float(aug_cfg["hue"]), float(aug_cfg["saturation"]), float(aug_cfg["exposure"])
-    keys = jax.vmap(lambda i: jax.random.fold_in(key, i))(jnp.asarray(example_ids, jnp.int32))
-    u = jax.vmap(lambda k: jax.random.uniform(k, (5,), jnp.float32))(keys)  # [B, 5]
-    dhue = hue * (2.0 * u[:, 0] - 1.0) if hue > 0 else jnp.zeros_like(u[:, 0])
-    return dhue, _rand_scale(u[:, 1], u[:, 2], saturation), _rand_scale(u[:, 3], u[:, 4], exposure)
-
-
-def photometric_enabled(aug_cfg: Mapping[str, Any]) -> bool:
-    """Whether any of hue / saturation / exposure jitter is on (0 and 1.0 mean off, as on the host)."""
-    return float(aug_cfg["hue"]) > 0 or float(aug_cfg["saturation"]) > 1.0 or float(aug_cfg["exposure"]) > 1.0
-
-
-def device_photometric(images: jax.Array, key: jax.Array, aug_cfg: Mapping[str, Any],
-                       example_ids: jax.Array | None = None) -> jax.Array:
-    """Photometric training augmentation + float conversion, for use inside a jitted step.
+def train_inputs(images: jax.Array, params: jax.Array | None = None) -> jax.Array:
+    """Training batch images -> float32 network inputs in [0, 1], inside the jitted train step.
 
     Args:
-      images: uint8 [B, H, W, 3] RGB (a training batch after the host's geometric warp).
-      key: PRNG key of this step (``step_key(seed, step)``).
-      aug_cfg: ``data_cfg.augment`` (hue, saturation, exposure; read at trace time, so switching an op off
-        removes it from the compiled program).
-      example_ids: int [B] index of each example in the global batch (default ``arange(B)``).
+      images: uint8 [B, H, W, 3] RGB (a training batch after the host's geometric warp), or float32 in [0, 1].
+      params: float32 [B, 3], each row's (dhue, sat, exposure) as the pipeline drew them (the batch's
+        "photometric" entry, present when the jitter is placed on the device); None: float conversion only.
+        A row equal to ``augment.IDENTITY_HSV`` leaves its image untouched (as the host does).
     Returns:
       float32 [B, H, W, 3] in [0, 1].
     """
-    if images.dtype != jnp.uint8:
-        raise TypeError(f"device_photometric: expected uint8 images, got {images.dtype}")
-    if photometric_enabled(aug_cfg):
-        ids = jnp.arange(images.shape[0]) if example_ids is None else example_ids
-        images = hsv_adjust(images, *draw_params(key, aug_cfg, ids))
-    return to_float(images)
-
-
-def step_key(seed: int, step: jax.Array | int) -> jax.Array:
-    """The photometric PRNG key of training step ``step`` for data seed ``seed``."""
-    base = jax.random.fold_in(jax.random.PRNGKey(seed), _PHOTOMETRIC_TAG)
-    return jax.random.fold_in(base, step)
-
-
-def train_inputs(images: jax.Array, aug_cfg: Mapping[str, Any] | None, seed: int, step: jax.Array | int
-                 ) -> jax.Array:
-    """Training batch images [B, H, W, 3] -> float32 network inputs in [0, 1], inside the jitted train step.
-
-    uint8 images get the photometric jitter of (``seed``, ``step``, row of the global batch) from ``aug_cfg``
-    (``data_cfg.augment``; None: float conversion only); float input (already in [0, 1]) passes through.
-    """
-    if images.dtype != jnp.uint8 or aug_cfg is None:
+    if params is None:
         return to_float(images)
-    return device_photometric(images, step_key(seed, step), aug_cfg)
+    if images.dtype != jnp.uint8:
+        raise TypeError(f"train_inputs: the HSV jitter needs uint8 images, got {images.dtype}")
+    params = jnp.asarray(params, jnp.float32)
+    dhue, sat, exposure = params[:, 0], params[:, 1], params[:, 2]
+    identity = ((dhue == 0.0) & (sat == 1.0) & (exposure == 1.0))[:, None, None, None]
+    return to_float(jnp.where(identity, images, hsv_adjust(images, dhue, sat, exposure)))

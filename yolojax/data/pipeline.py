@@ -9,8 +9,11 @@ epoch), is augmented with an RNG keyed by ``(seed, p)``, and is resized to the s
 workers or threads, and the whole iterator state is ``{"step": int}`` (json-serializable; store it in the
 training checkpoint, or just recreate the iterator with ``start_step``).
 
-Batches carry uint8 images: the host decodes and does the one geometric warp; float conversion and the
-photometric jitter run on the device in the jitted step (``photometric.py``; docs/input_pipeline.md). A
+Batches carry uint8 images: the host decodes and does the one geometric warp; float conversion runs on the
+device in the jitted step. The photometric (HSV) jitter is drawn with the geometry, from the same generator, and
+applied where ``data.photometric_on`` says: on the device (the batch then carries each row's parameters under
+"photometric", ``photometric.py``), or by OpenCV in the batch threads when the device is the host's own CPU
+(docs/input_pipeline.md). A
 training image that the warp shrinks by 2x or more is decoded at 1/2, 1/4 or 1/8 size by the JPEG decoder
 itself (DCT scaling, ``decode_reduced``), and with ``data.fast_decode`` by libjpeg-turbo's fast IDCT and plain
 chroma upsampling; evaluation always decodes in full with the exact decoder (``sources.decode_image``).
@@ -212,11 +215,26 @@ def multiscale_size(data_cfg: Mapping[str, Any], seed: int, step: int) -> int:
     return int(sizes[np.random.default_rng([int(seed), 0x5CA1E, block]).integers(len(sizes))])
 
 
+def photometric_placement(data_cfg: Mapping[str, Any], backend: str | None = None) -> str:
+    """Where the training HSV jitter runs: "device" or "host", from ``data.photometric_on``.
+
+    "auto" (the default) is "host" when the JAX backend is the CPU: the "device" is then the same cores, and
+    OpenCV's SIMD lookup tables in the batch threads cost less than the jitter compiled into the step.
+    ``backend``: default ``jax.default_backend()``.
+    """
+    on = data_cfg.get("photometric_on", "auto")  # configs saved before the field existed: "auto"
+    if on == "auto":
+        return "host" if (backend or jax.default_backend()) == "cpu" else "device"
+    if on not in ("host", "device"):
+        raise ValueError(f"config.data.photometric_on={on!r}: expected 'auto', 'host' or 'device'")
+    return on
+
+
 class _TrainBatcher:
     """Builds the local training batch of a step; a picklable pure function of the step."""
 
     def __init__(self, data_cfg: Mapping[str, Any], source, *, seed: int, global_batch_size: int,
-                 process_index: int, process_count: int):
+                 process_index: int, process_count: int, photometric_on: str = "device"):
         if global_batch_size % process_count:
             raise ValueError(f"batch_size {global_batch_size} is not divisible by the {process_count} processes")
         self.cfg = data_cfg
@@ -230,6 +248,8 @@ class _TrainBatcher:
         self.offset = process_index * self.local_batch
         self._perm_cache: tuple[int, np.ndarray] | None = None
         self.fast_decode = bool(data_cfg.get("fast_decode", False))
+        # None: no HSV jitter configured; "host" / "device": where it is applied (photometric_placement).
+        self.photometric = photometric_on if augment.photometric_enabled(self.aug) else None
         self._threads = threading.local()  # per-thread state: the position generator (_position_rng)
 
     def __getstate__(self) -> dict:  # the per-thread generators stay behind (grain pickles the batcher)
@@ -264,10 +284,10 @@ class _TrainBatcher:
         return int(cache[1][i])
 
     def _decode(self, record: Mapping[str, Any], position: int, out_size: tuple[int, int]
-                ) -> tuple[dict, np.ndarray]:
-        """Record -> (Example, [3, 3] training map of its decoded image). The map is drawn from the encoded
-        size (so it is the same whatever resolution the decoder then delivers) and rescaled to the decoded one.
-        """
+                ) -> tuple[dict, np.ndarray, tuple[float, float, float]]:
+        """Record -> (Example, [3, 3] training map of its decoded image, HSV jitter parameters). The map is
+        drawn from the encoded size (so it is the same whatever resolution the decoder then delivers) and
+        rescaled to the decoded one; the jitter is drawn after it from the same generator."""
         where = f"image {record.get('image_id', '?')}"
         if "image" in record:  # already decoded (synthetic)
             example = sources.decode_record(record)
@@ -276,6 +296,8 @@ class _TrainBatcher:
             full = encoded_image_size(record["image_bytes"], where)
         rng = self._position_rng(position)
         matrix = augment.train_matrix(rng, full, out_size, self.aug)
+        hsv = (augment.draw_hsv(rng, self.aug["hue"], self.aug["saturation"], self.aug["exposure"])
+               if self.photometric else augment.IDENTITY_HSV)
         if "image" not in record:
             example = {k: v for k, v in record.items() if k != "image_bytes"}
             example["image"] = decode_reduced(record["image_bytes"], decode_reduction(matrix), where,
@@ -283,15 +305,16 @@ class _TrainBatcher:
         got = example["image"].shape[1::-1]
         if got != full:  # reduced decode (or a decoder that disagrees with the header): same map, new units
             matrix = matrix @ np.diag([full[0] / got[0], full[1] / got[1], 1.0])
-        return example, matrix
+        return example, matrix, hsv
 
-    def _example(self, position: int, size: int, out: np.ndarray) -> dict:
-        """The training Example at ``position``, its image warped straight into ``out`` (uint8 [size, size, 3])."""
+    def _example(self, position: int, size: int, out: np.ndarray) -> tuple[dict, tuple[float, float, float]]:
+        """(the training Example at ``position``, its image warped straight into ``out`` (uint8 [size, size, 3])
+        and jittered there with placement "host"; its HSV jitter parameters)."""
         for attempt in range(_MAX_SKIP):
             # A corrupt record is replaced by the next position's record: deterministic for any worker count.
             record = self.source[self._record_index(position + attempt)]
             try:
-                example, matrix = self._decode(record, position, (size, size))
+                example, matrix, hsv = self._decode(record, position, (size, size))
                 break
             except sources.CorruptImageError as e:
                 sources.warn_count("corrupt_image", f"{e}; skipped")
@@ -299,7 +322,10 @@ class _TrainBatcher:
             raise RuntimeError(f"{_MAX_SKIP} consecutive undecodable images near training position {position}")
         if self.cfg["drop_difficult"]:
             example = augment.drop_difficult(example)
-        return augment.train_warp(example, matrix, (size, size), self.aug, out=out)
+        example = augment.train_warp(example, matrix, (size, size), self.aug, out=out)
+        if self.photometric == "host" and hsv != augment.IDENTITY_HSV:
+            augment.hsv_adjust(out, *hsv, out=out)
+        return example, hsv
 
     def __call__(self, step: int) -> Batch:
         size = multiscale_size(self.cfg, self.seed, step)
@@ -307,10 +333,14 @@ class _TrainBatcher:
         b, m = self.local_batch, int(self.cfg["max_boxes"])
         batch = {"image": np.empty((b, size, size, 3), np.uint8), "boxes": np.zeros((b, m, 4), np.float32),
                  "classes": np.full((b, m), -1, np.int32), "mask": np.zeros((b, m), bool)}
+        if self.photometric == "device":
+            batch["photometric"] = np.empty((b, 3), np.float32)
         objects = ("boxes", "classes", "mask")
         for j in range(b):  # each example goes straight into its batch slot: no per-example copies to stack
-            example = self._example(start + j, size, batch["image"][j])
+            example, hsv = self._example(start + j, size, batch["image"][j])
             _write_objects(example, {k: batch[k][j] for k in objects})
+            if self.photometric == "device":
+                batch["photometric"][j] = hsv
         return batch
 
 
@@ -336,7 +366,8 @@ class TrainIterator:
         self.process_count = jax.process_count() if process_count is None else process_count
         source = sources.make_source(data_cfg, data_cfg["train_split"])
         self.batcher = _TrainBatcher(data_cfg, source, seed=seed, global_batch_size=global_batch_size,
-                                     process_index=self.process_index, process_count=self.process_count)
+                                     process_index=self.process_index, process_count=self.process_count,
+                                     photometric_on=photometric_placement(data_cfg))
         self.seed = int(seed)
         self._step = int(start_step)
         self._it = None
@@ -390,10 +421,11 @@ def make_train_iterator(data_cfg: Mapping[str, Any], *, seed: int, global_batch_
       start_step: step of the first batch (resume).
       process_index, process_count: default ``jax.process_index()`` / ``jax.process_count()``.
     Returns:
-      TrainIterator yielding {"image": uint8 [b, S, S, 3] RGB (geometric augmentation done; the photometric
-      one and the float conversion run on the device: ``photometric.device_photometric``), "boxes": float32
-      [b, M, 4] normalized xyxy, "classes": int32 [b, M] (-1 pad), "mask": bool [b, M]} with b = local batch,
-      S = step's size.
+      TrainIterator yielding {"image": uint8 [b, S, S, 3] RGB (geometric augmentation done; the float
+      conversion runs on the device), "boxes": float32 [b, M, 4] normalized xyxy, "classes": int32 [b, M]
+      (-1 pad), "mask": bool [b, M]} with b = local batch, S = step's size; with the HSV jitter configured
+      and placed on the device (``photometric_placement``), also "photometric": float32 [b, 3], each row's
+      (dhue, sat, exposure) for ``photometric.train_inputs``; placed on the host, the images are jittered.
     """
     return TrainIterator(data_cfg, seed=seed, global_batch_size=global_batch_size, start_step=start_step,
                          process_index=process_index, process_count=process_count)
