@@ -155,7 +155,8 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], *, loss_fn: Ca
     batch: image uint8 [B, H, W, 3] (or float32 in [0, 1]); boxes float32 [B, M, 4] normalized xyxy; classes
     int32 [B, M]; mask bool [B, M]; optional photometric float32 [B, 3]: each row's darknet hue / saturation /
     exposure jitter as the pipeline drew it, applied here on the device (``data.photometric.train_inputs``;
-    absent when the pipeline applied it or none is configured). Model outputs are cast to float32 before the loss (bf16 compute, f32 loss and params).
+    absent when the pipeline applied it or none is configured). Model outputs are cast to float32 before the loss
+    (bf16 compute, f32 loss and params).
     ``freeze_stats``: a regex over "batch_stats/..." paths whose batch-norm statistics stay fixed.
     ``ema``: ``ema.settings(config.optim)`` ({"decay", "warmup_steps"}) when ``state.ema`` is kept; the average
     then moves towards the new variables (``yolojax.ema.update``; ``freeze``, the parameter regex of

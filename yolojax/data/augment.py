@@ -399,9 +399,6 @@ def random_hsv(example: Example, rng: np.random.Generator, hue: float = 0.1, sat
     if params == IDENTITY_HSV:
         return example
     return dict(example, image=hsv_adjust(example["image"], *params))
-    if params is None:
-        return example
-    return dict(example, image=hsv_adjust(example["image"], *params))
 
 
 # -------------------------------------------------------------------------------- composed pipelines
