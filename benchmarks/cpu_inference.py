@@ -6,7 +6,7 @@
 
 All three run the same network: the official cfg (yolojax/darknet/cfgs) with random weights written by the
 project's darknet writer (``darknet.write_weights``), loaded by ``yolojax.load`` (JAX), exported with
-``yolojax.export.to_onnx`` (onnxruntime) and read by ``cv2.dnn.readNetFromDarknet`` (OpenCV). Each call maps
+``yolojax.inference.export.to_onnx`` (onnxruntime) and read by ``cv2.dnn.readNetFromDarknet`` (OpenCV). Each call maps
 a batch of the same photo (matplotlib's grace_hopper.jpg, resized to 416) to the raw output of the last conv
 (no decode/NMS: OpenCV's region layer is not timed). Before timing, each backend's output is compared with
 OpenCV's (relative error printed). Timing: --repeats rounds after one warm-up call per backend; in every
@@ -48,7 +48,7 @@ def main(argv=None) -> int:
 
     import yolojax
     from yolojax import darknet as dk
-    from yolojax import export
+    from yolojax.inference import export
 
     cv2.setNumThreads(args.threads)
     backends = args.backends.split(",")

@@ -20,8 +20,8 @@ import time
 
 import numpy as np
 
-from yolojax import evaluation
-from yolojax.classes import VOC_CLASSES
+from yolojax.config.classes import VOC_CLASSES
+from yolojax.evaluation import voc as evaluation
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 

@@ -37,7 +37,7 @@ def main() -> None:
     import jax
     import numpy as np
 
-    from yolojax import train
+    from yolojax.training import train
 
     spec = importlib.util.spec_from_file_location("bench_config", args.config)
     module = importlib.util.module_from_spec(spec)

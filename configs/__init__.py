@@ -1,1 +1,1 @@
-"""Experiment configs: one ``get_config()`` per file (ml_collections, locked). See configs/base.py."""
+"""Experiment configs: one ``get_config()`` per file (ml_collections, locked). See yolojax/config/base.py."""

@@ -1,10 +1,6 @@
 """Fast YOLO (9 conv layers, fast-yolo-v1-paper.cfg) with the YOLOv1 paper recipe."""
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from configs.base import base_config, use_yolov1  # noqa: E402
+from yolojax.config.base import base_config, use_yolov1
 
 
 def get_config():

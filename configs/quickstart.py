@@ -10,12 +10,8 @@ scores at most 10/11 = 0.909, so 0.90+ means near-perfect precision up to 90% re
   python experiments/train.py --config configs/quickstart.py --workdir runs/quickstart
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from configs.base import base_config  # noqa: E402
-from yolojax.data import defaults  # noqa: E402  (imports only ml_collections)
+from yolojax.config import data as defaults  # imports only ml_collections
+from yolojax.config.base import base_config
 
 IMAGE_SIZE_PX = 128  # grid 4x4
 

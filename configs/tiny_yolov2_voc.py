@@ -4,11 +4,7 @@ Darknet's own tiny cfg warms up with steps=-1,100 scales=.1,10 (1e-4 for 100 upd
 burn_in as YOLOv2 so the two models differ only in the network. Multi-scale stays on (the cfg's random=1).
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from configs.base import base_config  # noqa: E402
+from yolojax.config.base import base_config
 
 
 def get_config():

@@ -4,11 +4,7 @@
 1e-2 until epoch 75, 1e-3 until 105, 1e-4 until 135; scale/translate 20% and exposure/saturation 1.5.
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from configs.base import base_config, use_yolov1  # noqa: E402
+from yolojax.config.base import base_config, use_yolov1
 
 
 def get_config():

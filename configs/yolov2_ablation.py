@@ -23,7 +23,7 @@ Each rung adds exactly the paper's change to the rung before it (tests/test_abla
   hires_detector       78.6     data.eval_image_size=544
 
 The anchor_boxes rung is the one that leaves YOLOv1: with the region loss it also takes the YOLOv2 recipe of
-configs/base.py (160 epochs, lr 1e-3 with burn-in, darknet v2 augmentation, score/NMS thresholds .005/.45);
+yolojax/config/base.py (160 epochs, lr 1e-3 with burn-in, darknet v2 augmentation, score/NMS thresholds .005/.45);
 the paper does not say which recipe its intermediate rungs used.
 
 Pretrained trunks: init.hires_classifier=True says the trunk must start from a classifier fine-tuned at 448
@@ -39,13 +39,9 @@ rounded to 32, and the anchors (grid units of the 13x13 grid) scaled by px/416 s
 image. For quick sweeps on small hardware; the rungs still differ by exactly the same fields.
 """
 
-import os
-import sys
-
 import ml_collections
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from configs.base import MULTISCALE_SIZES_PX, VOC_ANCHORS, base_config, use_yolov1  # noqa: E402
+from yolojax.config.base import MULTISCALE_SIZES_PX, VOC_ANCHORS, base_config, use_yolov1
 
 RUNGS = ("baseline", "batch_norm", "hires_classifier", "anchor_boxes", "new_network", "dimension_priors",
          "passthrough", "multi_scale", "hires_detector")
@@ -108,7 +104,7 @@ def get_config(arg: str = "hires_detector") -> ml_collections.ConfigDict:
     c.data.multiscale_sizes = ()
     c.data.image_size = c.data.eval_image_size = px
     c.model.v2.passthrough = "none"
-    c.model.v2.location = "direct"  # read by the loss and the decoder (yolojax.targets.LOCATIONS)
+    c.model.v2.location = "direct"  # read by the loss and the decoder (yolojax.ops.targets.LOCATIONS)
     c.init.hires_classifier = False
     if not at("anchor_boxes"):
         use_yolov1(c, "yolov1")

@@ -7,11 +7,7 @@ burn_in of 1000 updates; multi-scale {320..608} every 10 batches; 5 k-means VOC 
   python experiments/train.py --config configs/yolov2_voc.py:paper_era ...   # yolo-voc.2.0.cfg head
 """
 
-import os
-import sys
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-from configs.base import base_config  # noqa: E402
+from yolojax.config.base import base_config
 
 VARIANTS = ("", "paper_era")
 

@@ -35,11 +35,11 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
 
-from absl import app, flags  # noqa: E402
+from absl import app, flags
 
-from configs import yolov2_ablation as ladder  # noqa: E402
+from configs import yolov2_ablation as ladder
+from yolojax import cli
 
 _ROOT = flags.DEFINE_string("root", None, "Directory holding one workdir per rung and the table.")
 _RUNGS = flags.DEFINE_list("rungs", list(ladder.RUNGS), f"Rungs to run, any of {ladder.RUNGS}.")
@@ -238,6 +238,5 @@ def _main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    from yolojax import cli
 
     cli.run(_main, prog="ablate")

@@ -7,13 +7,13 @@ when no problem is fatal, else 1 with one line on stderr naming the first bad fi
 config's data.train_split and data.eval_split. Reports are cached (--cache_dir; --nocache checks again).
 """
 
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from absl import app, flags
+from ml_collections import config_flags
+
+from yolojax import cli
+from yolojax.data import check
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file (optionally :arg) or a "
                                           "workdir's config.json.", lock_config=True)
@@ -29,8 +29,6 @@ flags.mark_flags_as_required(["config"])
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from yolojax import cli
-    from yolojax.data import check
 
     data = _CONFIG.value.data
     splits = _SPLITS.value or [s for s in (data.train_split, data.eval_split) if s]
@@ -45,6 +43,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from yolojax import cli
 
     cli.run(main, prog="check_data")

@@ -25,13 +25,16 @@ paper's "Avg IOU": 61.0 for k=5 on VOC). ``--json`` writes ``{"anchors": [[w, h]
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import os
 import sys
 
 import numpy as np
 
-from yolojax import anchors as anchor_lib
+from yolojax.data import formats, pipeline, sources, voc
+from yolojax.inference import api
+from yolojax.ops import anchors as anchor_lib
 
 
 def wh_from_voc(voc_root: str, years: list[str], image_set: str, *,
@@ -42,7 +45,6 @@ def wh_from_voc(voc_root: str, years: list[str], image_set: str, *,
     are VOC 1-based pixel xyxy in the XML, normalized exactly as the data pipeline does
     (``sources.voc_boxes_to_normalized``, TFDS's and darknet's convention: w = (xmax - xmin) / width).
     """
-    from yolojax.data import formats, voc  # devkit readers (no JAX, no TensorFlow)
 
     chunks = []
     for year in years:
@@ -61,7 +63,6 @@ def wh_from_voc(voc_root: str, years: list[str], image_set: str, *,
 def wh_from_tfds(split: str, *, data_dir: str | None = None, include_difficult: bool = False) -> np.ndarray:
     """Normalized (w, h) ``[N, 2]`` of every object of a named split ("07+12", "2007_trainval", ...) of the
     prepared TFDS VOC (``yolojax.data.sources``; only the annotations are read, images stay encoded)."""
-    from yolojax.data import pipeline
 
     return wh_from_data(dict(pipeline.default_data_config(), source="tfds", tfds_data_dir=data_dir or ""), split,
                         include_difficult=include_difficult)
@@ -71,7 +72,6 @@ def wh_from_data(data_cfg, split: str, *, include_difficult: bool = False) -> np
     """Normalized (w, h) ``[N, 2]`` of the objects of ``split`` of any configured dataset (``config.data``:
     VOC, TFDS, synthetic, or your own VOC / YOLO / COCO files), from the same cleaned records training reads
     (``sources.box_shapes``)."""
-    from yolojax.data import sources
 
     wh = sources.box_shapes(data_cfg, split, include_difficult=include_difficult)
     if not len(wh):
@@ -165,9 +165,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def load_config(path: str, overrides: list[str]):
     """A config file (``get_config()``) or a workdir's config.json, with KEY=VALUE overrides (Python literals
     or plain strings)."""
-    import ast
 
-    from yolojax import api  # the one config loader
 
     config = api.load_config(path)
     for item in overrides:
@@ -188,7 +186,6 @@ def load_config(path: str, overrides: list[str]):
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    from yolojax.data import formats
 
     try:
         if args.grid is not None and args.image_size is not None:
@@ -204,7 +201,6 @@ def main(argv: list[str] | None = None) -> int:
             include_difficult = include_difficult or not config.data.drop_difficult
             wh = wh_from_data(config.data, config.data.train_split, include_difficult=include_difficult)
         elif args.root:
-            from yolojax.data import pipeline
 
             if not args.format:
                 raise ValueError("--root needs --format voc|yolo|coco")

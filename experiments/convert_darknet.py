@@ -10,13 +10,14 @@ config (optimizer, data, ...) comes from --config, or by default from the config
 its model section is overwritten from the cfg (classes, anchors, passthrough, ...).
 """
 
+import importlib
 import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from absl import app, flags
+from ml_collections import config_flags
 
-from absl import app, flags  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from yolojax import cli, darknet
+from yolojax.training import checkpoints
 
 _CFG = flags.DEFINE_string("cfg", None, "darknet .cfg")
 _WEIGHTS = flags.DEFINE_string("weights", None, "darknet .weights (complete, not a backbone file)")
@@ -38,7 +39,6 @@ DEFAULT_CONFIGS = {
 
 
 def default_config(fields):
-    import importlib
 
     key = (fields["name"], fields.get("v2", {}).get("passthrough") if fields["name"] == "yolov2" else None)
     module, variant = DEFAULT_CONFIGS[key]
@@ -57,7 +57,6 @@ def _update(cfg, fields):
 def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    from yolojax import darknet
 
     model, variables, report = darknet.load_with_report(_CFG.value, _WEIGHTS.value)
     if report.conversion.uninitialized and not _ALLOW_PARTIAL.value:
@@ -69,7 +68,6 @@ def main(argv):
     config = _CONFIG.value if _CONFIG.value is not None else default_config(fields)
     with config.unlocked():
         _update(config.model, fields)
-    from yolojax import checkpoints
 
     out = os.path.abspath(_OUT.value)
     meta = {"model": checkpoints.model_signature(config), "seen": int(report.header.seen),
@@ -82,6 +80,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from yolojax import cli
 
     cli.run(main, prog="convert_darknet")

@@ -7,13 +7,15 @@ line reports the held-out score, e.g. `quickstart mAP@0.5 (VOC07 11-point): 0.90
 """
 
 import os
-import sys
 import time
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+import jax
+from absl import flags, logging
+from ml_collections import config_flags
 
-from absl import flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+from yolojax import cli
+from yolojax.inference import api, drawing
+from yolojax.training import train
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart_demo", "Where checkpoints, logs and the image go.")
 _CONFIG = config_flags.DEFINE_config_file(
@@ -28,9 +30,7 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; our own lines go to stdout
     del argv
     start = time.perf_counter()
-    import jax
 
-    from yolojax import drawing, train
 
     config = _CONFIG.value
     workdir = os.path.abspath(_WORKDIR.value)
@@ -39,7 +39,7 @@ def main(argv):
     result = train.train_and_evaluate(config, workdir)
     exp, state = result["experiment"], result["state"]
 
-    # The first held-out batch again, its detections drawn with the one drawer (yolojax.drawing).
+    # The first held-out batch again, its detections drawn with the one drawer (yolojax.inference.drawing).
     first = train.evaluate(exp.steps, train.evaluated_state(state)[0], config, exp.class_names,
                            keep_first_batch=True)["first_batch"]  # the weights the printed mAP is of
     dets, batch = first
@@ -52,7 +52,6 @@ def main(argv):
         tiles.append(drawing.draw_detections(images[i], found, score_threshold=_DRAW_SCORE.value,
                                              scale=max(1, 256 // max(images.shape[1:3]))))
     picture = os.path.join(workdir, "detections.png")
-    from yolojax import api
 
     api.save_image(drawing.tile(tiles, columns=4), picture)
 
@@ -65,6 +64,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from yolojax import cli
 
     cli.run(main, prog="demo")

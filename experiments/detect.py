@@ -23,7 +23,11 @@ import glob
 import json
 import os
 import sys
+import tempfile
 import time
+
+from yolojax import cli
+from yolojax.inference import api, drawing, export, video
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -68,14 +72,11 @@ def load_detector(args: argparse.Namespace):
     """The detector named by the flags (exactly one of workdir / checkpoint / darknet files / export), run
     by JAX or, with --backend onnx, by onnxruntime on an ONNX export of it."""
     if args.exported:
-        from yolojax import export
 
         return export.load_exported(args.exported)
     detector = _load_model(args)
     if args.backend == "onnx":
-        import tempfile
 
-        from yolojax import export
 
         path = os.path.join(tempfile.mkdtemp(prefix="yolojax_detect_"), "model.onnx")
         export.export_onnx(detector, path)  # checked against JAX before it is written
@@ -84,7 +85,6 @@ def load_detector(args: argparse.Namespace):
 
 
 def _load_model(args: argparse.Namespace):
-    from yolojax import api
 
     given = [n for n in ("workdir", "checkpoint", "darknet_cfg") if getattr(args, n)]
     if len(given) != 1 or bool(args.darknet_cfg) != bool(args.darknet_weights):
@@ -99,7 +99,6 @@ def _load_model(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> tuple[int, list[str]]:
     """Detects on every input; returns (images written, paths that could not be read and were skipped)."""
-    from yolojax import api, drawing, video
 
     videos = [s for s in args.inputs if video.is_video_source(s)]
     # fail on a bad path before spending time on the model
@@ -125,8 +124,8 @@ def run(args: argparse.Namespace) -> tuple[int, list[str]]:
             try:
                 image = api.load_image(path)
             except (ValueError, OSError) as e:
-                print(f"  {path}: skipped, {api.one_line(e)}", flush=True)
-                skipped.append(f"{path} ({api.one_line(e)})")
+                print(f"  {path}: skipped, {cli.one_line(e)}", flush=True)
+                skipped.append(f"{path} ({cli.one_line(e)})")
                 continue
             readable.append((path, name))
             yield image
@@ -189,7 +188,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from yolojax import cli
 
     args = parse_args(argv)
     try:

@@ -28,7 +28,15 @@ from __future__ import annotations
 import json
 import time
 
+import numpy as np
 from absl import app, flags, logging
+
+from yolojax import cli
+from yolojax.data import pipeline, sources, voc
+from yolojax.evaluation import coco as coco_metrics
+from yolojax.evaluation import loop as eval_loop
+from yolojax.evaluation import voc as evaluation
+from yolojax.inference import api
 
 flags.DEFINE_string("results_dir", None, "Folder with devkit result files (results-file mode).")
 flags.DEFINE_string("prefix", "comp4", "Result file prefix: <prefix>_det_<image_set>_<class>.txt.")
@@ -41,7 +49,7 @@ flags.DEFINE_enum("use_07_metric", "both", ["both", "true", "false"],
                   "always holds both.")
 flags.DEFINE_string("json", None, "Optional path of a JSON file for the results.")
 flags.DEFINE_bool("allow_missing", False, "Treat a missing class result file as no detections.")
-# Model mode (yolojax.api): a model instead of result files.
+# Model mode (yolojax.inference.api): a model instead of result files.
 flags.DEFINE_string("workdir", None, "Model mode: training workdir (its latest checkpoint).")
 flags.DEFINE_string("checkpoint", None, "Model mode: one checkpoint, <workdir>/checkpoints/<step>.")
 flags.DEFINE_string("config", None, "Model mode: config overriding <workdir>/config.json (x.py[:variant]/.json).")
@@ -73,8 +81,6 @@ _METRICS = {"both": "both", "true": "07", "false": "area"}
 
 def evaluate_result_files() -> dict:
     """Results-file mode: annotations + devkit result files -> ``VOCEvaluator.compute()`` dict."""
-    from yolojax import coco_metrics, eval_loop, evaluation
-    from yolojax.data import voc
 
     evaluator = evaluation.VOCEvaluator(iou_threshold=FLAGS.iou)
     coco = coco_metrics.COCOEvaluator(class_names=evaluator.class_names)
@@ -84,7 +90,6 @@ def evaluate_result_files() -> dict:
     results = evaluation.read_results(FLAGS.results_dir, prefix=FLAGS.prefix, image_set=FLAGS.image_set,
                                       class_names=evaluator.class_names, image_ids=set(evaluator.image_ids),
                                       allow_missing=FLAGS.allow_missing)
-    import numpy as np
 
     ids = np.concatenate([np.asarray(results[n]["image_ids"], dtype=object) for n in evaluator.class_names])
     boxes = np.concatenate([np.asarray(results[n]["boxes"], np.float64).reshape(-1, 4) for n in evaluator.class_names])
@@ -108,7 +113,6 @@ def _first(*values):
 def model_dataset(detector_config) -> tuple:
     """(data config, split) that model mode scores: --voc_root/--year/--image_set, --tfds_split, or (with
     --workdir) the training config's own dataset and --split (default: its eval split)."""
-    from yolojax.data import pipeline
 
     if FLAGS.voc_root is not None and FLAGS.tfds_split is not None:
         raise app.UsageError("give at most one of --voc_root / --tfds_split")
@@ -127,8 +131,6 @@ def model_dataset(detector_config) -> tuple:
 def evaluate_model() -> dict:
     """Model mode: model -> detections on the split (the same eval batches and evaluation path as training) ->
     result files in --out_dir, scored in memory."""
-    from yolojax import api, eval_loop
-    from yolojax.data import sources
 
     if FLAGS.out_dir is None:
         raise app.UsageError("model mode needs --out_dir")
@@ -170,9 +172,7 @@ def evaluate_model() -> dict:
 
 def report(result: dict) -> None:
     """Prints the table and writes the JSON file if asked."""
-    from yolojax import evaluation
 
-    from yolojax import coco_metrics
 
     print(evaluation.format_table(result, metrics=_METRICS[FLAGS.use_07_metric]))
     if "coco_full" in result:
@@ -202,7 +202,6 @@ def main(argv: list[str]) -> int:
     report(result)
     logging.info("evaluated %d images in %.2f s", result["num_images"], time.perf_counter() - start)
     if result.get("unreadable_images"):
-        from yolojax import cli
 
         return cli.fail("evaluate", f"{result['unreadable_images']} image(s) could not be read and were not scored "
                                     "(named in the warnings above)")
@@ -210,6 +209,5 @@ def main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-    from yolojax import cli
 
     cli.run(main, prog="evaluate")

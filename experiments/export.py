@@ -8,7 +8,7 @@ Writes into OUT: ``model.onnx`` (raw outputs), ``model.jaxexport`` + ``model.jax
 StableHLO, weights inside, metadata beside) and, with ``--nms``, ``model_nms.onnx`` (decode + NMS in the graph)
 and ``model_nms.jaxexport``. Each line printed names a file, its size, and its relative error against the JAX
 model on a natural photo (max |export - jax| / max |jax|, required <= 1e-4). Run the ONNX file with
-``yolojax.export.load_exported("OUT/model.onnx").predict(...)`` or any ONNX runtime (docs/export.md).
+``yolojax.inference.export.load_exported("OUT/model.onnx").predict(...)`` or any ONNX runtime (docs/export.md).
 Bad input ends with one line ``export: error: ...`` and exit status 1; nothing is written for a failed check.
 """
 from __future__ import annotations
@@ -16,6 +16,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+
+from yolojax.cli import one_line
+from yolojax.inference import api, export
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,7 +40,6 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def load_detector(args: argparse.Namespace):
-    from yolojax import api
 
     if bool(args.workdir) == bool(args.darknet_cfg) or bool(args.darknet_cfg) != bool(args.darknet_weights):
         raise ValueError("give exactly one model: --workdir, or --darknet_cfg with --darknet_weights")
@@ -49,7 +51,6 @@ def load_detector(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> list:
-    from yolojax import export
 
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     unknown = sorted(set(formats) - {"onnx", "stablehlo"})
@@ -77,7 +78,6 @@ def main(argv: list[str] | None = None) -> int:
     try:
         run(args)
     except (ValueError, OSError, KeyError) as e:  # bad input or a failed check: one line, no traceback
-        from yolojax.api import one_line
 
         print(f"export: error: {one_line(e)}", file=sys.stderr)
         return 1

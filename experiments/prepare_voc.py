@@ -10,6 +10,7 @@ directly (`--config.data.source=voc_dir --config.data.voc_dir=...`): the example
 """
 from absl import flags
 
+from yolojax import cli
 from yolojax.data import sources
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir to write into.", required=True)
@@ -28,6 +29,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from yolojax import cli
 
     cli.run(main, prog="prepare_voc")

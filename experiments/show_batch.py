@@ -7,12 +7,13 @@ Config overrides work as usual: --config.data.augment.jitter=0.
 """
 from __future__ import annotations
 
-
 import numpy as np
 from absl import flags
 from ml_collections import config_flags
 
-from yolojax.data import pipeline, sources
+from yolojax import cli
+from yolojax.data import photometric, pipeline, sources
+from yolojax.inference import api, drawing
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file with a .data section (default: synthetic).")
 _OUT = flags.DEFINE_string("out", "batch.png", "Output PNG.")
@@ -22,8 +23,7 @@ _SEED = flags.DEFINE_integer("seed", None, "Data seed (default: config.seed or 0
 
 
 def draw_batch(batch: dict, names: tuple[str, ...], num: int) -> np.ndarray:
-    """Training batch -> uint8 grid (``yolojax.drawing``) with each image's boxes and class names."""
-    from yolojax import drawing
+    """Training batch -> uint8 grid (``yolojax.inference.drawing``) with each image's boxes and class names."""
 
     images = drawing.to_uint8(batch["image"][:num])
     tiles = []
@@ -51,11 +51,9 @@ def main(argv) -> int:
                                       process_index=0, process_count=1)
     batch = next(it)
     # What the network sees: with the colour jitter placed on the device, apply it here as the train step does.
-    from yolojax.data import photometric
 
     batch["image"] = np.asarray(photometric.train_inputs(batch["image"], batch.get("photometric")))
     grid = draw_batch(batch, sources.class_names(data_cfg), min(_NUM.value, len(batch["image"])))
-    from yolojax import api
 
     api.save_image(grid, _OUT.value)
     print(f"wrote {_OUT.value}: {min(_NUM.value, len(batch['image']))} images at {batch['image'].shape[1]} px, "
@@ -64,6 +62,5 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-    from yolojax import cli
 
     cli.run(main, prog="show_batch")

@@ -10,13 +10,14 @@ or pass --coordinator_address/--num_processes/--process_id). Bad input ends with
 ``train: error: ...`` and exit status 1 (--debug shows the traceback).
 """
 
-import os
-import sys
 
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from absl import app, flags, logging  # noqa: E402
-from ml_collections import config_flags  # noqa: E402
+import jax
+from absl import app, flags, logging
+from ml_collections import config_flags
+
+from yolojax import cli
+from yolojax.training import train
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file (optionally :arg) or a "
                                           "workdir's config.json.", lock_config=True)
@@ -33,12 +34,10 @@ def main(argv):
     logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; our own lines go to stdout
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-    import jax
 
     if _DISTRIBUTED.value:
         jax.distributed.initialize(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
                                    process_id=_PROCESS_ID.value)
-    from yolojax import train
 
     result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
     if jax.process_index() == 0:
@@ -47,6 +46,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-    from yolojax import cli
 
     cli.run(main, prog="train")

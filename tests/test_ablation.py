@@ -15,10 +15,12 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from configs import base, yolov2_ablation as ladder  # noqa: E402
 from trunk_files import write_trunk_file  # noqa: E402
 
-# The v1 -> v2 recipe fields that the anchor_boxes rung switches together with the loss (configs/base.py's
+from configs import yolov2_ablation as ladder
+from yolojax.config import base  # noqa: E402
+
+# The v1 -> v2 recipe fields that the anchor_boxes rung switches together with the loss (yolojax/config/base.py's
 # use_yolov1 vs the YOLOv2 defaults): augmentation, schedule, thresholds, loss options.
 RECIPE = {"num_epochs", "optim.base_lr", "schedule.boundaries_epochs", "schedule.warmup", "schedule.warmup_epochs",
           "schedule.warmup_init_lr", "schedule.darknet_numbering", "eval.score_threshold", "eval.nms_iou_threshold",

@@ -4,7 +4,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from yolojax import anchors
+from yolojax.ops import anchors
 
 VOC_ANCHORS_13 = np.array([[1.3221, 1.73145], [3.19275, 4.00944], [5.05587, 8.09892], [9.47112, 4.84053],
                            [11.2364, 10.0071]])

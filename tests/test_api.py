@@ -1,4 +1,4 @@
-"""Notebook API (yolojax.api): images in, detections out, drawing, loading errors.
+"""Notebook API (yolojax.inference.api): images in, detections out, drawing, loading errors.
 
 Uses a hand-built Detector around a tiny freshly initialized model (no checkpoint needed here; loading real
 checkpoints and darknet files is covered end to end in test_tools.py).
@@ -11,7 +11,8 @@ import sys
 import numpy as np
 import pytest
 
-from yolojax import api
+from yolojax import cli
+from yolojax.inference import api
 
 SIZE = 64
 
@@ -27,7 +28,7 @@ def detector():
     model = build_model(ml_collections.ConfigDict(dict(name="tiny_yolov2", num_classes=3, width=0.125)))
     variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, SIZE, SIZE, 3)), train=False))(jax.random.key(0))
     anchors = np.array([[1.0, 1.5], [2.0, 1.0], [0.5, 0.5], [1.5, 1.5], [1.0, 1.0]], np.float32)
-    from yolojax import families
+    from yolojax.models import heads as families
 
     head = families.Head("v2", 3, anchors=tuple(map(tuple, anchors.tolist())))
     return api.Detector(model=model, variables=variables, head=head, input_hw=(SIZE, SIZE),
@@ -43,8 +44,8 @@ def _images() -> list[np.ndarray]:
 def test_import_yolojax_is_light():
     """``import yolojax`` loads neither JAX nor TensorFlow; the API names resolve lazily."""
     code = ("import sys, yolojax; heavy = [m for m in ('jax', 'tensorflow', 'flax') if m in sys.modules]; "
-            "assert not heavy, heavy; assert yolojax.load is yolojax.api.load; "
-            "assert callable(yolojax.draw) and yolojax.boxes.iou is not None; print('ok')")
+            "assert not heavy, heavy; assert yolojax.load is yolojax.inference.api.load; "
+            "assert callable(yolojax.draw) and yolojax.ops.boxes.iou is not None; print('ok')")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0 and out.stdout.strip() == "ok", out.stderr
 
@@ -84,7 +85,7 @@ def test_predict_equals_direct_pipeline(detector):
     batched_nms, with pixel boxes = normalized boxes x (W, H, W, H)."""
     import jax.numpy as jnp
 
-    from yolojax import postprocess
+    from yolojax.ops import postprocess
 
     image = _images()[0]
     assert np.array_equal(detector.preprocess(image), image)
@@ -151,7 +152,7 @@ def test_draw_exact_pixels():
     found = {"boxes": np.array([[0.25, 0.25, 0.75, 0.75]], np.float32), "scores": np.array([0.9], np.float32),
              "classes": np.array([1]), "class_names": ["cat"]}
     out = api.draw(image, found, line_width=1)
-    from yolojax import drawing
+    from yolojax.inference import drawing
 
     colour = drawing.PALETTE[1]
     # The rectangle spans x 30..90, y 25..75 (inclusive); the label sits above its top-left corner.
@@ -193,14 +194,14 @@ def test_read_names(tmp_path):
 
 
 def test_one_line_folds_messages():
-    assert api.one_line(ValueError("a\n  b")) == "ValueError: a b"
+    assert cli.one_line(ValueError("a\n  b")) == "ValueError: a b"
 
 
 # -------------------------------------------------------------------------------------- evaluation tools
 def test_precision_recall_curves_hand_case(tmp_path):
     """One image, two ground truths of class 0 and one difficult; detections: TP, FP, TP, then one on the
     difficult box (neither). Recall [.5, .5, 1, 1], precision [1, .5, 2/3, 2/3]."""
-    from yolojax import evaluation
+    from yolojax.evaluation import voc as evaluation
 
     ev = evaluation.VOCEvaluator(class_names=("a", "b"))
     ev.add("im", gt_boxes=np.array([[1, 1, 10, 10], [21, 21, 40, 40], [50, 50, 60, 60]], np.float64),

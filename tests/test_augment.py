@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from yolojax import boxes as box_lib
 from yolojax.data import augment, pipeline, synthetic
+from yolojax.ops import boxes as box_lib
 
 
 def _rect_example(w=120, h=90, box_px=(30, 20, 80, 60)):

@@ -9,7 +9,7 @@ import time
 import numpy as np
 import pytest
 
-from yolojax.classes import VOC_CLASSES
+from yolojax.config.classes import VOC_CLASSES
 from yolojax.data import check, pipeline, synthetic, voc
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

@@ -1,4 +1,4 @@
-"""yolojax.checkpoints: round trip, refusing non-finite states, healing from damaged steps, variables only.
+"""yolojax.training.checkpoints: round trip, refusing non-finite states, healing from damaged steps, variables only.
 
 Small trees of a few arrays on one CPU device. A template workdir with two checkpoints (steps 1 and 2) is
 written once per module and copied for each test that damages it.
@@ -15,9 +15,10 @@ import numpy as np
 import orbax.checkpoint as ocp
 import pytest
 from etils import epath
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
 
-from yolojax import checkpoints as ckpt
+from yolojax.training import checkpoints as ckpt
 
 MODEL = {"name": "tiny", "num_classes": 3}
 

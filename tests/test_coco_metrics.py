@@ -1,11 +1,11 @@
-"""yolojax.coco_metrics against pycocotools' COCOeval (bbox) on randomized detections, to 1e-6."""
+"""yolojax.evaluation.coco against pycocotools' COCOeval (bbox) on randomized detections, to 1e-6."""
 import contextlib
 import io
 
 import numpy as np
 import pytest
 
-from yolojax import coco_metrics
+from yolojax.evaluation import coco as coco_metrics
 
 pycocotools = pytest.importorskip("pycocotools")
 from pycocotools.coco import COCO  # noqa: E402

@@ -13,8 +13,11 @@ from ml_collections import config_flags
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from configs import base, quickstart, yolov2_ablation  # noqa: E402
-from yolojax import schedules, train  # noqa: E402
+from configs import quickstart
+from yolojax.training import (
+    schedules,
+    train,  # noqa: E402
+)
 
 VOC_CONFIGS = [("yolov1_voc", ""), ("fast_yolo_voc", ""), ("yolov2_voc", ""), ("yolov2_voc", "paper_era"),
                ("tiny_yolov2_voc", "")]

@@ -7,7 +7,6 @@ darknet's forward passes (conv/BN/maxpool/reorg/route/connected/local/crop).
 
 from __future__ import annotations
 
-import os
 import re
 from pathlib import Path
 
@@ -22,7 +21,6 @@ from yolojax.darknet import cfg as dcfg
 from yolojax.darknet.mapping import match_handwritten
 from yolojax.darknet.weights import WeightsHeader, layer_blobs, read_header
 from yolojax.models import TinyYOLOv2, YOLOv1, YOLOv1ConvAnchors, YOLOv2
-
 
 CFG_DIR = dk.OFFICIAL_CFG_DIR  # the official cfgs ship with the package
 
@@ -576,12 +574,12 @@ def test_darknet19_classifier_runs_in_the_generic_network(tmp_path):
 
 @pytest.mark.slow
 def test_convert_script_writes_a_checkpoint_the_api_loads(tmp_path):
-    """experiments/convert_darknet.py end to end: its workdir restores through yolojax.api.load_checkpoint
+    """experiments/convert_darknet.py end to end: its workdir restores through yolojax.inference.api.load_checkpoint
     (what evaluate.py uses) to the same outputs as yolojax.darknet.load on the darknet files."""
     import subprocess
     import sys
 
-    from yolojax import api
+    from yolojax.inference import api
 
     model = TinyYOLOv2(width=0.25, flat_output=True)  # VOC: 20 classes, 5 anchors
     variables = randomized_variables(model, 64)
@@ -604,7 +602,7 @@ def test_convert_script_writes_a_checkpoint_the_api_loads(tmp_path):
 
 def test_darknet19_module_sections_are_darknet19_448_cfg():
     """The cfg written for a Darknet19 classifier computes what the official darknet19_448.cfg does (the layer
-    order yolojax.initialization maps darknet files by)."""
+    order yolojax.training.initialization maps darknet files by)."""
     from yolojax.darknet.mapping import _signature, module_sections
     from yolojax.models import Darknet19
 

@@ -156,7 +156,7 @@ def test_named_splits_follow_the_papers():
 def test_files_voc_format_equals_voc_dir(voc, split):
     # The own-dataset VOC reader (any class names, here VOC's) gives the legacy reader's records bit for bit.
     # ("+" joins splits; the synthetic 2007 and 2012 trees reuse image ids, which one split may not.)
-    from yolojax.classes import VOC_CLASSES
+    from yolojax.config.classes import VOC_CLASSES
     legacy = sources.make_source(dict(pipeline.default_data_config(), source="voc_dir", voc_dir=voc["devkit"]),
                                  "2007_trainval" if "+" in split else split)
     files = sources.make_source(dict(pipeline.default_data_config(), source="files", format="voc",

@@ -1,4 +1,4 @@
-"""EMA of the variables (config.optim.ema, yolojax.ema): the warm-up rule by hand, the average recomputed in numpy
+"""EMA of the variables (config.optim.ema, yolojax.training.ema): the warm-up rule by hand, the average recomputed in numpy
 from the raw variables of every step, frozen leaves, a non-finite EMA stopping the run, bit-exact resume, which
 weights evaluation and the API use, and the one-line error for EMA weights a checkpoint does not hold."""
 from __future__ import annotations
@@ -52,7 +52,7 @@ def max_diff(a, b):
 
 # ---------------------------------------------------------------------------------------------- the rule
 def test_warmup_rule_by_hand():
-    from yolojax import ema
+    from yolojax.training import ema
 
     # d_t = 0.9999 * (1 - exp(-t / 2000)): ultralytics' defaults
     for t, want in ((1, 0.000499825033328626), (2, 0.0009994002166083156), (100, 0.048765698441736054),
@@ -66,7 +66,7 @@ def test_warmup_rule_by_hand():
 
 
 def test_settings_name_the_field():
-    from yolojax import ema
+    from yolojax.training import ema
 
     c = ema_config()
     assert ema.settings(c.optim) == {"decay": DECAY, "warmup_steps": WARMUP}
@@ -82,8 +82,8 @@ def test_settings_name_the_field():
 def test_ema_follows_the_formula_step_by_step():
     """Four jitted steps one at a time; the EMA recomputed in float64 numpy from the raw variables after each
     step equals the state's to float32 rounding; frozen leaves stay bit-equal; sharded like the params."""
-    from yolojax import train
     from yolojax.data import pipeline
+    from yolojax.training import train
 
     config = ema_config()
     exp = train.build_experiment(config)
@@ -123,7 +123,7 @@ def test_ema_follows_the_formula_step_by_step():
 @pytest.fixture(scope="module")
 def straight(tmp_path_factory):
     """4 steps in one run, checkpoints every 2, evaluated at the end."""
-    from yolojax import train
+    from yolojax.training import train
 
     workdir = str(tmp_path_factory.mktemp("straight"))
     return workdir, train.train_and_evaluate(ema_config(total_steps=4), workdir)
@@ -131,7 +131,7 @@ def straight(tmp_path_factory):
 
 def test_resume_is_bit_exact(straight, tmp_path):
     """2 steps, stop, a fresh process state resumed to 4 == 4 straight: EMA and raw trees bit-identical."""
-    from yolojax import train
+    from yolojax.training import train
 
     _, full = straight
     workdir = str(tmp_path / "resumed")
@@ -145,7 +145,7 @@ def test_resume_is_bit_exact(straight, tmp_path):
 
 
 def test_checkpoint_says_which_weights_it_holds(straight):
-    from yolojax import checkpoints
+    from yolojax.training import checkpoints
 
     workdir, _ = straight
     _, meta = checkpoints.restore_variables(os.path.join(workdir, "checkpoints", "4"))
@@ -156,7 +156,9 @@ def test_checkpoint_says_which_weights_it_holds(straight):
 
 
 def test_api_and_evaluation_use_the_ema_weights(straight):
-    from yolojax import api, checkpoints, eval_loop
+    from yolojax.evaluation import loop as eval_loop
+    from yolojax.inference import api
+    from yolojax.training import checkpoints
 
     workdir, logged = straight
     state = logged["state"]
@@ -210,7 +212,7 @@ def test_api_and_evaluation_use_the_ema_weights(straight):
 def no_ema_workdir(straight, tmp_path_factory):
     """Variables only (as experiments/convert_darknet.py writes them: the raw ones of the straight run) plus the
     config.json a workdir has."""
-    from yolojax import checkpoints
+    from yolojax.training import checkpoints
 
     config = ema_config(**{"optim.ema.decay": 0.0})
     state = straight[1]["state"]
@@ -222,7 +224,8 @@ def no_ema_workdir(straight, tmp_path_factory):
 
 
 def test_no_ema_checkpoint_gives_raw_by_default_and_errors_for_ema(no_ema_workdir):
-    from yolojax import api, checkpoints
+    from yolojax.inference import api
+    from yolojax.training import checkpoints
 
     workdir, variables = no_ema_workdir
     found, meta = checkpoints.restore_variables(workdir)
@@ -256,7 +259,7 @@ def test_ema_starts_from_restored_weights_when_the_checkpoint_has_none(no_ema_wo
     """Training with EMA on from variables without one: ema_0 = those variables (not the fresh random init)."""
     import shutil
 
-    from yolojax import train
+    from yolojax.training import train
 
     source, written = no_ema_workdir
     workdir = str(tmp_path / "from_variables")

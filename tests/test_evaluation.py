@@ -1,12 +1,12 @@
-"""Tests for yolojax.evaluation against hand-computed APs and a literal transcription of the VOC devkit."""
+"""Tests for yolojax.evaluation.voc against hand-computed APs and a literal transcription of the VOC devkit."""
 import json
 import math
 
 import numpy as np
 import pytest
 
-from yolojax import evaluation
-from yolojax.classes import VOC_CLASSES
+from yolojax.config.classes import VOC_CLASSES
+from yolojax.evaluation import voc as evaluation
 
 CLASSES = ("cat", "dog", "person")
 

@@ -38,7 +38,7 @@ def files(tmp_path_factory):
         "<annotation><size><width>100</width><height>80</height><depth>3</depth></size><object><name>dog</name>"
         "<difficult>0</difficult><truncated>0</truncated><bndbox><xmin>1</xmin><ymin>2</ymin><xmax>50</xmax>"
         "<ymax>60</ymax></bndbox></object></annotation>")
-    from yolojax.classes import VOC_CLASSES
+    from yolojax.config.classes import VOC_CLASSES
 
     for kind in ("malformed", "unknown_id", "missing_class"):
         out = d / f"results_{kind}"

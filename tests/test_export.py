@@ -1,4 +1,4 @@
-"""yolojax.export: ONNX (onnxruntime) and StableHLO exports agree with the JAX model, darknet's reorg included.
+"""yolojax.inference.export: ONNX (onnxruntime) and StableHLO exports agree with the JAX model, darknet's reorg included.
 
 Models are width-reduced darknet cfgs (yolov2-voc with either passthrough, tiny-yolov2, yolov1) written with
 random weights by the project's own darknet writer and loaded with ``yolojax.load`` (the darknet-files path of
@@ -23,9 +23,10 @@ ort = pytest.importorskip("onnxruntime")
 
 import yolojax  # noqa: E402
 from yolojax import darknet as dk  # noqa: E402
-from yolojax import export, postprocess  # noqa: E402
 from yolojax.darknet import mapping  # noqa: E402
+from yolojax.inference import export
 from yolojax.models import build_model  # noqa: E402
+from yolojax.ops import postprocess  # noqa: E402
 
 TOL = 1e-4
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,7 +91,7 @@ def test_darknet_reorg_is_exported_as_darknet_computes_it(detectors, photos):
         ops = {n.op_type for n in export.to_onnx(detectors[name]).graph.node}
         assert "Concat" in ops and not ops & {"SpaceToDepth", "DepthToSpace"}
     det = detectors["yolov2_reorg"]
-    s2d = yolojax.api.Detector(model=det.model.clone(reorg_impl="space_to_depth"), variables=det.variables,
+    s2d = yolojax.inference.api.Detector(model=det.model.clone(reorg_impl="space_to_depth"), variables=det.variables,
                                head=det.head, input_hw=det.input_hw, class_names=det.class_names)
     model = export.to_onnx(s2d)
     assert "SpaceToDepth" in {n.op_type for n in model.graph.node}
@@ -227,9 +228,9 @@ def test_unsupported_layer_is_named(tmp_path):
                    "activation=leaky\n\n[connected]\noutput=30\nactivation=linear\n\n[detection]\nclasses=0\n"
                    "side=1\nnum=6\ncoords=4\n")
     model, variables = dk.load(cfg)
-    from yolojax import families
+    from yolojax.models import heads as families
 
-    det = yolojax.api.Detector(model=model, variables=variables, input_hw=(32, 32), class_names=(),
+    det = yolojax.inference.api.Detector(model=model, variables=variables, input_hw=(32, 32), class_names=(),
                                head=families.Head("v1", 0, grid_size=1, boxes_per_cell=6))
     with pytest.raises(export.ExportError, match=r"layer 0 \[local\]"):
         export.to_onnx(det)

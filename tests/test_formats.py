@@ -298,7 +298,7 @@ def test_compute_anchors_from_config_in_the_config_unit(datasets, tmp_path, caps
 
 
 def test_anchor_fit_warning():
-    from yolojax import anchors as anchor_lib
+    from yolojax.ops import anchors as anchor_lib
     rng = np.random.default_rng(0)
     wh = np.concatenate([rng.uniform(0.1, 0.15, (200, 2)), rng.uniform(0.4, 0.5, (200, 2))])
     good, _ = anchor_lib.kmeans_anchors(wh, 2)

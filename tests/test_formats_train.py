@@ -32,7 +32,7 @@ def datasets(tmp_path_factory):
 def test_two_steps_and_an_evaluation_from_each_format(datasets, tmp_path):
     import yolojax
     from configs import custom
-    from yolojax import train
+    from yolojax.training import train
 
     maps = {}
     for fmt, root in datasets.items():

@@ -1,5 +1,6 @@
-"""Imports: no cycle among yolojax modules (function-level imports included), configs that import only
-ml_collections and constants, and library modules without import-time side effects."""
+"""Imports: the written layer order between the package's folders (docs/architecture.md), imports at the top,
+no cycle among yolojax modules, configs that import only ml_collections and light yolojax modules, and library
+modules without import-time side effects."""
 from __future__ import annotations
 
 import ast
@@ -49,6 +50,60 @@ def _imports(path: str, name: str, known: set[str]) -> set[str]:
     return found
 
 
+# docs/architecture.md: the package's folders, bottom to top. A module may import from its own folder and the
+# folders before it; ``yolojax/__init__.py`` (the public names) and ``yolojax/cli.py`` sit on top.
+LAYERS = ("config", "ops", "models", "data", "evaluation", "darknet", "training", "inference", "cli")
+# Heavy optional dependencies are the one thing imported inside functions.
+LAZY_OK = ("cv2", "onnx", "onnxruntime", "tensorflow", "tensorflow_datasets", "matplotlib", "PIL", "pycocotools",
+           "faster_coco_eval", "torch", "tensorboard", "tensorboardX", "simplejpeg")
+
+
+def _layer(module: str) -> int:
+    parts = module.split(".")
+    if len(parts) == 1:  # yolojax/__init__.py
+        return len(LAYERS)
+    return LAYERS.index(parts[1])
+
+
+def test_every_module_belongs_to_a_layer():
+    for m in _modules():
+        if m != "yolojax":
+            assert m.split(".")[1] in LAYERS, f"{m}: not in a folder of docs/architecture.md's layer order"
+
+
+def test_imports_follow_the_layer_order():
+    modules = _modules()
+    known = set(modules)
+    wrong = []
+    for m, p in modules.items():
+        for t in _imports(p, m, known):
+            if t != "yolojax" and _layer(t) > _layer(m):
+                wrong.append(f"{m} imports {t}")
+    assert not wrong, "imports against the layer order: " + "; ".join(sorted(wrong))
+
+
+def _local_imports(path: str) -> list[str]:
+    tree = ast.parse(open(path).read())
+    top = {id(n) for n in tree.body}
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in top:
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or "."]
+            for name in names:
+                if name.split(".")[0] not in LAZY_OK:
+                    found.append(f"{path}:{node.lineno} {name}")
+    return found
+
+
+def test_imports_are_at_the_top():
+    """Function-local imports only for heavy optional dependencies (the package and the entry points)."""
+    paths = list(_modules().values())
+    paths += [os.path.join(ROOT, "experiments", f) for f in os.listdir(os.path.join(ROOT, "experiments"))
+              if f.endswith(".py")]
+    found = [f for p in paths for f in _local_imports(p)]
+    assert not found, "function-local imports: " + "; ".join(found)
+
+
 def test_no_import_cycle_among_yolojax_modules():
     modules = _modules()
     known = set(modules)
@@ -56,7 +111,6 @@ def test_no_import_cycle_among_yolojax_modules():
     # A module importing its own parent package is how a submodule reaches a sibling through __init__; that
     # edge would make every package with re-exports cyclic, so it is the one edge not followed.
     graph = {m: {t for t in deps if not m.startswith(t + ".")} for m, deps in graph.items()}
-    assert "yolojax.train" not in graph["yolojax.darknet"] and "yolojax.train" not in graph["yolojax.api"]
     state, stack, cycles = {}, [], []
 
     def visit(m):
@@ -95,7 +149,7 @@ def test_library_imports_have_no_side_effects():
     out = _run("import cv2\n"
                "from absl import flags, logging\n"
                "before = (cv2.getNumThreads(), flags.FLAGS.is_parsed(), logging.get_verbosity())\n"
-               "import yolojax.api, yolojax.train, yolojax.checkpoints, yolojax.eval_loop\n"
+               "import yolojax.inference.api, yolojax.training.train, yolojax.training.checkpoints, yolojax.evaluation.loop\n"
                "import yolojax.data.pipeline, yolojax.data.augment, yolojax.data.sources, yolojax.data.synthetic\n"
                "after = (cv2.getNumThreads(), flags.FLAGS.is_parsed(), logging.get_verbosity())\n"
                "print(before == after, before, after)")

@@ -1,4 +1,4 @@
-"""yolojax.initialization: darknet backbones by layer order, fine-tuning by path and shape, frozen variables.
+"""yolojax.training.initialization: darknet backbones by layer order, fine-tuning by path and shape, frozen variables.
 
 Activations against OpenCV are in test_opencv_parity.py; here: which layers and floats land where (counted by
 hand from the cfg's shapes), what keeps its initialization, optimizer freezing, and the one-line errors.
@@ -19,10 +19,10 @@ import pytest
 from flax import traverse_util
 
 from yolojax import darknet as dk
-from yolojax import initialization as ini
 from yolojax.darknet.mapping import MappingError
 from yolojax.darknet.weights import WeightsError
 from yolojax.models import Darknet19, TinyYOLOv2, YOLOv1, YOLOv1ConvAnchors, YOLOv2
+from yolojax.training import initialization as ini
 
 CFG_DIR = dk.OFFICIAL_CFG_DIR
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import os
 from pathlib import Path
 
 import chex
@@ -14,6 +13,10 @@ import ml_collections
 import numpy as np
 import pytest
 
+# --------------------------------------------------------------------------------------------------------------
+# Darknet cfg arithmetic (an independent, minimal reading of the official cfgs: no yolojax code involved)
+# --------------------------------------------------------------------------------------------------------------
+from yolojax.darknet import OFFICIAL_CFG_DIR as CFG_DIR  # noqa: E402  (the official cfgs ship with yolojax)
 from yolojax.models import (
     BN_EPSILON,
     ConvBN,
@@ -29,13 +32,6 @@ from yolojax.models import (
     space_to_depth,
 )
 from yolojax.models.layers import darknet_pool_padding, scale_channels
-
-# --------------------------------------------------------------------------------------------------------------
-# Darknet cfg arithmetic (an independent, minimal reading of the official cfgs: no yolojax code involved)
-# --------------------------------------------------------------------------------------------------------------
-
-
-from yolojax.darknet import OFFICIAL_CFG_DIR as CFG_DIR  # noqa: E402  (the official cfgs ship with yolojax)
 
 
 def parse_cfg(text: str) -> list[tuple[str, dict[str, str]]]:
@@ -574,7 +570,7 @@ def test_conv_anchors_shape_and_params_match_the_edited_yolov1_cfg():
 def test_conv_anchors_trains_and_is_registered():
     """build_model('yolov1_conv_anchors') at a tiny width: a few SGD steps of the region loss (offset form)
     on one fixed batch lower the loss; every parameter gets a gradient; 64 px -> 2x2 grid."""
-    from yolojax import losses
+    from yolojax.ops import losses
 
     cfg = ml_collections.ConfigDict({"name": "yolov1_conv_anchors", "num_classes": 3, "width": 0.125,
                                      "v2": {"num_anchors": 2, "batch_norm": True}})

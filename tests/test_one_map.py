@@ -1,6 +1,6 @@
 """One mAP: the mAP training logs for its final checkpoint equals what ``experiments/evaluate.py --workdir``
 reports for that checkpoint and split (both metrics, to 1e-9), with letterbox evaluation on and off, for the
-YOLOv1 and the YOLOv2 family. Both go through yolojax.eval_loop on the same eval batches."""
+YOLOv1 and the YOLOv2 family. Both go through yolojax.evaluation.loop on the same eval batches."""
 from __future__ import annotations
 
 import json
@@ -32,14 +32,16 @@ def _config(name: str, letterbox: bool):
 
 def ml_v1_loss():
     sys.path.insert(0, ROOT)
-    from configs.base import v1_loss
+    from yolojax.config.base import v1_loss
 
     return v1_loss()
 
 
 @pytest.mark.parametrize("name,letterbox", [("tiny_yolov2", False), ("tiny_yolov2", True), ("fast_yolo", True)])
 def test_training_map_equals_evaluate_workdir(name, letterbox, tmp_path):
-    from yolojax import api, eval_loop, train
+    from yolojax.evaluation import loop as eval_loop
+    from yolojax.inference import api
+    from yolojax.training import train
 
     workdir = str(tmp_path / "run")
     logged = train.train_and_evaluate(_config(name, letterbox), workdir)
@@ -64,7 +66,7 @@ def test_training_map_equals_evaluate_workdir(name, letterbox, tmp_path):
 @pytest.mark.slow
 def test_evaluate_script_on_workdir_reports_the_logged_map(tmp_path):
     """The command itself (a subprocess, flags as a user types them) on a letterboxed YOLOv2 run."""
-    from yolojax import train
+    from yolojax.training import train
 
     workdir = str(tmp_path / "run")
     logged = train.train_and_evaluate(_config("tiny_yolov2", True), workdir)

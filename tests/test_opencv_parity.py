@@ -156,7 +156,7 @@ def test_export_then_opencv_equals_yolojax_model(model, size, tmp_path):
 
 
 # --------------------------------------------------------------------------------------------------------------
-# Backbone initialization (yolojax.initialization.from_darknet) against OpenCV, on a real photo, at
+# Backbone initialization (yolojax.training.initialization.from_darknet) against OpenCV, on a real photo, at
 # intermediate maps. Error measure as above, required <= 1e-4.
 # --------------------------------------------------------------------------------------------------------------
 
@@ -216,7 +216,7 @@ def _trunk_activations(model, variables, images: np.ndarray, modules: tuple[str,
 
 @pytest.mark.slow
 def test_darknet19_trunk_of_yolov2_matches_opencv(tmp_path):
-    from yolojax import initialization
+    from yolojax.training import initialization
 
     sections = dk.load_cfg(CFG_DIR / "darknet19_448.cfg")
     weights = tmp_path / "darknet19_448.weights"  # a full file: OpenCV needs every layer of the cfg
@@ -242,8 +242,8 @@ def test_darknet19_trunk_of_yolov2_matches_opencv(tmp_path):
 @pytest.mark.slow
 @pytest.mark.parametrize("batch_norm", [True, False], ids=["bn", "bn_folded"])
 def test_extraction_trunk_of_yolov1_matches_opencv(batch_norm, tmp_path):
-    from yolojax import initialization
     from yolojax.models import YOLOv1
+    from yolojax.training import initialization
 
     sections = dk.load_cfg(CFG_DIR / "extraction.cfg")
     weights = tmp_path / "extraction.weights"

@@ -318,7 +318,7 @@ def big_devkit(tmp_path_factory):
 
 
 def test_reduced_decode_training_keeps_boxes_on_their_objects(big_devkit, monkeypatch):
-    from yolojax import boxes as box_lib
+    from yolojax.ops import boxes as box_lib
 
     c = _cfg(source="voc_dir", voc_dir=big_devkit, train_split="2007_trainval", image_size=64, shuffle=False)
     used = []

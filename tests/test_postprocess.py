@@ -1,4 +1,4 @@
-"""Tests for yolojax.postprocess: hand-checked decodes and jit-NMS against a plain numpy greedy NMS."""
+"""Tests for yolojax.ops.postprocess: hand-checked decodes and jit-NMS against a plain numpy greedy NMS."""
 import functools
 
 import jax
@@ -6,7 +6,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from yolojax import postprocess
+from yolojax.ops import postprocess
 
 
 def test_decode_yolov2_hand_values():

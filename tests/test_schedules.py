@@ -4,7 +4,7 @@ import ml_collections
 import numpy as np
 import pytest
 
-from yolojax import schedules
+from yolojax.training import schedules
 
 
 def _at(schedule, steps):

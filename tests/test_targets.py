@@ -8,7 +8,7 @@ import jax
 import numpy as np
 import pytest
 
-from yolojax import targets
+from yolojax.ops import targets
 
 VOC_ANCHORS = np.array([[1.3221, 1.73145], [3.19275, 4.00944], [5.05587, 8.09892], [9.47112, 4.84053],
                         [11.2364, 10.0071]], np.float32)
@@ -182,7 +182,7 @@ def test_yolov2_offset_targets_hand_computed():
 @pytest.mark.parametrize("s", [7, 13])
 def test_yolov2_targets_decode_back_to_the_truth_box(location, s):
     """Targets -> outputs that predict them exactly -> the one decoder -> the truth box (both forms)."""
-    from yolojax import postprocess
+    from yolojax.ops import postprocess
 
     rng = np.random.default_rng(s)
     m = 6

@@ -33,7 +33,7 @@ def _load_script(relpath: str):
 
 # ------------------------------------------------------------------------------------ compute_anchors
 def _iou_wh_reference(wh: np.ndarray, anchors: np.ndarray) -> np.ndarray:
-    """[N, K] IoU of (w, h) pairs with aligned centers, written out independently of yolojax.boxes."""
+    """[N, K] IoU of (w, h) pairs with aligned centers, written out independently of yolojax.ops.boxes."""
     out = np.zeros((len(wh), len(anchors)))
     for i, (w, h) in enumerate(wh):
         for k, (aw, ah) in enumerate(anchors):
@@ -210,7 +210,7 @@ def synthetic_voc(tmp_path_factory):
 
 def _tiny_config(name: str):
     sys.path.insert(0, ROOT)
-    from configs.base import base_config
+    from yolojax.config.base import base_config
 
     c = base_config()
     c.model.name = name
@@ -226,9 +226,9 @@ def _write_checkpoint(workdir: str, config) -> None:
     import jax
     import optax
 
-    from yolojax import checkpoints
-    from yolojax import train as train_lib
     from yolojax.models import build_model
+    from yolojax.training import checkpoints
+    from yolojax.training import train as train_lib
 
     model = build_model(config.model)
     tx = train_lib.make_optimizer(config.optim, optax.constant_schedule(1e-3))

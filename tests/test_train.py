@@ -17,7 +17,7 @@ ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 from configs import quickstart  # noqa: E402
-from yolojax import train  # noqa: E402
+from yolojax.training import train  # noqa: E402
 
 
 def tiny_config(**overrides):
@@ -116,7 +116,7 @@ class _Recorder:
 def test_eval_glue_converts_to_voc_pixels_and_skips_padding():
     """eval_loop.add_batch: detections clipped and turned into darknet's result-file pixels, ground truth back
     to the annotation's 1-based pixels, padding rows (index -1) skipped."""
-    from yolojax import eval_loop
+    from yolojax.evaluation import loop as eval_loop
 
     dets = {"boxes": np.array([[[0.0, 0.0, 0.5, 0.5], [0, 0, 0, 0]], [[0.1, 0.1, 0.2, 0.2], [0, 0, 0, 0]]]),
             "scores": np.array([[0.9, 0.0], [0.8, 0.0]]), "classes": np.array([[2, -1], [1, -1]]),
@@ -139,7 +139,7 @@ def test_eval_glue_converts_to_voc_pixels_and_skips_padding():
 def test_eval_glue_undoes_letterbox_and_clips():
     """A 100x200 image letterboxed into 64x64: content rows 16..48. A detection covering the whole input maps
     to the whole image (clipped to [1, 200] x [1, 100]); one at the content box maps exactly onto the image."""
-    from yolojax import eval_loop
+    from yolojax.evaluation import loop as eval_loop
 
     px = eval_loop.devkit_detections(np.array([[0.0, 0.0, 1.0, 1.0], [0.0, 0.25, 1.0, 0.75]]), (100, 200), (64, 64),
                                      letterbox=True)
@@ -186,7 +186,7 @@ def test_exact_resume_is_bit_identical(full_run, tmp_path):
 
 def test_workdir_of_another_model_says_so(full_run):
     workdir, _ = full_run
-    from yolojax import checkpoints
+    from yolojax.training import checkpoints
 
     with pytest.raises(checkpoints.CheckpointMismatchError, match=r"another model.*model\.width: checkpoint 0.125 vs "
                                                                   r"config 0.25"):
@@ -281,7 +281,7 @@ def test_step_applies_the_batchs_photometric_parameters():
 
 
 def test_checkpoints_keep_last_k_plus_best(tmp_path):
-    from yolojax import checkpoints
+    from yolojax.training import checkpoints
 
     mngr = checkpoints.make_manager(str(tmp_path), keep=2, keep_best=True, async_save=False)
     maps = {2: 0.9, 4: 0.5}  # evaluated steps; step 2 is the best

@@ -1,4 +1,4 @@
-"""yolojax.video: a video that the test writes with cv2.VideoWriter gives one JSON line per frame, whose
+"""yolojax.inference.video: a video that the test writes with cv2.VideoWriter gives one JSON line per frame, whose
 detections equal Detector.predict on the same (decoded) frames, and an annotated video of as many frames."""
 from __future__ import annotations
 
@@ -12,8 +12,8 @@ cv2 = pytest.importorskip("cv2")
 
 import yolojax  # noqa: E402
 from yolojax import darknet as dk  # noqa: E402
-from yolojax import video  # noqa: E402
 from yolojax.darknet import mapping  # noqa: E402
+from yolojax.inference import video  # noqa: E402
 from yolojax.models import build_model  # noqa: E402
 
 NUM_FRAMES = 6

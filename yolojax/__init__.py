@@ -13,26 +13,24 @@ from __future__ import annotations
 import importlib
 from typing import Any
 
+from yolojax.config.classes import VOC_CLASSES  # pure Python: keeps `import yolojax` light
+
 __version__ = "0.1.0"
 
-# Names of yolojax.api re-exported here (loaded lazily).
+# Names of yolojax.inference.api re-exported here (loaded lazily).
 _API_NAMES = ("Detector", "LoadError", "detections_to_json", "draw", "load", "load_checkpoint", "load_darknet",
               "load_image", "save_image")
-_SUBMODULES = ("anchors", "api", "boxes", "checkpoints", "classes", "darknet", "data", "drawing", "eval_loop",
-               "evaluation", "export", "families", "initialization", "losses", "models", "postprocess", "schedules",
-               "targets", "train", "video")
+# The layers, bottom to top (docs/architecture.md): each imports only from the ones before it.
+_SUBMODULES = ("config", "ops", "models", "data", "evaluation", "darknet", "training", "inference", "cli")
 
 __all__ = list(_API_NAMES) + list(_SUBMODULES) + ["VOC_CLASSES"]
 
 
 def __getattr__(name: str) -> Any:
     if name in _API_NAMES:
-        return getattr(importlib.import_module("yolojax.api"), name)
+        return getattr(importlib.import_module("yolojax.inference.api"), name)
     if name in _SUBMODULES:
         return importlib.import_module(f"yolojax.{name}")
-    if name == "VOC_CLASSES":
-        from yolojax.classes import VOC_CLASSES
-        return VOC_CLASSES
     raise AttributeError(f"module 'yolojax' has no attribute {name!r}")
 
 

@@ -11,6 +11,10 @@ from __future__ import annotations
 import sys
 from typing import Callable, Sequence
 
+from absl import app, flags
+
+from yolojax.config import files as saved_config
+
 USER_ERRORS = (ValueError, OSError, FloatingPointError, KeyError)
 # A config override naming a field that does not exist raises AttributeError while the flags are parsed.
 PARSE_ERRORS = USER_ERRORS + (AttributeError,)
@@ -32,7 +36,6 @@ def fail(prog: str, error: BaseException | str) -> int:
 def run(main: Callable[[list[str]], int | None], *, prog: str, argv: Sequence[str] | None = None) -> None:
     """Parses absl flags from ``argv`` (default ``sys.argv``), runs ``main`` and exits with its status, turning
     user-input errors into one line (see the module docstring)."""
-    from absl import flags
 
     argv = json_configs(list(sys.argv if argv is None else argv))
     debug = "--debug" in argv or "--debug=true" in argv
@@ -44,7 +47,6 @@ def run(main: Callable[[list[str]], int | None], *, prog: str, argv: Sequence[st
         if debug:
             raise
         sys.exit(fail(prog, _root_cause(e)))
-    from absl import app
 
     try:
         status = main(rest)
@@ -66,8 +68,7 @@ def _root_cause(error: BaseException) -> BaseException:
 
 def json_configs(argv: list[str], flag: str = "config") -> list[str]:
     """Rewrites ``--config path/config.json`` (a training workdir's saved config) into the config-file flag's
-    ``--config yolojax/saved_config.py:path/config.json``; other arguments are unchanged."""
-    from yolojax import saved_config
+    ``--config yolojax/config/files.py:path/config.json``; other arguments are unchanged."""
 
     loader = saved_config.__file__
     out, i = [], 0

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from pathlib import Path
 import warnings
+from pathlib import Path
 from typing import Any
 
 import flax.linen as nn
@@ -26,13 +26,37 @@ import jax.numpy as jnp
 import numpy as np
 from flax import traverse_util
 
-from yolojax.darknet.cfg import (CfgError, Section, count_weights, format_cfg, infer_layers, load_cfg,
-                                 parse_cfg, with_input_size)
-from yolojax.darknet.mapping import (ConversionReport, MappingError, blobs_to_variables, match_handwritten,
-                                     module_sections, module_targets, variables_to_blobs)
+from yolojax.darknet.cfg import (
+    CfgError,
+    Section,
+    count_weights,
+    format_cfg,
+    infer_layers,
+    load_cfg,
+    parse_cfg,
+    with_input_size,
+)
+from yolojax.darknet.mapping import (
+    ConversionReport,
+    MappingError,
+    blobs_to_variables,
+    match_handwritten,
+    module_sections,
+    module_targets,
+    variables_to_blobs,
+)
 from yolojax.darknet.network import DarknetNetwork
-from yolojax.darknet.weights import (DarknetWeights, WeightsError, WeightsHeader, random_blobs, read_weights,
-                                     weights_to_bytes, write_weights)
+from yolojax.darknet.weights import (
+    DarknetWeights,
+    WeightsError,
+    WeightsHeader,
+    random_blobs,
+    read_weights,
+    weights_to_bytes,
+    write_weights,
+)
+from yolojax.models import TinyYOLOv2, YOLOv1, YOLOv1ConvAnchors, YOLOv2
+from yolojax.models.heads import Head
 
 # The official darknet cfgs (pjreddie), shipped with the package: yolov2-voc, yolo-voc.2.0, yolov2-tiny-voc,
 # the YOLOv1 / Fast YOLO paper cfgs, darknet19(_448), extraction, and voc.names.
@@ -52,7 +76,7 @@ __all__ = [
     "OFFICIAL_CFG_DIR", "official_cfg", "CfgError", "ConversionReport", "DarknetNetwork", "LoadReport", "MappingError", "WeightsError",
     "WeightsHeader", "build", "cfg_anchors", "count_weights", "export", "format_cfg", "init_variables", "load",
     "load_cfg", "load_with_report", "model_config_fields", "parse_cfg", "random_blobs", "read_weights",
-    "save_training_checkpoint", "variable_shapes", "with_input_size", "write_weights",
+    "head_from_cfg", "variable_shapes", "with_input_size", "write_weights",
 ]  # fmt: skip
 
 
@@ -180,6 +204,20 @@ def cfg_anchors(sections: tuple[Section, ...]) -> np.ndarray | None:
     return values.reshape(-1, 2)
 
 
+def head_from_cfg(sections: tuple[Section, ...]) -> Head:
+    """The :class:`~yolojax.models.heads.Head` of parsed darknet cfg sections: the last ``[region]`` (v2) or
+    ``[detection]`` (v1) layer."""
+    heads = [s for s in sections if s.type in ("region", "detection")]
+    if not heads:
+        raise ValueError(f"{sections[0].source}: no [region] or [detection] layer: not a YOLO detector cfg")
+    head = heads[-1]
+    if head.type == "region":
+        anchors = np.asarray(cfg_anchors(sections), np.float64).reshape(-1, 2)
+        return Head("v2", head.get_int("classes"), anchors=tuple(map(tuple, anchors.tolist())))
+    return Head("v1", head.get_int("classes"), grid_size=head.get_int("side"), boxes_per_cell=head.get_int("num"),
+                sqrt=bool(head.get_int("sqrt", 0)))
+
+
 # ----------------------------------------------------------------------------------------------------------
 # Darknet files -> a training checkpoint (experiments/convert_darknet.py).
 
@@ -187,7 +225,6 @@ def cfg_anchors(sections: tuple[Section, ...]) -> np.ndarray | None:
 def model_config_fields(model: nn.Module, sections: tuple[Section, ...]) -> dict[str, Any]:
     """``config.model`` fields (see yolojax.models.build_model) describing a hand-written module, plus the
     cfg's anchors for YOLOv2. Raises ValueError for the generic network (no training config describes it)."""
-    from yolojax.models import TinyYOLOv2, YOLOv1, YOLOv1ConvAnchors, YOLOv2
 
     if isinstance(model, (YOLOv2, TinyYOLOv2, YOLOv1ConvAnchors)):
         regions = [s for s in sections if s.type == "region"]

@@ -2,7 +2,7 @@
 
 Variables are named like the hand-written models' (yolojax/models): the k-th ``[convolutional]`` of the cfg
 (0-based, counting convolutions only) is ``conv{k}``, a yolojax.models.layers.ConvBN (``conv/kernel``,
-``conv/bias`` or ``bn/{scale,bias,mean,var}``); backbone initialization (yolojax.initialization) maps
+``conv/bias`` or ``bn/{scale,bias,mean,var}``); backbone initialization (yolojax.training.initialization) maps
 darknet files by layer order, not by these names. The k-th ``[connected]`` is ``connected{k}/dense`` and the k-th
 ``[local]`` is ``local{k}``: deliberately not the hand-written ``fc{k}``, whose inputs are flattened in another
 order, so a name match can never copy them silently. Tensors are NHWC; where darknet's NCHW memory order
@@ -19,7 +19,6 @@ import jax.numpy as jnp
 
 from yolojax.darknet.cfg import CfgError, Section, conv_padding, maxpool_params, output_layer_index
 from yolojax.models.layers import ACTIVATIONS, ConvBN, darknet_dense_init, darknet_maxpool, darknet_reorg
-
 
 # Variable name prefix per weighted layer type (k-th layer of that type -> prefix + k).
 NAME_PREFIX = {"convolutional": "conv", "connected": "connected", "local": "local"}

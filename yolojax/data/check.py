@@ -26,7 +26,8 @@ from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 
-from yolojax.data import formats, voc
+from yolojax.config.classes import VOC_CLASSES
+from yolojax.data import formats, pipeline, sources, voc
 from yolojax.data.formats import DatasetError
 
 FATAL_KINDS = ("malformed annotation", "unknown class", "inverted box", "missing size", "missing annotation",
@@ -159,7 +160,6 @@ def _check_boxes(report: DataReport, where: str, boxes: Any, classes: Any) -> No
 
 def _check_image(report: DataReport, path: str, where: str, deps: "_Deps") -> None:
     """Fatal problems of one listed image: missing, or a header that does not decode (no full decode)."""
-    from yolojax.data import pipeline, sources
 
     if not deps.isfile(path):
         report.add("missing image", path, f"{path}: listed image not found ({where})")
@@ -229,7 +229,6 @@ def _check_voc_items(report: DataReport, items: Iterable[tuple[str, str, str]], 
 
 
 def _legacy_voc_items(devkit: str, split: str, deps: _Deps) -> list[tuple[str, str, str]]:
-    from yolojax.data import sources
 
     items = []
     for year, image_set in sources._check_split(split):
@@ -323,8 +322,6 @@ def _check_coco(report: DataReport, root: str, split: str, class_names: Sequence
 def _identity(data_cfg: Mapping[str, Any], split: str) -> tuple[str, str, tuple[str, ...] | None]:
     """(kind, root folder, names) of the configured dataset: kind "files:<fmt>", "voc_dir", "voc_tarballs",
     "tfds" or "synthetic"; names None where any name is accepted (discovered from the annotations)."""
-    from yolojax.classes import VOC_CLASSES
-    from yolojax.data import sources
 
     kind = data_cfg["source"]
     if sources._check_format(data_cfg):
@@ -419,7 +416,6 @@ def check_dataset(data_cfg: Mapping[str, Any], split: str, *, cache_dir: str | N
         deps.tree(root)
         _check_coco(report, root, split, names, deps)
     else:
-        from yolojax.data import sources
 
         devkit = root if kind == "voc_dir" else sources.extract_tarballs(root, data_cfg["extract_dir"] or None)
         _check_voc_items(report, _legacy_voc_items(devkit, split, deps), names, deps, legacy=True)

@@ -7,7 +7,7 @@ still encoded), "boxes" float32 [N, 4] normalized xyxy, "classes" int32 [N], "di
 Coordinates (docs/data_formats.md has the worked example). Normalized xyxy is *continuous* image coordinates
 divided by the image size: the left edge of the image is x = 0, its right edge x = width.
   * VOC XML stores 1-based pixel indices, inclusive: ``x_norm = (x_xml - 1) / width`` for all four
-    coordinates (darknet's ``voc_label.py``; ``yolojax.boxes.voc_px_to_normalized``).
+    coordinates (darknet's ``voc_label.py``; ``yolojax.ops.boxes.voc_px_to_normalized``).
   * YOLO txt stores ``class cx cy w h`` already normalized: ``x_min = cx - w / 2``, ``x_max = cx + w / 2``.
   * COCO stores ``bbox [x, y, w, h]`` in continuous pixels: ``x_min = x / width``, ``x_max = (x + w) / width``.
 So a VOC box (xmin, ymin, xmax, ymax) is the COCO box [xmin - 1, ymin - 1, xmax - xmin, ymax - ymin] and the
@@ -29,9 +29,10 @@ import os
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+import yaml
 
-from yolojax import boxes as box_lib
 from yolojax.data import voc
+from yolojax.ops import boxes as box_lib
 
 Record = dict[str, Any]
 FORMATS = ("voc", "yolo", "coco")
@@ -320,7 +321,6 @@ _SPLIT_ALIASES = {"val": ("val", "valid", "validation"), "valid": ("valid", "val
 
 
 def _load_yaml(path: str) -> dict:
-    import yaml  # local: only ultralytics datasets need it
 
     try:
         with open(path, encoding="utf-8") as f:

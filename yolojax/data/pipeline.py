@@ -38,6 +38,7 @@ from __future__ import annotations
 
 import collections
 import functools
+import io
 import sys
 import threading
 from typing import Any, Iterator, Mapping, Sequence
@@ -45,10 +46,11 @@ from typing import Any, Iterator, Mapping, Sequence
 import grain
 import jax
 import numpy as np
+from absl import flags
 
-from yolojax.data import augment, sources
 # The config defaults live in a module that imports only ml_collections (configs/ import it); re-exported here.
-from yolojax.data.defaults import augment_preset, darknet_multiscale_sizes, default_data_config  # noqa: F401
+from yolojax.config.data import augment_preset, darknet_multiscale_sizes, default_data_config  # noqa: F401
+from yolojax.data import augment, sources
 
 Batch = dict[str, np.ndarray]
 _MAX_SKIP = 16  # consecutive undecodable records tolerated before giving up with an error
@@ -131,7 +133,6 @@ def encoded_image_size(data: bytes, where: str = "image") -> tuple[int, int]:
     size = _jpeg_frame_size(data)
     if size is not None and size[0] > 0 and size[1] > 0:
         return size
-    import io
 
     from PIL import Image, UnidentifiedImageError
 
@@ -383,7 +384,6 @@ class TrainIterator:
         it_ds = ds.to_iter_dataset(read)
         single_threaded_cv2()
         if int(self.cfg["num_workers"]) > 0:
-            from absl import flags
 
             if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; notebooks and tests never parse
                 flags.FLAGS.mark_as_parsed()

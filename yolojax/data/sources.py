@@ -35,16 +35,23 @@ import bisect
 import contextlib
 import io
 import os
+import shutil
 import tarfile
 from typing import Any, Mapping, Sequence
 from unittest import mock
 
 import numpy as np
 
-from yolojax.classes import VOC_CLASSES
-from yolojax.data import formats
-from yolojax.data.formats import (DATA_WARNINGS, DatasetError, clean_boxes, save_class_names,  # noqa: F401
-                                  voc_boxes_to_normalized, warn_count)
+from yolojax.config.classes import VOC_CLASSES
+from yolojax.data import formats, synthetic, voc
+from yolojax.data.formats import (  # noqa: F401
+    DATA_WARNINGS,
+    DatasetError,
+    clean_boxes,
+    save_class_names,
+    voc_boxes_to_normalized,
+    warn_count,
+)
 
 Record = dict[str, Any]
 
@@ -156,7 +163,6 @@ class VocDevkitSource:
     """
 
     def __init__(self, devkit_dir: str, year: str, image_set: str):
-        from yolojax.data import voc  # local: voc.py is written alongside this file
 
         self.devkit_dir, self.year, self.image_set = str(devkit_dir), str(year), image_set
         self.voc_dir = voc.voc_year_dir(self.devkit_dir, self.year)
@@ -172,7 +178,6 @@ class VocDevkitSource:
         return self.ids[index]
 
     def _annotation(self, index: int) -> Record:
-        from yolojax.data import voc
 
         rec = self._annotations.get(index)
         if rec is None:
@@ -223,7 +228,6 @@ def make_voc_tarballs(devkit_dir: str, year: str, out_dir: str) -> dict[str, str
     its files (as the real ones do). Returns {"trainval": path, "test": path} (a part is skipped if its
     image set is missing).
     """
-    from yolojax.data import voc
 
     os.makedirs(out_dir, exist_ok=True)
     root = os.path.dirname(os.path.abspath(devkit_dir))
@@ -254,9 +258,7 @@ def _stub_voc2012_test(trainval_root: str, work_dir: str) -> str:
     VOC2012 test has no annotations anyway; the stub holds the first trainval image, unannotated. Nothing in
     yolojax reads voc/2012 test.
     """
-    import shutil
 
-    from yolojax.data import voc
 
     first = voc.read_image_set(trainval_root, "2012", "train")[0]
     stub = os.path.join(work_dir, "voc2012_test_stub")
@@ -442,7 +444,6 @@ def class_names(data_cfg: Mapping[str, Any]) -> tuple[str, ...]:
     if _check_format(data_cfg):
         return formats.dataset_class_names(data_cfg)
     if data_cfg["source"] == "synthetic":
-        from yolojax.data import synthetic
 
         return synthetic.class_names(data_cfg["synthetic"]["num_classes"])
     return VOC_CLASSES
@@ -477,7 +478,6 @@ def make_source(data_cfg: Mapping[str, Any], split: str):
     if _check_format(data_cfg):
         return formats.dataset_source(data_cfg, split)
     if kind == "synthetic":
-        from yolojax.data import synthetic
 
         return synthetic.SyntheticSource(data_cfg["synthetic"], split)
     parts = _check_split(split)

@@ -16,16 +16,18 @@ the tree; ``class_names(num_classes)`` gives the descriptive names ("red rectang
 """
 from __future__ import annotations
 
+import json
 import os
 from typing import Any, Mapping
 from xml.sax.saxutils import escape
 
 import cv2
 import numpy as np
+import yaml
 
-from yolojax import boxes as box_lib
-from yolojax.classes import VOC_CLASSES
-from yolojax.data.defaults import default_synthetic_config  # noqa: F401  (re-exported)
+from yolojax.config.classes import VOC_CLASSES
+from yolojax.config.data import default_synthetic_config  # noqa: F401  (re-exported)
+from yolojax.ops import boxes as box_lib
 
 SHAPES = ("rectangle", "ellipse", "triangle", "cross", "diamond", "ring", "star", "hexagon", "frame", "arrow")
 COLOURS = {  # saturated, far apart in hue or value; clutter uses only low-saturation colours
@@ -325,7 +327,6 @@ def write_dataset(root: str, fmt: str, cfg: Mapping[str, Any], *, class_names: t
     Returns:
       The ``data.root`` to read it with: ``root`` (voc, coco) or ``root/data.yaml`` (yolo).
     """
-    import json
 
     if fmt not in ("voc", "yolo", "coco"):
         raise ValueError(f"write_dataset: format must be 'voc', 'yolo' or 'coco', got {fmt!r}")
@@ -391,7 +392,6 @@ def write_dataset(root: str, fmt: str, cfg: Mapping[str, Any], *, class_names: t
             with open(os.path.join(root, "annotations", f"instances_{split}.json"), "w") as f:
                 json.dump({"images": coco_images, "annotations": coco_anns, "categories": cats}, f)
     if fmt == "yolo":
-        import yaml
 
         with open(os.path.join(root, "data.yaml"), "w") as f:
             yaml.safe_dump({"path": ".", "train": "images/train", "val": "images/val",

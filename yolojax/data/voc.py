@@ -3,7 +3,7 @@
 Layout: ``<root>/VOCdevkit/VOC<year>/{Annotations/<id>.xml, ImageSets/Main/<set>.txt, JPEGImages/<id>.jpg}``
 (datasets with their own class names and a plain ``ROOT/{Annotations,...}`` layout: ``yolojax.data.formats``).
 Boxes stay exactly as written in the XML: VOC 1-based pixel ``xyxy``, inclusive of the last pixel (``voc_px``;
-convert with ``yolojax.boxes.voc_px_to_normalized``). Every error names the file and the field.
+convert with ``yolojax.ops.boxes.voc_px_to_normalized``). Every error names the file and the field.
 """
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from yolojax.classes import VOC_CLASSES
+from yolojax.config.classes import VOC_CLASSES
 
 
 def voc_year_dir(voc_root: str | os.PathLike, year: str | int) -> str:

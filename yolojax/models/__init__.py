@@ -10,12 +10,18 @@ import jax.numpy as jnp
 
 from yolojax.models.darknet import Darknet19
 from yolojax.models.layers import (
-    BN_EPSILON, REORG_IMPLS, ConvBN, darknet_maxpool, darknet_reorg, reorg, space_to_depth,
+    BN_EPSILON,
+    REORG_IMPLS,
+    ConvBN,
+    darknet_maxpool,
+    darknet_reorg,
+    reorg,
+    space_to_depth,
 )
 from yolojax.models.yolov1 import YOLOv1, YOLOv1ConvAnchors
 from yolojax.models.yolov2 import PASSTHROUGHS, TinyYOLOv2, YOLOv2
 
-# config.model.name -> model family (yolojax.families: loss, decoder, thresholds). The only list of models.
+# config.model.name -> model family (yolojax.models.heads: loss, decoder, thresholds). The only list of models.
 MODEL_FAMILIES = {"yolov1": "v1", "fast_yolo": "v1", "yolov2": "v2", "tiny_yolov2": "v2", "yolov1_conv_anchors": "v2"}
 MODEL_NAMES = tuple(MODEL_FAMILIES)
 _DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16, "float16": jnp.float16}
@@ -37,7 +43,7 @@ def _get(cfg: Any, key: str, default: Any) -> Any:
 
 
 def build_model(model_cfg: Any) -> nn.Module:
-    """Module described by `config.model` (fields in configs/base.py; missing fields take darknet defaults).
+    """Module described by `config.model` (fields in yolojax/config/base.py; missing fields take darknet defaults).
 
     name 'yolov1' | 'fast_yolo' -> YOLOv1 (output [N, S·S·(5B+C)]); 'yolov2' -> YOLOv2, 'tiny_yolov2' ->
     TinyYOLOv2, 'yolov1_conv_anchors' -> YOLOv1ConvAnchors (output [N, S, S, A, 5+C]; fields model.v2.num_anchors,

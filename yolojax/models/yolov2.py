@@ -1,6 +1,6 @@
 """YOLOv2 (Darknet-19 + passthrough head) and Tiny YOLOv2, layer for layer as in darknet's VOC cfgs.
 
-Output (raw, decoding lives in yolojax/postprocess.py): ``[N, S_h, S_w, A, 5 + C]`` with S = input / 32 and
+Output (raw, decoding lives in yolojax/ops/postprocess.py): ``[N, S_h, S_w, A, 5 + C]`` with S = input / 32 and
 last axis (tx, ty, tw, th, to, class logits...), or with ``flat_output=True`` the darknet tensor
 ``[N, S_h, S_w, A·(5+C)]`` whose channel a·(5+C) + k is entry k of anchor a (what darknet's [region] layer
 reads). The two differ only by a reshape. Outputs are float32 whatever the compute dtype.

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from yolojax.data import defaults  # imports only ml_collections
+from yolojax.config import data as defaults  # imports only ml_collections
 
 # k-means VOC anchors of yolov2-voc.cfg, (w, h) in grid cells of 32 px (the 13x13 grid at 416 px).
 VOC_ANCHORS = ((1.3221, 1.73145), (3.19275, 4.00944), (5.05587, 8.09892), (9.47112, 4.84053),
@@ -19,14 +19,14 @@ MULTISCALE_SIZES_PX = defaults.darknet_multiscale_sizes()
 
 
 def v2_loss() -> ml_collections.ConfigDict:
-    """Darknet region layer options (yolov2-voc.cfg), passed to yolojax.losses.yolov2_loss as keywords."""
+    """Darknet region layer options (yolov2-voc.cfg), passed to yolojax.ops.losses.yolov2_loss as keywords."""
     return ml_collections.ConfigDict(dict(
         coord_scale=1.0, object_scale=5.0, noobject_scale=1.0, class_scale=1.0, ignore_thresh=0.6,
         rescore=True, prior_scale=0.01, prior_warmup_images=12800, variant="darknet"))
 
 
 def v1_loss() -> ml_collections.ConfigDict:
-    """Darknet detection layer options (rescore=1 sqrt=1), passed to yolojax.losses.yolov1_loss."""
+    """Darknet detection layer options (rescore=1 sqrt=1), passed to yolojax.ops.losses.yolov1_loss."""
     return ml_collections.ConfigDict(dict(
         coord_scale=5.0, object_scale=1.0, noobject_scale=0.5, class_scale=1.0, rescore=True, sqrt=True))
 
@@ -65,7 +65,7 @@ def base_config() -> ml_collections.ConfigDict:
     c.init.darknet_cfg = ""  # "" = the official cfg shipped with yolojax that matches the model's trunk
     c.init.checkpoint = ""  # fine-tune: a yolojax workdir or checkpoint dir; variables whose path+shape agree
 
-    # --- data (fields documented in yolojax.data.defaults.default_data_config) ---
+    # --- data (fields documented in yolojax.config.data.default_data_config) ---
     c.data = defaults.default_data_config()  # VOC 07+12 -> 2007 test through TFDS, v2 augmentation, 416 px
     c.data.multiscale_sizes = MULTISCALE_SIZES_PX  # () turns multi-scale off
 
@@ -78,7 +78,7 @@ def base_config() -> ml_collections.ConfigDict:
                                              # regex over "/"-joined parameter paths (e.g. "params/backbone/.*"):
                                              # no update, no weight decay; "" = train everything
                                              freeze="", freeze_batch_stats=True))
-    # EMA of the variables (yolojax.ema; ultralytics' rule): d_t = decay * (1 - exp(-t / warmup_steps)) at update
+    # EMA of the variables (yolojax.training.ema; ultralytics' rule): d_t = decay * (1 - exp(-t / warmup_steps)) at update
     # t, ema = d_t * ema + (1 - d_t) * variables, params and batch-norm statistics. decay 0 = off; e.g. 0.9999.
     # Evaluation, detect.py, evaluate.py and yolojax.load use the EMA weights when a checkpoint holds them.
     c.optim.ema = ml_collections.ConfigDict(dict(decay=0.0, warmup_steps=2000))

@@ -1,6 +1,6 @@
 """COCO-style detection metrics (AP@[.5:.95], AP50, AP75, AP/AR by object size), computed in numpy.
 
-The same accumulate-then-compute interface as ``yolojax.evaluation.VOCEvaluator`` and the same input boxes
+The same accumulate-then-compute interface as ``yolojax.evaluation.voc.VOCEvaluator`` and the same input boxes
 (VOC 1-based pixel xyxy of the original image), so one evaluation loop feeds both. The algorithm is that of
 pycocotools' ``COCOeval`` for ``iouType="bbox"`` (tests/test_coco_metrics.py compares to 1e-6):
 
@@ -27,7 +27,7 @@ from typing import Any, Sequence
 
 import numpy as np
 
-from yolojax.classes import VOC_CLASSES
+from yolojax.config.classes import VOC_CLASSES
 
 IOU_THRESHOLDS = np.linspace(0.5, 0.95, int(np.round((0.95 - 0.5) / 0.05)) + 1, endpoint=True)
 RECALL_THRESHOLDS = np.linspace(0.0, 1.00, int(np.round((1.00 - 0.0) / 0.01)) + 1, endpoint=True)

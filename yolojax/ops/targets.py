@@ -27,7 +27,7 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from yolojax.boxes import pairwise_wh_iou, xyxy_to_cxcywh
+from yolojax.ops.boxes import pairwise_wh_iou, xyxy_to_cxcywh
 
 Keep = Literal["first", "last"]
 Location = Literal["direct", "offset"]

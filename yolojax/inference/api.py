@@ -21,18 +21,34 @@ padded to a fixed size so a folder of images compiles once.
 """
 from __future__ import annotations
 
+import importlib.util
 import json
+import math
 import os
 from typing import Any, Sequence
 
+import ml_collections
 import numpy as np
 
-from yolojax.classes import VOC_CLASSES
-from yolojax.cli import one_line  # noqa: F401  (re-exported for notebooks)
-from yolojax.detector import (  # noqa: F401  (the notebook API re-exports them)
-    Detector, ImageLike, as_uint8_image, detections_to_json, load_image, save_image,
+from yolojax import darknet
+from yolojax.config.classes import VOC_CLASSES
+from yolojax.data import formats, pipeline, sources
+from yolojax.evaluation import loop as eval_loop
+from yolojax.evaluation import voc as evaluation
+from yolojax.inference import drawing, export
+from yolojax.inference.detector import (  # noqa: F401  (the notebook API re-exports them)
+    Detector,
+    ImageLike,
+    as_uint8_image,
+    detections_to_json,
+    load_image,
+    save_image,
 )
-from yolojax.families import config_get
+from yolojax.models import build_model
+from yolojax.models import heads as families
+from yolojax.models.heads import config_get
+from yolojax.training import checkpoints
+from yolojax.training import ema as ema_lib
 
 
 class LoadError(ValueError):
@@ -41,7 +57,7 @@ class LoadError(ValueError):
 
 # -------------------------------------------------------------------------------------------- drawing
 def draw(image: ImageLike, detections: dict, *, score_threshold: float = 0.0, line_width: int = 2) -> np.ndarray:
-    """Draws boxes with "class score" labels on a copy of ``image`` (``yolojax.drawing``).
+    """Draws boxes with "class score" labels on a copy of ``image`` (``yolojax.inference.drawing``).
 
     Args:
       image: the original image (uint8 [H, W, 3] RGB, path or PIL image) the detections were made on.
@@ -51,7 +67,6 @@ def draw(image: ImageLike, detections: dict, *, score_threshold: float = 0.0, li
     Returns:
       uint8 [H, W, 3] RGB.
     """
-    from yolojax import drawing
 
     return drawing.draw_detections(as_uint8_image(image), detections, score_threshold=score_threshold,
                                    line_width=line_width)
@@ -70,7 +85,6 @@ def workdir_config_path(path: str | os.PathLike) -> str:
 def load_config(spec: Any):
     """A ConfigDict from a ConfigDict/dict, a ``config.json`` written by training, or a config file
     ``configs/x.py[:variant]`` with ``get_config()``."""
-    import ml_collections
 
     if isinstance(spec, ml_collections.ConfigDict):
         return spec
@@ -86,7 +100,6 @@ def load_config(spec: Any):
                 return ml_collections.ConfigDict(json.load(f))
             except json.JSONDecodeError as e:
                 raise LoadError(f"{path}: not valid JSON ({e})") from None
-    import importlib.util
 
     module_spec = importlib.util.spec_from_file_location("_yolojax_config", path)
     module = importlib.util.module_from_spec(module_spec)
@@ -114,7 +127,6 @@ def class_names_of(config, workdir: str | None = None) -> tuple[str, ...]:
     """The class names a training config's model learned, in index order: ``<workdir>/class_names.names``
     (saved when they were discovered from the annotations), else the dataset's (``sources.class_names``), else
     generic ``class_<i>`` names when the dataset is not here any more."""
-    from yolojax.data import formats
 
     num = int(config_get(config, "model.num_classes", 20))
     saved = os.path.join(workdir, "class_names.names") if workdir else ""
@@ -123,7 +135,6 @@ def class_names_of(config, workdir: str | None = None) -> tuple[str, ...]:
         names = formats.read_names_file(saved)
     else:
         try:
-            from yolojax.data import sources
 
             names = tuple(sources.class_names(config.data))
         except (ValueError, OSError, KeyError, AttributeError):  # a dataset that is not here any more
@@ -149,9 +160,6 @@ def load_checkpoint(path: str | os.PathLike, *, config: Any = None, step: int | 
     ``data.eval_image_size`` unless ``image_size`` is given (YOLOv2 family: any multiple of 32; YOLOv1's fully
     connected layers fix its size).
     """
-    from yolojax import checkpoints, families
-    from yolojax import ema as ema_lib
-    from yolojax.models import build_model
 
     try:
         ema_lib.check_choice(weights)
@@ -194,7 +202,6 @@ def _check_image_size(image_size: int | None, family: str, native: int, where: s
 
 def read_names(path: str | os.PathLike) -> tuple[str, ...]:
     """Class names of a darknet ``.names`` file (``formats.read_names_file``: one per line, blank lines skipped)."""
-    from yolojax.data import formats
 
     return formats.read_names_file(os.fspath(path))
 
@@ -208,14 +215,13 @@ def load_darknet(cfg_path: str | os.PathLike, weights_path: str | os.PathLike, *
     is a backbone, not a detector: error). ``class_names`` default to VOC's when the cfg has 20 classes.
     ``image_size`` overrides the cfg's input size (YOLOv2: a multiple of 32; YOLOv1: only its own).
     """
-    from yolojax import darknet, families
 
     for what, p in (("darknet cfg", cfg_path), ("darknet weights", weights_path)):
         if not os.path.isfile(p):
             raise FileNotFoundError(f"{what} not found: {p}")
     sections = darknet.load_cfg(cfg_path)
     try:
-        head = families.Head.from_darknet(sections)
+        head = darknet.head_from_cfg(sections)
     except ValueError as e:
         raise LoadError(str(e)) from None
     model, variables, report = darknet.load_with_report(cfg_path, weights_path)
@@ -247,10 +253,8 @@ def load(source: str | os.PathLike, weights: str | os.PathLike | None = None, **
     "ema", "raw" (``load_checkpoint``); for a darknet ``.cfg`` its ``.weights`` file (``load_darknet``). A
     ``.cfg`` source, or any source with another ``weights``, is darknet.
     """
-    from yolojax import ema as ema_lib
 
     if os.fspath(source).endswith((".onnx", ".jaxexport")):
-        from yolojax import export
 
         return export.load_exported(source, **kwargs)
     if isinstance(weights, str) and weights in ema_lib.WEIGHTS and not os.fspath(source).endswith(".cfg"):
@@ -267,7 +271,7 @@ def evaluate(detector: Detector, data_cfg: Any, split: str, evaluators: Sequence
              score_threshold: float | None = None, iou_threshold: float | None = None, max_detections: int = 200,
              batch_size: int = 8, on_batch=None) -> dict[str, Any]:
     """Runs ``detector`` over a dataset split and feeds the evaluators (``VOCEvaluator`` and the like) through
-    the one evaluation path (``yolojax.eval_loop``), on the same eval batches training-time evaluation uses.
+    the one evaluation path (``yolojax.evaluation.loop``), on the same eval batches training-time evaluation uses.
 
     Args:
       data_cfg: a ``config.data`` describing the dataset (its ``eval_letterbox`` is replaced by the detector's).
@@ -276,10 +280,7 @@ def evaluate(detector: Detector, data_cfg: Any, split: str, evaluators: Sequence
       score_threshold, iou_threshold: default the published evaluation ones (v2: 0.005 / 0.45; v1: 0.001 / 0.5).
     Returns ``eval_loop.evaluate_batches``' stats.
     """
-    import ml_collections
 
-    from yolojax import eval_loop
-    from yolojax.data import pipeline
 
     data_cfg = ml_collections.ConfigDict(data_cfg.to_dict() if hasattr(data_cfg, "to_dict") else dict(data_cfg))
     data_cfg.eval_letterbox = bool(detector.letterbox)
@@ -299,13 +300,11 @@ def evaluate(detector: Detector, data_cfg: Any, split: str, evaluators: Sequence
 
 def plot_precision_recall(curves: dict[str, tuple], path: str | os.PathLike, title: str = "") -> None:
     """One PNG with a precision-recall panel per class that has ground truth (AP07 in each title)."""
-    import math
 
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from yolojax import evaluation
 
     names = [n for n, (_, _, npos) in curves.items() if npos > 0]
     cols = min(5, max(1, len(names)))

@@ -36,7 +36,17 @@ import json
 import os
 from typing import Any, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from yolojax.darknet import mapping
+from yolojax.darknet.cfg import conv_padding, infer_layers, maxpool_params, output_layer_index
+from yolojax.inference.detector import Detector, load_image
+from yolojax.models import YOLOv2
+from yolojax.models import heads as families
+from yolojax.models.layers import BN_EPSILON, LEAKY_SLOPE, darknet_pool_padding
+from yolojax.ops import postprocess
 
 METADATA_KEY = "yolojax"
 METADATA_VERSION = 1
@@ -69,8 +79,6 @@ def detector_metadata(detector, *, outputs: str = "raw", output_shape: Sequence[
 
 
 def _detector_from_metadata(meta: dict, model, source: str):
-    from yolojax import families
-    from yolojax.detector import Detector
 
     if meta.get("format_version") != METADATA_VERSION:
         raise ExportError(f"{source}: yolojax metadata format_version {meta.get('format_version')!r}, "
@@ -87,8 +95,6 @@ def _detector_from_metadata(meta: dict, model, source: str):
 
 def raw_output_shape(detector, batch: int = 1) -> tuple[int, ...]:
     """Shape of ``detector.model.apply(variables, images [batch, h, w, 3])`` (computed abstractly)."""
-    import jax
-    import jax.numpy as jnp
 
     h, w = detector.input_hw
     out = jax.eval_shape(lambda v, x: detector.model.apply(v, x, train=False), detector.variables,
@@ -109,7 +115,6 @@ def check_image(detector, batch: int = 2) -> np.ndarray:
     float32 in [0, 1], resized as the detector preprocesses; image i>0 is the photo mirrored/flipped."""
     from matplotlib import cbook
 
-    from yolojax.detector import load_image
 
     photo = load_image(cbook.get_sample_data("grace_hopper.jpg", asfileobj=False))
     variants = [photo, photo[:, ::-1], photo[::-1], photo[::-1, ::-1]]
@@ -119,7 +124,6 @@ def check_image(detector, batch: int = 2) -> np.ndarray:
 
 @functools.lru_cache(maxsize=16)
 def _jitted_forward(model):
-    import jax
 
     return jax.jit(lambda v, x: model.apply(v, x, train=False))
 
@@ -163,8 +167,6 @@ class _Graph:
 def _module_sections(detector):
     """(darknet sections of the detector's module at its input size, the op its [reorg] layers compute
     ('darknet' | 'space_to_depth'), darknet-layout blobs per weighted layer index)."""
-    from yolojax.darknet import mapping
-    from yolojax.models import YOLOv2
 
     model = detector.model
     reorg_impl = "darknet"
@@ -177,7 +179,6 @@ def _module_sections(detector):
         sections = mapping.module_sections(model, h, w, anchors if detector.family == "v2" else None)
     except (TypeError, ValueError) as e:
         raise ExportError(f"cannot export {type(detector.model).__name__}: {e}") from None
-    import jax
 
     blobs = mapping.variables_to_blobs(sections, mapping.module_targets(model, sections),
                                        jax.device_get(dict(detector.variables)))
@@ -185,13 +186,11 @@ def _module_sections(detector):
 
 
 def _bn_epsilon(model) -> float:
-    from yolojax.models.layers import BN_EPSILON
 
     return float(getattr(model, "bn_epsilon", BN_EPSILON))
 
 
 def _activation(g: _Graph, x: str, name: str, where: str) -> str:
-    from yolojax.models.layers import LEAKY_SLOPE
 
     if name == "leaky":
         return g.op("LeakyRelu", [x], alpha=LEAKY_SLOPE)
@@ -203,8 +202,6 @@ def _activation(g: _Graph, x: str, name: str, where: str) -> str:
 def _network_nodes(g: _Graph, detector, images: str) -> tuple[str, int]:
     """Adds the network (NHWC ``images`` -> raw output in NCHW, or [N, D] after a connected layer) to ``g``.
     Returns (output value name, its rank)."""
-    from yolojax.darknet.cfg import conv_padding, infer_layers, maxpool_params, output_layer_index
-    from yolojax.models.layers import darknet_pool_padding
 
     sections, reorg_impl, blobs = _module_sections(detector)
     eps = _bn_epsilon(detector.model)
@@ -455,7 +452,7 @@ def read_onnx_metadata(path: str | os.PathLike) -> dict:
         raise ExportError(f"{path}: not a readable ONNX file ({type(e).__name__}: {e})") from None
     props = {p.key: p.value for p in model.metadata_props}
     if METADATA_KEY not in props:
-        raise ExportError(f"{path}: no '{METADATA_KEY}' metadata (not exported by yolojax.export)")
+        raise ExportError(f"{path}: no '{METADATA_KEY}' metadata (not exported by yolojax.inference.export)")
     return json.loads(props[METADATA_KEY])
 
 
@@ -470,7 +467,6 @@ class _OnnxModel:
         return self.session.run(["outputs"], {"images": np.ascontiguousarray(images, np.float32)})[0]
 
     def apply(self, variables, images, train: bool = False):
-        import jax
 
         del variables, train
         out = jax.ShapeDtypeStruct((images.shape[0], *self.output_shape), np.float32)
@@ -478,7 +474,7 @@ class _OnnxModel:
 
 
 def load_onnx(path: str | os.PathLike, *, threads: int | None = None):
-    """A Detector (yolojax.api) whose network is the raw-output ONNX export at ``path``, run by onnxruntime.
+    """A Detector (yolojax.inference.api) whose network is the raw-output ONNX export at ``path``, run by onnxruntime.
 
     ``predict`` / ``predict_iter`` give the same dicts as the original detector (decode and NMS are the same
     JAX code). Raises ExportError for an export with NMS in the graph (load the raw one).
@@ -507,10 +503,7 @@ def export_stablehlo(detector, path: str | os.PathLike, *, with_nms: bool = Fals
     ``jax.export.deserialize(bytearray(open(path, 'rb').read())).call(images)``: no yolojax or Flax code is
     needed. ``platforms``: lowering targets (e.g. ("cpu", "cuda")).
     """
-    import jax
-    import jax.numpy as jnp
 
-    from yolojax import postprocess
 
     path = os.fspath(path)
     h, w = detector.input_hw
@@ -565,7 +558,6 @@ class _ExportedModel:
 def load_stablehlo(path: str | os.PathLike):
     """A Detector whose network is the raw-output StableHLO export at ``path`` (metadata from
     ``path + '.json'``)."""
-    import jax
 
     path = os.fspath(path)
     for p in (path, path + ".json"):

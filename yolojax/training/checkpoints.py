@@ -38,6 +38,13 @@ from typing import Any
 
 import jax
 import numpy as np
+import orbax.checkpoint as ocp
+from absl import logging as absl_logging
+from etils import epath
+from jax.experimental import multihost_utils
+from orbax.checkpoint import checkpoint_managers as cm
+
+from yolojax.training import ema as ema_lib
 
 PyTree = Any
 
@@ -96,7 +103,6 @@ class _Damage(Exception):
 def _flat(tree: PyTree) -> dict[str, Any]:
     """{"params/conv1/kernel": leaf}: orbax's own flattening (namedtuple fields by name, sequence items by
     index), so that the paths of a tree and of its checkpoint metadata agree."""
-    import orbax.checkpoint as ocp
 
     return {"/".join(str(k) for k in keys): leaf for keys, leaf in ocp.tree.to_flat_dict(tree).items()}
 
@@ -146,8 +152,6 @@ def make_manager(workdir: str | os.PathLike, *, keep: int = 3, keep_best: bool =
     with ``keep_best``, the one with the highest ``metrics[best_metric]`` among steps saved with metrics.
     Close it (``mngr.close()``) when done; with ``async_save`` call ``mngr.wait_until_finished()`` before
     reading what was saved."""
-    import orbax.checkpoint as ocp
-    from orbax.checkpoint import checkpoint_managers as cm
 
     policies = [cm.LatestN(n=keep)]
     if keep_best:
@@ -192,7 +196,6 @@ def save(mngr, step: int, tree: PyTree, *, meta: Mapping[str, Any], data_state: 
       data_state: JSON-serializable data-iterator state.
       metrics: e.g. {"map": 0.71}; given to orbax for best-checkpoint preservation and stored in meta.
     """
-    import orbax.checkpoint as ocp
 
     step = int(step)
     if step in mngr.all_steps():
@@ -277,7 +280,6 @@ def _reading(what: str) -> Iterator[None]:
 
 
 def _read_json(mngr, step: int, item: str) -> Any:
-    import orbax.checkpoint as ocp
 
     with _reading(f"reading {item}"):
         value = mngr.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))[item]
@@ -288,8 +290,6 @@ def _read_json(mngr, step: int, item: str) -> Any:
 
 def _state_metadata(step_dir: str) -> dict[str, Any]:
     """{path: ArrayMetadata-like (shape, dtype)} of the step's state item, from its _METADATA."""
-    import orbax.checkpoint as ocp
-    from etils import epath
 
     handler = ocp.PyTreeCheckpointHandler()
     try:
@@ -336,8 +336,6 @@ def _read_step(mngr, step: int, make_target: Callable[[Mapping[str, Any]], tuple
 
     ``make_target(stored_metadata_tree)`` gives (item, restore_args) for orbax's partial PyTree restore.
     Raises _Damage for anything wrong with the files, CheckpointMismatchError for another model/shape."""
-    import orbax.checkpoint as ocp
-    from etils import epath
 
     step_dir = os.path.join(os.fspath(mngr.directory), str(step))
     meta = _read_json(mngr, step, "meta")
@@ -383,7 +381,6 @@ def _move_aside(mngr, step: int) -> str:
         os.makedirs(root, exist_ok=True)
         shutil.move(src, dst)
     if jax.process_count() > 1:
-        from jax.experimental import multihost_utils
         multihost_utils.sync_global_devices(f"yolojax_checkpoint_moved_{step}")
     mngr.reload()
     return dst
@@ -441,7 +438,6 @@ def restore(mngr, target: PyTree, *, step: int | None = None,
     CheckpointError if every one was damaged, CheckpointMismatchError if the state's structure or shapes
     differ from ``target`` (a code or config change, not damage).
     """
-    import orbax.checkpoint as ocp
 
     if not isinstance(target, Mapping):
         raise TypeError(f"target must be a dict of the state's top-level entries, got {type(target).__name__}")
@@ -462,7 +458,6 @@ _VARIABLES = ("params", "batch_stats")
 @contextlib.contextmanager
 def quiet_orbax() -> Iterator[None]:
     """absl verbosity WARNING inside (orbax logs every file at INFO), the previous verbosity after."""
-    from absl import logging as absl_logging
 
     old = absl_logging.get_verbosity()
     absl_logging.set_verbosity(absl_logging.WARNING)
@@ -489,7 +484,6 @@ def _checkpoints_dir(path: str | os.PathLike) -> tuple[str, int | None]:
 
 
 def _read_manager(directory: str):
-    import orbax.checkpoint as ocp
 
     options = ocp.CheckpointManagerOptions(create=False)  # (read_only=True logs two warnings per call)
     return ocp.CheckpointManager(directory, options=options, item_names=ITEMS)
@@ -511,9 +505,7 @@ def restore_variables(path: str | os.PathLike, *, step: int | None = None,
     exist, is not a workdir or holds no checkpoint, or if ``weights="ema"`` and the checkpoint read holds no
     EMA (naming it); ValueError for another ``weights``.
     """
-    import orbax.checkpoint as ocp
 
-    from yolojax import ema as ema_lib
 
     ema_lib.check_choice(weights)
     directory, path_step = _checkpoints_dir(path)

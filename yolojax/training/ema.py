@@ -16,8 +16,8 @@ statistics that belong to averaged weights rather than to the latest raw ones. F
 (``config.optim.freeze``, and ``freeze_batch_stats``) keep their EMA value, which equals the raw one bit for
 bit (both start equal and neither changes). The averages are float32 like the parameters.
 
-Only leaves and plain functions here; ``yolojax.train`` holds the EMA in ``TrainState.ema`` as a variables dict
-``{"params": ..., "batch_stats": ...}`` and ``yolojax.checkpoints`` saves it as the state's ``"ema"`` entry
+Only leaves and plain functions here; ``yolojax.training.train`` holds the EMA in ``TrainState.ema`` as a variables dict
+``{"params": ..., "batch_stats": ...}`` and ``yolojax.training.checkpoints`` saves it as the state's ``"ema"`` entry
 (docs/checkpoints.md).
 """
 
@@ -29,6 +29,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import optax
+
+from yolojax.training import initialization
 
 PyTree = Any
 
@@ -78,7 +80,6 @@ def update(ema: Mapping[str, PyTree], variables: Mapping[str, PyTree], t: jax.Ar
     new = {"params": variables["params"], "batch_stats": variables.get("batch_stats") or {}}
     out = optax.incremental_update(new, dict(ema), step_size=1.0 - d)
     if freeze or freeze_stats:
-        from yolojax import initialization
 
         if freeze:
             frozen = initialization.freeze_mask(out["params"], regex=freeze)

@@ -21,9 +21,9 @@ from typing import Literal
 import jax
 import jax.numpy as jnp
 
-from yolojax import targets as targets_lib
-from yolojax.boxes import cxcywh_to_xyxy, iou, pairwise_iou
-from yolojax.postprocess import decode_yolov2_cxcywh
+from yolojax.ops import targets as targets_lib
+from yolojax.ops.boxes import cxcywh_to_xyxy, iou, pairwise_iou
+from yolojax.ops.postprocess import decode_yolov2_cxcywh
 
 Parts = dict[str, jax.Array]
 

@@ -1,7 +1,7 @@
 """A detector: a YOLO model with its variables, head and input size, turning images into detections.
 
-``Detector`` is what ``yolojax.load`` returns (``yolojax.api``) and what ``yolojax.export`` builds around an
-exported network. Box formats of a detections dict: see ``yolojax.api``'s module docstring.
+``Detector`` is what ``yolojax.load`` returns (``yolojax.inference.api``) and what ``yolojax.inference.export`` builds around an
+exported network. Box formats of a detections dict: see ``yolojax.inference.api``'s module docstring.
 """
 from __future__ import annotations
 
@@ -9,7 +9,12 @@ import dataclasses
 import os
 from typing import Any, Iterable, Sequence
 
+import jax
+import jax.numpy as jnp
 import numpy as np
+
+from yolojax.data import augment
+from yolojax.evaluation import loop as eval_loop
 
 ImageLike = Any  # str | os.PathLike (a file) | np.ndarray uint8 [H, W, 3] RGB (or float in [0, 1]) | PIL.Image
 
@@ -63,7 +68,7 @@ class Detector:
     Attributes:
       model: Flax module; ``model.apply(variables, images [N, H, W, 3] float32 in [0, 1], train=False)``.
       variables: {'params', 'batch_stats' (if batch norm)}.
-      head: ``yolojax.families.Head`` (family, classes, anchors or the v1 grid): decoder and thresholds.
+      head: ``yolojax.models.heads.Head`` (family, classes, anchors or the v1 grid): decoder and thresholds.
       input_hw: (height, width) of the network input.
       class_names: one name per class index.
       letterbox: aspect-preserving input resize (as the model was evaluated) instead of a plain resize.
@@ -83,7 +88,6 @@ class Detector:
     _compiled: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
-        import jax
 
         if len(self.class_names) != self.head.num_classes:
             raise ValueError(f"Detector: {len(self.class_names)} class names for a {self.head.num_classes}-class head")
@@ -105,7 +109,7 @@ class Detector:
 
     def default_thresholds(self, purpose: str = "draw") -> dict[str, float]:
         """{'score_threshold', 'iou_threshold'}: published evaluation values (purpose='eval') or the drawing
-        score (purpose='draw'), with the family's NMS IoU (``yolojax.families``)."""
+        score (purpose='draw'), with the family's NMS IoU (``yolojax.models.heads``)."""
         return self.head.thresholds(purpose)
 
     def decode(self, outputs):
@@ -117,8 +121,6 @@ class Detector:
         per thresholds (one compilation per batch shape)."""
         key = (float(score_threshold), float(iou_threshold), int(max_detections))
         if key not in self._compiled:
-            import jax
-            import jax.numpy as jnp
 
             def detect(variables, images):
                 if images.dtype == jnp.uint8:
@@ -138,7 +140,6 @@ class Detector:
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """uint8 [H, W, 3] -> uint8 network input [h, w, 3] (the evaluation resize or letterbox)."""
-        from yolojax.data import augment
 
         example = {"image": image, "boxes": np.zeros((0, 4), np.float32), "classes": np.zeros(0, np.int32),
                    "difficult": np.zeros(0, bool), "truncated": np.zeros(0, bool)}
@@ -189,7 +190,6 @@ class Detector:
             yield from self._run_batch(fn, batch, size)
 
     def _run_batch(self, fn, originals: list[np.ndarray], padded_size: int) -> list[dict]:
-        from yolojax import eval_loop
 
         h, w = self.input_hw
         inputs = np.zeros((padded_size, h, w, 3), np.uint8)

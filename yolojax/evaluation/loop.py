@@ -1,7 +1,7 @@
 """The one evaluation path: detections on eval batches -> devkit boxes -> evaluators.
 
-Training-time evaluation (``yolojax.train``) and ``experiments/evaluate.py`` (through
-``yolojax.api.evaluate``) both run :func:`evaluate_batches` on the same eval batches
+Training-time evaluation (``yolojax.training.train``) and ``experiments/evaluate.py`` (through
+``yolojax.inference.api.evaluate``) both run :func:`evaluate_batches` on the same eval batches
 (``yolojax.data.pipeline.make_eval_batches``), so a checkpoint gets one mAP whichever way it is scored.
 
 Conversions, per image (``docs/conventions.md``):
@@ -20,13 +20,17 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 
 import numpy as np
 
+from yolojax.data import augment
+from yolojax.evaluation import coco as coco_metrics
+from yolojax.evaluation import voc as evaluation
+from yolojax.ops import boxes as box_lib
+
 Batch = Mapping[str, np.ndarray]
 
 
 def original_boxes(boxes: np.ndarray, orig_hw: tuple[int, int], input_hw: tuple[int, int], letterbox: bool
                    ) -> np.ndarray:
     """``[K, 4]`` normalized xyxy of the network input -> normalized xyxy of the original image (float64)."""
-    from yolojax.data import augment
 
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     if not letterbox:
@@ -39,7 +43,6 @@ def devkit_detections(boxes: np.ndarray, orig_hw: tuple[int, int], input_hw: tup
                       letterbox: bool) -> np.ndarray:
     """Detections ``[K, 4]`` normalized xyxy of the network input -> ``[K, 4]`` VOC 1-based pixel xyxy of the
     original image, clipped to it (darknet's result-file conversion)."""
-    from yolojax import evaluation
 
     height, width = orig_hw
     norm = np.clip(original_boxes(boxes, orig_hw, input_hw, letterbox), 0.0, 1.0)
@@ -49,7 +52,6 @@ def devkit_detections(boxes: np.ndarray, orig_hw: tuple[int, int], input_hw: tup
 def devkit_ground_truth(boxes: np.ndarray, orig_hw: tuple[int, int], input_hw: tuple[int, int],
                         letterbox: bool) -> np.ndarray:
     """Ground truth ``[M, 4]`` normalized xyxy of the network input -> the annotation's 1-based pixel xyxy."""
-    from yolojax import boxes as box_lib
 
     height, width = orig_hw
     return box_lib.normalized_to_voc_px(original_boxes(boxes, orig_hw, input_hw, letterbox), width, height)
@@ -116,7 +118,6 @@ def make_evaluators(class_names: Sequence[str], iou_threshold: float = 0.5) -> l
     """The evaluators every evaluation runs: the devkit-exact ``VOCEvaluator`` (first; its mAPs are the ones
     logged, checkpointed as "best" and compared with the papers) and the COCO-style ``COCOEvaluator``
     (AP@[.5:.95], AP50, AP75, by area, 101-point, at most 100 detections per image; difficult = crowd)."""
-    from yolojax import coco_metrics, evaluation
 
     return [evaluation.VOCEvaluator(class_names=class_names, iou_threshold=iou_threshold),
             coco_metrics.COCOEvaluator(class_names=class_names)]
@@ -125,7 +126,6 @@ def make_evaluators(class_names: Sequence[str], iou_threshold: float = 0.5) -> l
 def compute(evaluators: Sequence[Any]) -> dict[str, Any]:
     """The VOC evaluator's ``compute()`` dict, plus "coco": the COCO-style summary numbers (floats) when a COCO
     evaluator ran."""
-    from yolojax import coco_metrics
 
     result = dict(evaluators[0].compute())
     for ev in evaluators[1:]:

@@ -20,6 +20,8 @@ from typing import Iterator
 
 import numpy as np
 
+from yolojax.inference import api
+
 VIDEO_EXTENSIONS = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
 _FOURCC = {".avi": "MJPG", ".mp4": "mp4v", ".m4v": "mp4v", ".mov": "mp4v"}
 
@@ -82,7 +84,7 @@ def detect_video(detector, source: str | int | os.PathLike, *, out_path: str | o
     """Detects on every frame of ``source`` (a video file or a camera index).
 
     Args:
-      detector: a ``yolojax.api.Detector`` (or an export-backed one, ``yolojax.export.load_exported``).
+      detector: a ``yolojax.inference.api.Detector`` (or an export-backed one, ``yolojax.inference.export.load_exported``).
       out_path: annotated video to write (codec from the extension: .avi MJPG, .mp4/.mov mp4v); None: none.
       json_path: JSON Lines file, one line per frame (module docstring); None: none.
       score_threshold, iou_threshold, max_detections, batch_size: as ``Detector.predict``.
@@ -94,7 +96,6 @@ def detect_video(detector, source: str | int | os.PathLike, *, out_path: str | o
     """
     import cv2
 
-    from yolojax import api
 
     cap = open_video(source)
     source_fps = float(fps or cap.get(cv2.CAP_PROP_FPS) or 0.0) or 25.0

@@ -12,8 +12,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from yolojax import boxes as box_lib
-from yolojax.targets import Location, check_location
+from yolojax.ops import boxes as box_lib
+from yolojax.ops.targets import Location, check_location
 
 
 def _grid_offsets(grid_h: int, grid_w: int) -> tuple[jax.Array, jax.Array]:
@@ -31,7 +31,7 @@ def decode_yolov2_cxcywh(outputs: jax.Array, anchors: jax.Array, *, location: Lo
         read. Cast to float32.
       anchors: ``[A, 2]`` anchor (w, h) in grid units. Darknet uses the same numbers on every grid size
         (multi-scale), so they are *not* rescaled here: box width = anchor_w * exp(tw) / S_w.
-      location: how (tx, ty) place the center (``yolojax.targets.LOCATIONS``), in grid units:
+      location: how (tx, ty) place the center (``yolojax.ops.targets.LOCATIONS``), in grid units:
         "direct" (darknet ``get_region_box``): bx = col + sigmoid(tx);
         "offset" (region-proposal offsets): bx = col + 0.5 + tx * anchor_w (the anchor centered in its cell).
 
@@ -156,7 +156,7 @@ def batched_nms(boxes: jax.Array, scores: jax.Array, *, score_threshold: float, 
     Args:
       boxes: ``[B, N, 4]`` normalized xyxy (shared by all classes, as YOLO predicts one box per slot).
       scores: ``[B, N, C]`` per-class scores.
-      score_threshold: keep scores strictly above this (published: 0.005 for v2, 0.001 for v1 evaluation; ``yolojax.families``).
+      score_threshold: keep scores strictly above this (published: 0.005 for v2, 0.001 for v1 evaluation; ``yolojax.models.heads``).
       iou_threshold: suppression IoU (0.45 for v2, 0.5 for v1).
       max_detections: K, number of output slots per image (static).
       pre_nms_top_k: if set, only the best ``pre_nms_top_k`` boxes of each class enter NMS (faster; exact

@@ -11,7 +11,7 @@ Two families:
 
 Which model belongs to which family is ``yolojax.models.MODEL_FAMILIES``. A :class:`Head` holds everything
 that turns outputs into boxes (family, classes, anchors or the v1 grid); it is built from a training config
-(:meth:`Head.from_config`) or from a darknet cfg (:meth:`Head.from_darknet`). Training, the notebook API,
+(:meth:`Head.from_config`) or from a darknet cfg (``yolojax.darknet.head_from_cfg``). Training, the notebook API,
 evaluation, detection, the demo and export all take their loss, decoder and thresholds from here.
 """
 from __future__ import annotations
@@ -19,7 +19,12 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Callable, Mapping
 
+import jax.numpy as jnp
 import numpy as np
+
+from yolojax.models import MODEL_FAMILIES
+from yolojax.ops import losses, postprocess
+from yolojax.ops.targets import check_location
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,7 +59,6 @@ def config_get(cfg: Any, path: str, default: Any = None) -> Any:
 
 def family_of(model_name: str) -> str:
     """'v1' or 'v2' for a ``config.model.name``; ValueError naming the field for an unknown model."""
-    from yolojax.models import MODEL_FAMILIES
 
     if model_name not in MODEL_FAMILIES:
         raise ValueError(f"config.model.name={model_name!r}: expected one of {tuple(MODEL_FAMILIES)}")
@@ -97,7 +101,6 @@ class Head:
             raise ValueError(f"Head.family must be one of {tuple(FAMILIES)}, got {self.family!r}")
         if self.family == "v2" and not self.anchors:
             raise ValueError("a YOLOv2-family head needs anchors [A, 2] (grid cells)")
-        from yolojax.targets import check_location
 
         check_location(self.location, "config.model.v2.location")
 
@@ -114,21 +117,6 @@ class Head:
         return cls("v1", num_classes, grid_size=int(config_get(model, "v1.grid_size", 7)),
                    boxes_per_cell=int(config_get(model, "v1.boxes_per_cell", 2)),
                    sqrt=bool(config_get(config, "loss.sqrt", True)))
-
-    @classmethod
-    def from_darknet(cls, sections: tuple) -> "Head":
-        """From parsed darknet cfg sections: the last ``[region]`` (v2) or ``[detection]`` (v1) layer."""
-        from yolojax.darknet import cfg_anchors
-
-        heads = [s for s in sections if s.type in ("region", "detection")]
-        if not heads:
-            raise ValueError(f"{sections[0].source}: no [region] or [detection] layer: not a YOLO detector cfg")
-        head = heads[-1]
-        if head.type == "region":
-            anchors = np.asarray(cfg_anchors(sections), np.float64).reshape(-1, 2)
-            return cls("v2", head.get_int("classes"), anchors=tuple(map(tuple, anchors.tolist())))
-        return cls("v1", head.get_int("classes"), grid_size=head.get_int("side"), boxes_per_cell=head.get_int("num"),
-                   sqrt=bool(head.get_int("sqrt", 0)))
 
     # ------------------------------------------------------------------------------------ behaviour
     @property
@@ -148,7 +136,6 @@ class Head:
     def decode(self, outputs):
         """Raw outputs -> (boxes ``[B, N, 4]`` normalized xyxy of the network input, scores ``[B, N, C]``).
         Jit-able; v2 accepts darknet's flat channel order ``[B, S, S, A*(5+C)]`` as well."""
-        from yolojax import postprocess
 
         if self.family == "v1":
             return postprocess.decode_yolov1(outputs, grid_size=self.grid_size, boxes_per_cell=self.boxes_per_cell,
@@ -161,9 +148,7 @@ class Head:
     def detect(self, outputs, *, score_threshold: float, iou_threshold: float, max_detections: int):
         """Decode + fixed-size per-class NMS: ``postprocess.batched_nms``'s dict (boxes ``[B, K, 4]`` normalized
         xyxy of the network input, scores ``[B, K]``, classes ``[B, K]`` (-1 pad), count ``[B]``). Jit-able."""
-        import jax.numpy as jnp
 
-        from yolojax import postprocess
 
         boxes, scores = self.decode(jnp.asarray(outputs, jnp.float32))
         return postprocess.batched_nms(boxes, scores, score_threshold=score_threshold, iou_threshold=iou_threshold,
@@ -173,7 +158,6 @@ class Head:
         """``loss(outputs, boxes, classes, mask, seen) -> (total, parts)`` with ``loss_options`` (``config.loss``)
         passed as keywords, so a misspelled option is a TypeError naming it. For v1, ``sqrt`` is both a loss
         option and part of the head (the decoder must agree): the head's value is used."""
-        from yolojax import losses
 
         options = dict(loss_options)
         if self.family == "v1":

@@ -7,13 +7,13 @@ the state is replicated (``P()``) and donated. The same code runs on one CPU, se
 multi-host slice (launch one process per host after ``jax.distributed.initialize()``; each host feeds its
 own rows of the global batch).
 
-The loop is a few periodic actions (``yolojax.periodic``): log (``yolojax.metric_writers``), evaluate
-(``yolojax.eval_loop``, the same path as ``experiments/evaluate.py``), checkpoint (``yolojax.checkpoints``:
+The loop is a few periodic actions (``yolojax.training.periodic``): log (``yolojax.training.writers``), evaluate
+(``yolojax.evaluation.loop``, the same path as ``experiments/evaluate.py``), checkpoint (``yolojax.training.checkpoints``:
 never a non-finite state, restore falls back past a damaged checkpoint) and profile. Which loss, decoder and
-thresholds a model uses comes from ``yolojax.families``.
+thresholds a model uses comes from ``yolojax.models.heads``.
 
 Box formats: batches carry normalized xyxy boxes (``docs/conventions.md``); detections leave the device as
-normalized xyxy of the network input and become devkit pixels in ``yolojax.eval_loop``.
+normalized xyxy of the network input and become devkit pixels in ``yolojax.evaluation.loop``.
 """
 
 from __future__ import annotations
@@ -34,11 +34,20 @@ import ml_collections
 import numpy as np
 import optax
 from flax.training import train_state
-from jax.sharding import Mesh, NamedSharding, PartitionSpec as P
+from jax.experimental import multihost_utils
+from jax.sharding import Mesh, NamedSharding
+from jax.sharding import PartitionSpec as P
+from tqdm import tqdm
 
-from yolojax import ema as ema_lib
-from yolojax import families
-from yolojax import schedules as schedules_lib
+from yolojax.data import check, formats, photometric, pipeline, sources
+from yolojax.evaluation import loop as eval_loop
+from yolojax.models import build_model
+from yolojax.models import heads as families
+from yolojax.ops import anchors as anchors_lib
+from yolojax.training import checkpoints, initialization, periodic
+from yolojax.training import ema as ema_lib
+from yolojax.training import schedules as schedules_lib
+from yolojax.training import writers as metric_writers
 
 PyTree = Any
 Batch = Mapping[str, np.ndarray]
@@ -57,7 +66,7 @@ class TrainState(train_state.TrainState):
     ``opt_state``; ``rng`` uint32 [2] base key (per-step keys are ``fold_in(rng, step)``);
     ``seen`` int32 [] training images seen before the next batch (drives the YOLOv2 prior warm-up);
     ``ema``: None, or with ``config.optim.ema.decay > 0`` the moving average ``{"params", "batch_stats"}``
-    of the variables (``yolojax.ema``), updated by every train step.
+    of the variables (``yolojax.training.ema``), updated by every train step.
     """
 
     batch_stats: PyTree = None
@@ -95,7 +104,6 @@ def make_optimizer(optim_cfg: ml_collections.ConfigDict, schedule: optax.Schedul
         raise ValueError(f"config.optim.name={optim_cfg.name!r}: expected 'sgd' or 'adam'")
     tx = optax.chain(*parts)
     if optim_cfg.get("freeze", ""):
-        from yolojax import initialization
 
         tx = initialization.freeze(tx, functools.partial(initialization.freeze_mask, regex=optim_cfg.freeze))
     return tx
@@ -159,13 +167,12 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], *, loss_fn: Ca
     (bf16 compute, f32 loss and params).
     ``freeze_stats``: a regex over "batch_stats/..." paths whose batch-norm statistics stay fixed.
     ``ema``: ``ema.settings(config.optim)`` ({"decay", "warmup_steps"}) when ``state.ema`` is kept; the average
-    then moves towards the new variables (``yolojax.ema.update``; ``freeze``, the parameter regex of
+    then moves towards the new variables (``yolojax.training.ema.update``; ``freeze``, the parameter regex of
     ``config.optim.freeze``, and ``freeze_stats`` keep frozen leaves of the EMA unchanged).
     Returns the new state and scalar metrics: 'loss', the loss parts, 'lr', 'grad_norm', 'ema_decay' (with
     ``ema``: d_t of this step) and 'state_finite' (1.0 when every parameter, batch statistic, optimizer and
     EMA leaf of the new state is finite; the loop stops on 0 before any checkpoint holds that state).
     """
-    from yolojax.data import photometric
 
     dropout_rng = jax.random.fold_in(state.rng, state.step)
     images = photometric.train_inputs(batch["image"], batch.get("photometric"))
@@ -181,7 +188,6 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], *, loss_fn: Ca
     new_state = state.apply_gradients(grads=grads)
     new_stats = mutated.get("batch_stats", state.batch_stats) if state.batch_stats else state.batch_stats
     if freeze_stats and state.batch_stats:
-        from yolojax import initialization
 
         new_stats = initialization.keep_frozen_stats(new_stats, state.batch_stats, freeze_stats)
     new_state = new_state.replace(batch_stats=new_stats, seen=state.seen + batch["image"].shape[0])
@@ -205,7 +211,6 @@ def eval_step(state: TrainState, images: jax.Array, *, head: families.Head,
     images uint8 [B, H, W, 3] (or float32 in [0, 1]) -> {"boxes": [B, K, 4] normalized xyxy of the input,
     "scores": [B, K], "classes": [B, K] int32 (-1 pad), "count": [B] int32}.
     """
-    from yolojax.data import photometric
 
     images = photometric.to_float(images)
     outputs = state.apply_fn(_variables(state.params, state.batch_stats), images, train=False)
@@ -265,7 +270,7 @@ def create_train_state(config: ml_collections.ConfigDict, model: flax.linen.Modu
 
 
 def state_to_tree(state: TrainState) -> dict:
-    """The arrays of a TrainState as a plain dict (what ``yolojax.checkpoints`` writes); "ema" only when the
+    """The arrays of a TrainState as a plain dict (what ``yolojax.training.checkpoints`` writes); "ema" only when the
     state keeps one."""
     tree = {"step": state.step, "params": state.params, "batch_stats": state.batch_stats,
             "opt_state": state.opt_state, "rng": state.rng, "seen": state.seen}
@@ -291,7 +296,7 @@ def evaluated_state(state: TrainState) -> tuple[TrainState, str]:
 
 
 # ----------------------------------------------------------------------------------------------------------
-# Evaluation (device: forward + decode + NMS; host: the one evaluation path, yolojax.eval_loop)
+# Evaluation (device: forward + decode + NMS; host: the one evaluation path, yolojax.evaluation.loop)
 # ----------------------------------------------------------------------------------------------------------
 
 
@@ -299,7 +304,6 @@ def _host_rows(x: jax.Array) -> np.ndarray:
     """A global array sharded over 'data' -> all its rows on every host (multi-host: allgather)."""
     if jax.process_count() == 1:
         return np.asarray(jax.device_get(x))
-    from jax.experimental import multihost_utils
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
@@ -307,7 +311,6 @@ def _gather_local(x: np.ndarray) -> np.ndarray:
     """Host-local rows -> the rows of all hosts, in process order."""
     if jax.process_count() == 1:
         return np.asarray(x)
-    from jax.experimental import multihost_utils
     return np.asarray(multihost_utils.process_allgather(np.asarray(x), tiled=True))
 
 
@@ -316,15 +319,13 @@ _GT_KEYS = ("boxes", "classes", "mask", "difficult", "orig_size", "index")
 
 def evaluate(steps: Steps, state: TrainState, config: ml_collections.ConfigDict, class_names: tuple[str, ...],
              *, keep_first_batch: bool = False) -> dict[str, Any]:
-    """Scores ``state`` on ``config.data.eval_split`` through the one evaluation path (``yolojax.eval_loop``),
+    """Scores ``state`` on ``config.data.eval_split`` through the one evaluation path (``yolojax.evaluation.loop``),
     with ``config.eval``'s thresholds.
 
     Returns the evaluators' metrics (``eval_loop.compute``: VOC's "map_07", "map_area", per-class APs, and the
     COCO-style ones) plus "num_images", "images_per_sec"; with ``keep_first_batch`` also "first_batch":
     (host detections, batch) of the first batch (for drawing).
     """
-    from yolojax import eval_loop
-    from yolojax.data import pipeline
 
     data = pipeline.EvalData(config.data, config.data.eval_split)
     size = int(config.data.eval_image_size)
@@ -383,7 +384,6 @@ def check_batch_size(config: ml_collections.ConfigDict, mesh: Mesh) -> int:
 
 def check_config(config: ml_collections.ConfigDict) -> None:
     """Cross-field checks that would otherwise fail deep inside jit or after compilation, each naming the fields."""
-    from yolojax.data import sources
 
     for field, value, low in (("log_every_steps", config.log_every_steps, 1),
                               ("checkpoint.every_steps", config.checkpoint.every_steps, 1),
@@ -420,7 +420,6 @@ def initialize(state: TrainState, config: ml_collections.ConfigDict, model: flax
     yolojax checkpoint by path and shape (``init.checkpoint``, a workdir or checkpoint dir; its EMA weights when it
     holds them, ``checkpoints.restore_variables``' default). What was copied
     and what kept its random initialization goes to the log and to ``<workdir>/init_report.json``."""
-    from yolojax import checkpoints, initialization
 
     init = config.init
     if not (init.darknet_weights or init.checkpoint):
@@ -474,11 +473,8 @@ class Experiment:
 def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None,
                      workdir: str | None = None) -> Experiment:
     """Model, schedule, optimizer, initial (replicated, ``config.init``-initialized) state and jitted steps."""
-    from yolojax.data import sources
-    from yolojax.models import build_model
 
     check_config(config)
-    from yolojax.data import check
 
     # Every annotation and listed image before anything is compiled: all problems at once, cached.
     check.require_clean(config.data, (config.data.train_split, config.data.eval_split))
@@ -509,8 +505,6 @@ def describe_data(config: ml_collections.ConfigDict, workdir: str, class_names: 
     ``<workdir>/class_names.names`` when they were discovered from the annotations, and warns when the config's
     anchors fit the training boxes far worse than k-means would (``anchors.anchor_fit_warning``; the usual
     cause is anchors made for another input size)."""
-    from yolojax import anchors as anchors_lib
-    from yolojax.data import formats, sources
 
     data = config.data
     if data.source != "files":
@@ -602,10 +596,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     'weights' ("ema" or "raw"), 'train_seconds' (wall time of the training loop without
     evaluation and checkpoint writes, compilation included) and 'experiment', 'state'.
     """
-    from tqdm import tqdm
 
-    from yolojax import checkpoints, metric_writers, periodic
-    from yolojax.data import pipeline
 
     workdir = os.path.abspath(workdir)
     exp = build_experiment(config, workdir=workdir)

@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from yolojax.classes import VOC_CLASSES
+from yolojax.config.classes import VOC_CLASSES
 
 # Recall thresholds of the VOC2007 11-point AP, bit-exact as MATLAB evaluates ``t = 0:0.1:1``: its colon
 # operator builds the first half as a + k*d and the second half as b - (n-k)*d. They differ from

@@ -8,6 +8,8 @@ from __future__ import annotations
 import time
 from typing import Any, Callable
 
+import jax
+
 
 class PeriodicAction:
     """Calls ``fn(step)`` after every ``every_steps``-th update (``every_steps=0``: never periodically) and, with
@@ -45,14 +47,12 @@ class Profile:
 
     def before_step(self, step: int) -> None:
         if self.enabled and not self._active and step == self.start_step:
-            import jax
 
             jax.profiler.start_trace(self.log_dir)
             self._active = True
 
     def __call__(self, step: int, *, is_last: bool = False) -> None:
         if self._active and (step >= self.start_step + self.num_steps or is_last):
-            import jax
 
             jax.profiler.stop_trace()
             self._active = False

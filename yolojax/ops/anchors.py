@@ -7,7 +7,7 @@ The paper reports a mean best IoU of 61.0 with k=5 and 67.2 with k=9 on VOC 2007
 Everything here runs on the host in numpy: clustering is a one-off preprocessing step, not part of a step.
 
 Units: the clustering is scale-free in the sense that it works in whatever unit the (w, h) come in. Datasets
-give normalized (w, h) (fraction of the image); darknet cfgs and ``yolojax.losses.yolov2_loss`` want anchors
+give normalized (w, h) (fraction of the image); darknet cfgs and ``yolojax.ops.losses.yolov2_loss`` want anchors
 in *grid units of a stated grid* (13 for a 416 input). Convert explicitly with
 :func:`anchors_normalized_to_grid` / :func:`anchors_grid_to_normalized`.
 """
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from yolojax.boxes import pairwise_wh_iou
+from yolojax.ops.boxes import pairwise_wh_iou
 
 
 def _check_wh(wh: np.ndarray, name: str) -> np.ndarray:
