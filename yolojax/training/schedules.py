@@ -42,8 +42,9 @@ def epochs_to_steps(epochs: float, steps_in_epoch: int) -> int:
 
 def piecewise_steps(base_lr: float, boundaries: Sequence[int], scales: Sequence[float], *,
                     darknet_numbering: bool = True) -> Schedule:
-    """Darknet's ``policy=steps``: the rate is multiplied by ``scales[i]`` once the update number reaches
-    ``boundaries[i]`` (scales compound, as in darknet; a boundary of -1 applies from the start).
+    """Darknet's ``policy=steps`` on ``optax.piecewise_constant_schedule``: the rate is multiplied by
+    ``scales[i]`` once the update number reaches ``boundaries[i]`` (scales compound, as in darknet; a boundary
+    of -1 applies from the start).
 
     With ``darknet_numbering`` the update number is ``step + 1`` (see module docstring).
     """
@@ -51,14 +52,16 @@ def piecewise_steps(base_lr: float, boundaries: Sequence[int], scales: Sequence[
         raise ValueError(f"steps and scales differ in length: {list(boundaries)} vs {list(scales)}")
     if any(b2 < b1 for b1, b2 in zip(boundaries, boundaries[1:])):
         raise ValueError(f"steps must be non-decreasing, got {list(boundaries)}")
+    merged: dict[int, float] = {}
+    for b, s in zip(boundaries, scales):  # a repeated boundary compounds its scales, as darknet does
+        merged[int(b)] = merged.get(int(b), 1.0) * float(s)
+    main = optax.piecewise_constant_schedule(jnp.asarray(base_lr, jnp.float32), merged)
     offset = 1 if darknet_numbering else 0
+    if not offset:
+        return main
 
     def schedule(step):
-        batch_num = jnp.asarray(step) + offset
-        lr = jnp.asarray(base_lr, jnp.float32)
-        for b, s in zip(boundaries, scales):
-            lr = jnp.where(batch_num >= b, lr * s, lr)
-        return lr
+        return main(jnp.asarray(step) + offset)
 
     return schedule
 
