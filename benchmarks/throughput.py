@@ -39,7 +39,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from yolojax.models import build_model
+from yolojax.models import build_model, default_model_config
 
 # name -> (model_cfg overrides, paper input size). 'yolov2_paper' is the paper-era yolo-voc.2.0.cfg head.
 MODELS: dict[str, tuple[dict, int]] = {
@@ -72,9 +72,7 @@ def model_config(name: str, dtype: str, width: float = 1.0) -> ml_collections.Co
     """config.model for benchmark model ``name`` (a key of MODELS) with compute ``dtype``."""
     if name not in MODELS:
         raise ValueError(f"unknown model '{name}'; choose from {', '.join(MODELS)}")
-    cfg = ml_collections.ConfigDict({"num_classes": 20, "width": width, "dtype": dtype})
-    cfg.update(MODELS[name][0])
-    return cfg
+    return default_model_config({"num_classes": 20, "width": width, "dtype": dtype, **MODELS[name][0]})
 
 
 def cpu_peak_flops(num_cores: int | None = None, ghz: float | None = None) -> float:

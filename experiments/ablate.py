@@ -34,12 +34,13 @@ import shlex
 import subprocess
 import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
 from absl import app, flags
 
-from configs import yolov2_ablation as ladder
 from yolojax import cli
+from yolojax.config import ablation as ladder
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
 
 _ROOT = flags.DEFINE_string("root", None, "Directory holding one workdir per rung and the table.")
 _RUNGS = flags.DEFINE_list("rungs", list(ladder.RUNGS), f"Rungs to run, any of {ladder.RUNGS}.")

@@ -1,6 +1,6 @@
 r"""k-means anchors (YOLOv2 "dimension clusters") of a dataset, in the config's unit, ready to paste.
 
-  python experiments/compute_anchors.py --config configs/custom.py [--config_override data.root=...] \
+  python experiments/compute_anchors.py --config configs/custom.py [--config.data.root=...] \
       [--json anchors.json] [--plot anchors.png (default: beside the JSON)]
   python experiments/compute_anchors.py --format yolo --root DATA/data.yaml --split train --image_size 320 --k 5
   python experiments/compute_anchors.py --voc_root ROOT --year 2007 --image_set trainval --image_size 416
@@ -25,15 +25,16 @@ paper's "Avg IOU": 61.0 for k=5 on VOC). ``--json`` writes ``{"anchors": [[w, h]
 from __future__ import annotations
 
 import argparse
-import ast
 import json
 import os
 import sys
 
 import numpy as np
+from absl import app, flags
+from ml_collections import config_flags
 
+from yolojax import cli
 from yolojax.data import formats, pipeline, sources, voc
-from yolojax.inference import api
 from yolojax.ops import anchors as anchor_lib
 
 
@@ -133,93 +134,70 @@ def format_summary(summary: dict) -> str:
             f"    config.model.anchors = ({paste})")
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    src = p.add_mutually_exclusive_group(required=True)
-    src.add_argument("--config", help="a configs/*.py file (or a workdir's config.json): its data.train_split, "
-                     "data.image_size, model.v2.num_anchors and data.drop_difficult")
-    src.add_argument("--root", help="your dataset (with --format): folder, data.yaml or darknet .data file")
-    src.add_argument("--voc_root", help="folder holding VOCdevkit/ (or the VOCdevkit folder itself)")
-    src.add_argument("--tfds_split", help="named TFDS split of yolojax.data.sources, e.g. 07+12")
-    p.add_argument("--config_override", action="append", default=[],
-                   help="KEY=VALUE on the config, e.g. data.root=/data/mine (repeatable)")
-    p.add_argument("--format", choices=("voc", "yolo", "coco"), help="format of --root")
-    p.add_argument("--split", default="train", help="split of --root (default train)")
-    p.add_argument("--names_file", default="", help="darknet .names of --root (default: the dataset's own)")
-    p.add_argument("--image_size", type=int, default=None,
-                   help="training input size in px: anchors in cells of 32 px at it (grid = image_size / 32)")
-    p.add_argument("--year", default="2007", help="VOC year(s), comma-separated: 2007 or 2007,2012")
-    p.add_argument("--image_set", default="trainval")
-    p.add_argument("--tfds_data_dir", default=None)
-    p.add_argument("--k", type=int, default=None, help="number of anchors (default 5, or the config's)")
-    p.add_argument("--grid", type=int, default=None, help="older spelling of --image_size / 32 (default 13)")
-    p.add_argument("--restarts", type=int, default=5)
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--include_difficult", action="store_true")
-    p.add_argument("--json", default=None, help="write the summary here")
-    p.add_argument("--plot", default=None,
-                   help="scatter plot of box shapes and anchors (PNG); default: beside --json, same name")
-    return p.parse_args(argv)
+FLAGS = flags.FlagValues()
+config_flags.DEFINE_config_file("config", None, "A configs/*.py file (or a workdir's config.json), overridable with "
+                                "--config.a.b=v: its data (train split, drop_difficult), data.image_size and "
+                                "model.v2.num_anchors.", flag_values=FLAGS, lock_config=True)
+flags.DEFINE_string("root", None, "Your dataset (with --format): folder, data.yaml or darknet .data file.",
+                    flag_values=FLAGS)
+flags.DEFINE_string("voc_root", None, "Folder holding VOCdevkit/ (or the VOCdevkit folder itself).",
+                    flag_values=FLAGS)
+flags.DEFINE_string("tfds_split", None, "Named TFDS split of yolojax.data.sources, e.g. 07+12.", flag_values=FLAGS)
+flags.DEFINE_enum("format", None, ["voc", "yolo", "coco"], "Format of --root.", flag_values=FLAGS)
+flags.DEFINE_string("split", "train", "Split of --root.", flag_values=FLAGS)
+flags.DEFINE_string("names_file", "", "Darknet .names of --root (default: the dataset's own).", flag_values=FLAGS)
+flags.DEFINE_integer("image_size", None, "Training input size in px: anchors in cells of 32 px at it "
+                     "(grid = image_size / 32).", flag_values=FLAGS)
+flags.DEFINE_string("year", "2007", "VOC year(s), comma-separated: 2007 or 2007,2012.", flag_values=FLAGS)
+flags.DEFINE_string("image_set", "trainval", "VOC image set.", flag_values=FLAGS)
+flags.DEFINE_string("tfds_data_dir", None, "TFDS data_dir.", flag_values=FLAGS)
+flags.DEFINE_integer("k", None, "Number of anchors (default 5, or the config's).", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("grid", None, "Older spelling of --image_size / 32 (default 13).", lower_bound=1,
+                     flag_values=FLAGS)
+flags.DEFINE_integer("restarts", 5, "k-means restarts.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("seed", 0, "k-means seed.", flag_values=FLAGS)
+flags.DEFINE_bool("include_difficult", False, "Keep difficult objects.", flag_values=FLAGS)
+flags.DEFINE_string("json", None, "Write the summary here.", flag_values=FLAGS)
+flags.DEFINE_string("plot", None, "Scatter plot of box shapes and anchors (PNG); default: beside --json, same name.",
+                    flag_values=FLAGS)
+flags.DEFINE_bool("debug", False, "Show the full traceback of an error instead of one line.", flag_values=FLAGS)
 
 
-def load_config(path: str, overrides: list[str]):
-    """A config file (``get_config()``) or a workdir's config.json, with KEY=VALUE overrides (Python literals
-    or plain strings)."""
-
-
-    config = api.load_config(path)
-    for item in overrides:
-        key, sep, text = item.partition("=")
-        if not sep:
-            raise ValueError(f"--config_override {item!r}: expected KEY=VALUE")
-        try:
-            value = ast.literal_eval(text)
-        except (ValueError, SyntaxError):
-            value = text
-        node = config
-        *parents, leaf = key.split(".")
-        for part in parents:
-            node = node[part]
-        node[leaf] = value
-    return config
-
-
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-
-    try:
-        if args.grid is not None and args.image_size is not None:
-            raise ValueError("give --image_size or --grid, not both")
-        if args.image_size is not None and (args.image_size <= 0 or args.image_size % 32):
-            raise ValueError(f"--image_size={args.image_size}: expected a positive multiple of 32")
-        k, image_size, include_difficult = args.k, args.image_size, args.include_difficult
-        before = dict(formats.DATA_WARNINGS)
-        if args.config:
-            config = load_config(args.config, args.config_override)
-            image_size = image_size or int(config.data.image_size)
-            k = k or int(config.model.v2.num_anchors)
-            include_difficult = include_difficult or not config.data.drop_difficult
-            wh = wh_from_data(config.data, config.data.train_split, include_difficult=include_difficult)
-        elif args.root:
-
-            if not args.format:
-                raise ValueError("--root needs --format voc|yolo|coco")
-            data_cfg = dict(pipeline.default_data_config(), source="files", format=args.format, root=args.root,
-                            train_split=args.split, eval_split="", names_file=args.names_file)
-            wh = wh_from_data(data_cfg, args.split, include_difficult=include_difficult)
-        elif args.voc_root:
-            wh = wh_from_voc(args.voc_root, [y.strip() for y in args.year.split(",")], args.image_set,
-                             include_difficult=include_difficult)
-        else:
-            wh = wh_from_tfds(args.tfds_split, data_dir=args.tfds_data_dir, include_difficult=include_difficult)
-        grid = args.grid if args.grid is not None else (image_size // 32 if image_size else 13)
-        summary = compute(wh, k or 5, grid, restarts=args.restarts, seed=args.seed)
-        summary["boxes_clipped"] = formats.DATA_WARNINGS.get("box_outside_image", 0) - before.get(
-            "box_outside_image", 0)
-        summary["boxes_dropped"] = formats.DATA_WARNINGS.get("empty_box", 0) - before.get("empty_box", 0)
-    except (ValueError, OSError, KeyError, AttributeError) as e:
-        print(f"compute_anchors: error: {e}", file=sys.stderr)
-        return 1
+def _compute_anchors(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    args = argparse.Namespace(**{name: FLAGS[name].value for name in FLAGS})
+    given = [n for n in ("config", "root", "voc_root", "tfds_split") if getattr(args, n)]
+    if len(given) != 1:
+        raise ValueError("give exactly one dataset: --config, --root (with --format), --voc_root or --tfds_split")
+    if args.grid is not None and args.image_size is not None:
+        raise ValueError("give --image_size or --grid, not both")
+    if args.image_size is not None and (args.image_size <= 0 or args.image_size % 32):
+        raise ValueError(f"--image_size={args.image_size}: expected a positive multiple of 32")
+    k, image_size, include_difficult = args.k, args.image_size, args.include_difficult
+    before = dict(formats.DATA_WARNINGS)
+    if args.config:
+        config = args.config
+        image_size = image_size or int(config.data.image_size)
+        k = k or int(config.model.v2.num_anchors)
+        include_difficult = include_difficult or not config.data.drop_difficult
+        wh = wh_from_data(config.data, config.data.train_split, include_difficult=include_difficult)
+    elif args.root:
+        if not args.format:
+            raise ValueError("--root needs --format voc|yolo|coco")
+        data_cfg = dict(pipeline.default_data_config(), source="files", format=args.format, root=args.root,
+                        train_split=args.split, eval_split="", names_file=args.names_file)
+        wh = wh_from_data(data_cfg, args.split, include_difficult=include_difficult)
+    elif args.voc_root:
+        wh = wh_from_voc(args.voc_root, [y.strip() for y in args.year.split(",")], args.image_set,
+                         include_difficult=include_difficult)
+    else:
+        wh = wh_from_tfds(args.tfds_split, data_dir=args.tfds_data_dir, include_difficult=include_difficult)
+    grid = args.grid if args.grid is not None else (image_size // 32 if image_size else 13)
+    summary = compute(wh, k or 5, grid, restarts=args.restarts, seed=args.seed)
+    summary["boxes_clipped"] = formats.DATA_WARNINGS.get("box_outside_image", 0) - before.get(
+        "box_outside_image", 0)
+    summary["boxes_dropped"] = formats.DATA_WARNINGS.get("empty_box", 0) - before.get("empty_box", 0)
     print(format_summary(summary))
     if args.json:
         with open(args.json, "w") as f:
@@ -229,6 +207,12 @@ def main(argv: list[str] | None = None) -> int:
         plot(wh, summary, plot_path)
         print(f"wrote {plot_path}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``compute_anchors.py`` with ``argv`` (the flags, without the program name; default ``sys.argv``)."""
+    return cli.invoke(_compute_anchors, prog="compute_anchors", flag_values=FLAGS,
+                      argv=None if argv is None else ["compute_anchors.py", *argv])
 
 
 if __name__ == "__main__":

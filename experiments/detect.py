@@ -26,6 +26,9 @@ import sys
 import tempfile
 import time
 
+from absl import app, flags
+from ml_collections import config_flags
+
 from yolojax import cli
 from yolojax.inference import api, drawing, export, video
 
@@ -112,7 +115,7 @@ def run(args: argparse.Namespace) -> tuple[int, list[str]]:
         stats = video.detect_video(
             detector, int(spec) if str(spec).isdigit() else spec, out_path=os.path.join(args.out_dir, stem + ".mp4"),
             json_path=os.path.join(args.out_dir, stem + ".jsonl"), score_threshold=args.score_threshold,
-            iou_threshold=args.iou_threshold, max_detections=args.max_detections, batch_size=args.batch_size,
+            iou_threshold=args.nms_iou, max_detections=args.max_detections, batch_size=args.batch_size,
             max_frames=args.max_frames)
         print(f"  {spec}: {stats['frames']} frames -> {stem}.mp4 + {stem}.jsonl, {stats['fps']:.1f} frames/s "
               f"({stats['steady_fps']:.1f} after compilation)", flush=True)
@@ -139,7 +142,7 @@ def run(args: argparse.Namespace) -> tuple[int, list[str]]:
             yield image
 
     found_iter = detector.predict_iter(keep(images()), score_threshold=args.score_threshold,
-                                       iou_threshold=args.iou_threshold, max_detections=args.max_detections,
+                                       iou_threshold=args.nms_iou, max_detections=args.max_detections,
                                        batch_size=args.batch_size)
     written = 0
     for i, found in enumerate(found_iter):
@@ -161,45 +164,46 @@ def run(args: argparse.Namespace) -> tuple[int, list[str]]:
     return written, skipped
 
 
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("inputs", nargs="+", help="image files, folders, glob patterns, videos or camera indices")
-    p.add_argument("--out_dir", required=True, help="where drawn images and JSON files go")
-    p.add_argument("--workdir", help="training workdir (its latest checkpoint)")
-    p.add_argument("--checkpoint", help="one checkpoint: <workdir>/checkpoints/<step>")
-    p.add_argument("--config", help="config overriding <workdir>/config.json (configs/x.py[:variant] or .json)")
-    p.add_argument("--weights", choices=("auto", "ema", "raw"), default="auto",
-                   help="which weights of a checkpoint: auto = EMA when it holds them, else raw")
-    p.add_argument("--darknet_cfg", help="darknet .cfg (with --darknet_weights)")
-    p.add_argument("--darknet_weights", help="darknet .weights")
-    p.add_argument("--names", help="darknet .names file (default: VOC names for 20 classes)")
-    p.add_argument("--image_size", type=int, default=None,
-                   help="network input size (default: the model's; YOLOv2: any multiple of 32)")
-    p.add_argument("--score_threshold", type=float, default=0.3, help="draw/keep scores above this")
-    p.add_argument("--iou_threshold", type=float, default=None, help="NMS IoU (default: v2 0.45, v1 0.5)")
-    p.add_argument("--max_detections", type=int, default=100)
-    p.add_argument("--batch_size", type=int, default=8)
-    p.add_argument("--backend", choices=("jax", "onnx"), default="jax",
-                   help="jax: XLA; onnx: export to ONNX and run it with onnxruntime (faster on CPUs, docs/export.md)")
-    p.add_argument("--exported", help="an export of experiments/export.py (.onnx or .jaxexport) as the model")
-    p.add_argument("--max_frames", type=int, default=None, help="videos/cameras: stop after this many frames")
-    p.add_argument("--debug", action="store_true", help="show the full traceback of an error")
-    return p.parse_args(argv)
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("out_dir", None, "Where drawn images and JSON files go.", required=True, flag_values=FLAGS)
+flags.DEFINE_string("workdir", None, "Training workdir (its latest checkpoint).", flag_values=FLAGS)
+flags.DEFINE_string("checkpoint", None, "One checkpoint: <workdir>/checkpoints/<step>.", flag_values=FLAGS)
+config_flags.DEFINE_config_file("config", None, "Config replacing <workdir>/config.json (configs/x.py[:variant] or "
+                                ".json); --config.a.b=v overrides apply to the workdir's config.json without it.",
+                                flag_values=FLAGS, lock_config=True)
+flags.DEFINE_enum("weights", "auto", ["auto", "ema", "raw"], "Which weights of a checkpoint (auto = EMA when it "
+                  "holds them).", flag_values=FLAGS)
+flags.DEFINE_string("darknet_cfg", None, "Darknet .cfg (with --darknet_weights).", flag_values=FLAGS)
+flags.DEFINE_string("darknet_weights", None, "Darknet .weights.", flag_values=FLAGS)
+flags.DEFINE_string("names", None, "Darknet .names file (default: VOC names for 20 classes).", flag_values=FLAGS)
+flags.DEFINE_integer("image_size", None, "Network input size (default: the model's).", flag_values=FLAGS)
+flags.DEFINE_float("score_threshold", 0.3, "Draw / keep scores above this.", flag_values=FLAGS)
+flags.DEFINE_float("nms_iou", None, "NMS IoU (default: v2 0.45, v1 0.5).", flag_values=FLAGS)
+flags.DEFINE_integer("max_detections", 100, "Detections kept per image.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_integer("batch_size", 8, "Images per device call.", lower_bound=1, flag_values=FLAGS)
+flags.DEFINE_enum("backend", "jax", ["jax", "onnx"], "Run the model with JAX or with onnxruntime on an ONNX export "
+                  "of it.", flag_values=FLAGS)
+flags.DEFINE_string("exported", None, "An export of experiments/export.py (.onnx or .jaxexport) as the model.",
+                    flag_values=FLAGS)
+flags.DEFINE_integer("max_frames", None, "Videos/cameras: stop after this many frames.", flag_values=FLAGS)
+flags.DEFINE_bool("debug", False, "Show the full traceback of an error instead of one line.", flag_values=FLAGS)
 
 
-def main(argv: list[str] | None = None) -> int:
-
-    args = parse_args(argv)
-    try:
-        _, skipped = run(args)
-    except cli.USER_ERRORS as e:  # bad input: one line naming the problem, no traceback
-        if args.debug:
-            raise
-        return cli.fail("detect", e)
+def _detect(argv: list[str]) -> int:
+    if len(argv) < 2:
+        raise app.UsageError("give at least one input: image files, folders, glob patterns, videos or cameras")
+    args = argparse.Namespace(**{name: FLAGS[name].value for name in FLAGS}, inputs=argv[1:])
+    _, skipped = run(args)
     if skipped:
         return cli.fail("detect", f"{len(skipped)} image(s) could not be read and were skipped (the others were "
                                   "written): " + "; ".join(skipped[:3]) + (" ..." if len(skipped) > 3 else ""))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``detect.py`` with ``argv`` (the flags and inputs, without the program name; default ``sys.argv``)."""
+    return cli.invoke(_detect, prog="detect", flag_values=FLAGS, workdir_config=True,
+                      argv=None if argv is None else ["detect.py", *argv])
 
 
 if __name__ == "__main__":

@@ -17,26 +17,30 @@ import argparse
 import os
 import sys
 
-from yolojax.cli import one_line
+from absl import app, flags
+from ml_collections import config_flags
+
+from yolojax import cli
 from yolojax.inference import api, export
 
-
-def parse_args(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--out_dir", required=True, help="where the exports go")
-    p.add_argument("--workdir", help="training workdir (its latest checkpoint) or <workdir>/checkpoints/<step>")
-    p.add_argument("--config", help="config overriding <workdir>/config.json (configs/x.py[:variant] or .json)")
-    p.add_argument("--weights", choices=("auto", "ema", "raw"), default="auto",
-                   help="which weights of a checkpoint: auto = EMA when it holds them, else raw")
-    p.add_argument("--darknet_cfg", help="darknet .cfg (with --darknet_weights)")
-    p.add_argument("--darknet_weights", help="darknet .weights")
-    p.add_argument("--names", help="darknet .names file (default: VOC names for 20 classes)")
-    p.add_argument("--image_size", type=int, default=None, help="network input size (default: the model's)")
-    p.add_argument("--name", default="model", help="file stem of the exports")
-    p.add_argument("--nms", action="store_true", help="also write exports with decode + NMS")
-    p.add_argument("--formats", default="onnx,stablehlo", help="comma-separated: onnx, stablehlo")
-    p.add_argument("--platforms", default="cpu", help="StableHLO lowering platforms, e.g. cpu,cuda")
-    return p.parse_args(argv)
+FLAGS = flags.FlagValues()
+flags.DEFINE_string("out_dir", None, "Where the exports go.", required=True, flag_values=FLAGS)
+flags.DEFINE_string("workdir", None, "Training workdir (its latest checkpoint) or <workdir>/checkpoints/<step>.",
+                    flag_values=FLAGS)
+config_flags.DEFINE_config_file("config", None, "Config replacing <workdir>/config.json (configs/x.py[:variant] or "
+                                ".json); --config.a.b=v overrides apply to the workdir's config.json without it.",
+                                flag_values=FLAGS, lock_config=True)
+flags.DEFINE_enum("weights", "auto", ["auto", "ema", "raw"], "Which weights of a checkpoint (auto = EMA when it "
+                  "holds them).", flag_values=FLAGS)
+flags.DEFINE_string("darknet_cfg", None, "Darknet .cfg (with --darknet_weights).", flag_values=FLAGS)
+flags.DEFINE_string("darknet_weights", None, "Darknet .weights.", flag_values=FLAGS)
+flags.DEFINE_string("names", None, "Darknet .names file (default: VOC names for 20 classes).", flag_values=FLAGS)
+flags.DEFINE_integer("image_size", None, "Network input size (default: the model's).", flag_values=FLAGS)
+flags.DEFINE_string("name", "model", "File stem of the exports.", flag_values=FLAGS)
+flags.DEFINE_bool("nms", False, "Also write exports with decode + NMS.", flag_values=FLAGS)
+flags.DEFINE_string("formats", "onnx,stablehlo", "Comma-separated: onnx, stablehlo.", flag_values=FLAGS)
+flags.DEFINE_string("platforms", "cpu", "StableHLO lowering platforms, e.g. cpu,cuda.", flag_values=FLAGS)
+flags.DEFINE_bool("debug", False, "Show the full traceback of an error instead of one line.", flag_values=FLAGS)
 
 
 def load_detector(args: argparse.Namespace):
@@ -73,15 +77,17 @@ def run(args: argparse.Namespace) -> list:
     return results
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    try:
-        run(args)
-    except (ValueError, OSError, KeyError) as e:  # bad input or a failed check: one line, no traceback
-
-        print(f"export: error: {one_line(e)}", file=sys.stderr)
-        return 1
+def _export(argv: list[str]) -> int:
+    if len(argv) > 1:
+        raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+    run(argparse.Namespace(**{name: FLAGS[name].value for name in FLAGS}))
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``export.py`` with ``argv`` (the flags, without the program name; default ``sys.argv``)."""
+    return cli.invoke(_export, prog="export", flag_values=FLAGS, workdir_config=True,
+                      argv=None if argv is None else ["export.py", *argv])
 
 
 if __name__ == "__main__":

@@ -12,13 +12,10 @@ import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from trunk_files import write_trunk_file  # noqa: E402
-
-from configs import yolov2_ablation as ladder
-from yolojax.config import base  # noqa: E402
+from helpers import ROOT
+from trunk_files import write_trunk_file
+from yolojax.config import ablation as ladder
+from yolojax.config import base
 
 # The v1 -> v2 recipe fields that the anchor_boxes rung switches together with the loss (yolojax/config/base.py's
 # use_yolov1 vs the YOLOv2 defaults): augmentation, schedule, thresholds, loss options.

@@ -21,11 +21,10 @@ SIZE = 64
 def detector():
     import jax
     import jax.numpy as jnp
-    import ml_collections
 
-    from yolojax.models import build_model
+    from yolojax.models import build_model, default_model_config
 
-    model = build_model(ml_collections.ConfigDict(dict(name="tiny_yolov2", num_classes=3, width=0.125)))
+    model = build_model(default_model_config(dict(name="tiny_yolov2", num_classes=3, width=0.125)))
     variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, SIZE, SIZE, 3)), train=False))(jax.random.key(0))
     anchors = np.array([[1.0, 1.5], [2.0, 1.0], [0.5, 0.5], [1.5, 1.5], [1.0, 1.0]], np.float32)
     from yolojax.models import heads as families

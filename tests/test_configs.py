@@ -3,21 +3,14 @@ steps at a tiny width on the synthetic dataset written as a VOCdevkit."""
 
 import importlib
 import os
-import sys
 
 import jax
 import pytest
 from absl import flags
 from ml_collections import config_flags
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
-from configs import quickstart
-from yolojax.training import (
-    schedules,
-    train,  # noqa: E402
-)
+from helpers import ROOT, config_module
+from yolojax.training import schedules, train
 
 VOC_CONFIGS = [("yolov1_voc", ""), ("fast_yolo_voc", ""), ("yolov2_voc", ""), ("yolov2_voc", "paper_era"),
                ("tiny_yolov2_voc", "")]
@@ -68,7 +61,7 @@ def test_override_on_command_line():
 def test_override_typo_names_the_field():
     with pytest.raises(Exception, match='(?s)base_rl.*Did you mean "base_lr"'):
         _parse(["prog", f"--config={ROOT}/configs/yolov2_voc.py", "--config.optim.base_rl=5e-4"])
-    c = quickstart.get_config()
+    c = config_module("quickstart").get_config()
     with pytest.raises(AttributeError, match="totl_steps"):
         c.totl_steps = 3  # locked: a typo in code fails too
 

@@ -1,4 +1,5 @@
-"""EMA of the variables (config.optim.ema, yolojax.training.ema): the warm-up rule by hand, the average recomputed in numpy
+"""EMA of the variables (config.optim.ema, yolojax.training.ema): the warm-up rule by hand, the average recomputed
+in numpy
 from the raw variables of every step, frozen leaves, a non-finite EMA stopping the run, bit-exact resume, which
 weights evaluation and the API use, and the one-line error for EMA weights a checkpoint does not hold."""
 from __future__ import annotations
@@ -14,8 +15,6 @@ import numpy as np
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-
 from test_train import tiny_config  # noqa: E402
 
 DECAY, WARMUP = 0.9, 3  # large enough that the EMA lags the raw weights visibly after a few steps

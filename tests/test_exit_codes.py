@@ -91,9 +91,10 @@ def _cases(f):
                                           "--voc_root", f["voc"]], "dog"),
         "evaluate: workdir that does not exist": ([exp("evaluate.py"), "--workdir", str(d / "nowhere"), "--out_dir",
                                                    str(d / "e")], "nowhere"),
-        "evaluate: truncated darknet weights": ([exp("evaluate.py"), "--darknet_cfg", f["tiny_cfg"], "--darknet_weights",
-                                                 str(d / "truncated.weights"), "--voc_root", f["voc"], "--out_dir",
-                                                 str(d / "e2")], "truncated.weights"),
+        "evaluate: truncated darknet weights": ([exp("evaluate.py"), "--darknet_cfg", f["tiny_cfg"],
+                                                 "--darknet_weights", str(d / "truncated.weights"),
+                                                 "--voc_root", f["voc"], "--out_dir", str(d / "e2")],
+                                                "truncated.weights"),
         # convert_darknet.py
         "convert: cfg that does not parse": ([exp("convert_darknet.py"), "--cfg", str(d / "garbage.cfg"), "--weights",
                                               f["weights"], "--out", str(d / "c1")], "garbage.cfg"),

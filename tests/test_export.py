@@ -1,4 +1,5 @@
-"""yolojax.inference.export: ONNX (onnxruntime) and StableHLO exports agree with the JAX model, darknet's reorg included.
+"""yolojax.inference.export: ONNX (onnxruntime) and StableHLO exports agree with the JAX model, darknet's reorg
+included.
 
 Models are width-reduced darknet cfgs (yolov2-voc with either passthrough, tiny-yolov2, yolov1) written with
 random weights by the project's own darknet writer and loaded with ``yolojax.load`` (the darknet-files path of
@@ -21,11 +22,11 @@ import pytest
 onnx = pytest.importorskip("onnx")
 ort = pytest.importorskip("onnxruntime")
 
-import yolojax  # noqa: E402
+import yolojax  # noqa: E402  (after the optional-dependency skips)
 from yolojax import darknet as dk  # noqa: E402
 from yolojax.darknet import mapping  # noqa: E402
-from yolojax.inference import export
-from yolojax.models import build_model  # noqa: E402
+from yolojax.inference import export  # noqa: E402
+from yolojax.models import build_model, default_model_config  # noqa: E402
 from yolojax.ops import postprocess  # noqa: E402
 
 TOL = 1e-4
@@ -53,7 +54,8 @@ def write_darknet(model, size: int, directory, seed: int = 0):
 def files(tmp_path_factory):
     out = {}
     for name, (cfg, size) in CASES.items():
-        out[name] = write_darknet(build_model(cfg), size, tmp_path_factory.mktemp(name), seed=len(out))
+        out[name] = write_darknet(build_model(default_model_config(cfg)), size, tmp_path_factory.mktemp(name),
+                                  seed=len(out))
     return out
 
 

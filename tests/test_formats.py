@@ -295,6 +295,14 @@ def test_compute_anchors_from_config_in_the_config_unit(datasets, tmp_path, caps
     np.testing.assert_allclose(json.loads((tmp_path / "b.json").read_text())["anchors"], s["anchors"], rtol=1e-6)
     assert script.main(["--format", "yolo", "--root", datasets["yolo"], "--image_size", "300"]) == 1
     assert "multiple of 32" in capsys.readouterr().err
+    # The config path with --config.a.b= overrides (the one override style of every tool) gives the same anchors.
+    custom = os.path.join(os.path.dirname(__file__), "..", "configs", "custom.py")
+    assert script.main(["--config", custom, "--config.data.format=yolo", f"--config.data.root={datasets['yolo']}",
+                        "--config.data.image_size=320", "--config.model.v2.num_anchors=3",
+                        "--json", str(tmp_path / "c.json")]) == 0
+    np.testing.assert_allclose(json.loads((tmp_path / "c.json").read_text())["anchors"], s["anchors"], rtol=1e-6)
+    assert script.main(["--config", custom, "--config.data.rooot=x"]) == 1
+    assert "Did you mean 'root'" in capsys.readouterr().err  # ml_collections' hint survives the one line
 
 
 def test_anchor_fit_warning():

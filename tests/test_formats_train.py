@@ -4,13 +4,10 @@ and the three give the same mAP (they are the same examples)."""
 from __future__ import annotations
 
 import os
-import sys
 
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
-
 NAMES = ("zebra", "kiwi", "lamp")
 
 

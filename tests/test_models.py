@@ -28,6 +28,7 @@ from yolojax.models import (
     build_model,
     darknet_maxpool,
     darknet_reorg,
+    default_model_config,
     reorg,
     space_to_depth,
 )
@@ -572,8 +573,8 @@ def test_conv_anchors_trains_and_is_registered():
     on one fixed batch lower the loss; every parameter gets a gradient; 64 px -> 2x2 grid."""
     from yolojax.ops import losses
 
-    cfg = ml_collections.ConfigDict({"name": "yolov1_conv_anchors", "num_classes": 3, "width": 0.125,
-                                     "v2": {"num_anchors": 2, "batch_norm": True}})
+    cfg = default_model_config({"name": "yolov1_conv_anchors", "num_classes": 3, "width": 0.125,
+                                "v2": {"num_anchors": 2, "batch_norm": True}})
     model = build_model(cfg)
     assert isinstance(model, YOLOv1ConvAnchors) and (model.num_anchors, model.width) == (2, 0.125)
     anchors = jnp.array([[0.5, 0.5], [1.0, 1.5]])

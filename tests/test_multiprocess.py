@@ -9,18 +9,19 @@ import textwrap
 
 import pytest
 
+import helpers
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 _WORKER = textwrap.dedent("""
     import hashlib, sys
-    sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
     import jax
     jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(coordinator_address="localhost:{port}", num_processes=2, process_id={pid},
                                local_device_ids=[0])
     import numpy as np
     from test_train import tiny_config
-    from yolojax import train
+    from yolojax.training import train
     assert jax.process_count() == 2 and jax.device_count() == 2 and jax.local_device_count() == 1
     result = train.train_and_evaluate(tiny_config(total_steps=3, batch_size=4), {workdir!r})
     state = result["state"]
@@ -40,7 +41,7 @@ def _free_port() -> int:
 @pytest.mark.slow
 def test_two_processes_agree_on_parameters(tmp_path):
     port = _free_port()
-    env = dict(os.environ)  # (XLA flags of the suite: tests/conftest.py)
+    env = helpers.subprocess_env()  # (XLA flags of the suite: tests/conftest.py)
     procs = [subprocess.Popen([sys.executable, "-c", _WORKER.format(root=ROOT, tests=os.path.join(ROOT, "tests"),
                                                                    port=port, pid=i, workdir=str(tmp_path))],
                               stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)

@@ -11,8 +11,6 @@ import sys
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, os.path.join(ROOT, "tests"))
-
 from test_train import tiny_config  # noqa: E402
 
 
@@ -31,7 +29,6 @@ def _config(name: str, letterbox: bool):
 
 
 def ml_v1_loss():
-    sys.path.insert(0, ROOT)
     from yolojax.config.base import v1_loss
 
     return v1_loss()

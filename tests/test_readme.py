@@ -10,6 +10,7 @@ import json
 import os
 
 import pytest
+
 from readme_helpers import ROOT, make_sandbox, readme_commands, run, sandbox_env
 from trunk_files import write_trunk_file
 

@@ -6,6 +6,7 @@ import json
 import os
 
 import pytest
+
 from readme_helpers import make_sandbox, readme_python_blocks, run, sandbox_env
 
 SMALL = ["--config.model.width=0.125", "--config.batch_size=2", "--config.eval.batch_size=2", "--config.total_steps=2",

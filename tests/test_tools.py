@@ -209,7 +209,6 @@ def synthetic_voc(tmp_path_factory):
 
 
 def _tiny_config(name: str):
-    sys.path.insert(0, ROOT)
     from yolojax.config.base import base_config
 
     c = base_config()

@@ -13,11 +13,11 @@ import numpy as np
 import optax
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-sys.path.insert(0, ROOT)
+import helpers
+from helpers import ROOT, config_module
+from yolojax.training import train
 
-from configs import quickstart  # noqa: E402
-from yolojax.training import train  # noqa: E402
+quickstart = config_module("quickstart")
 
 
 def tiny_config(**overrides):
@@ -167,6 +167,20 @@ def test_run_writes_config_logs_and_checkpoints(full_run):
     assert int(result["state"].seen) == 16 and int(result["state"].step) == 4
 
 
+def test_rerunning_a_finished_workdir_keeps_its_final_metrics(full_run, monkeypatch):
+    """Issue 20: a second run of a finished workdir trained nothing, evaluated again and overwrote
+    final_metrics.json with train_images_per_sec=0.0 (which ablate.py reads)."""
+    workdir, _ = full_run
+    path = os.path.join(workdir, "final_metrics.json")
+    before = open(path).read()
+    assert json.loads(before)["train_images_per_sec"] > 0
+    monkeypatch.setattr(train, "evaluate", lambda *a, **k: pytest.fail("a finished workdir evaluated again"))
+    again = train.train_and_evaluate(tiny_config(total_steps=4), workdir)
+    assert open(path).read() == before
+    assert again["step"] == 4 and again["train_seconds"] == 0.0
+    assert again["map_07"] == json.loads(before)["map_07"]
+
+
 def test_exact_resume_is_bit_identical(full_run, tmp_path):
     """4 steps in one run == 2 steps, stop, then the same command resumed to 4 (params, BN stats, opt state)."""
     _, full = full_run
@@ -200,12 +214,11 @@ def test_num_classes_mismatch_names_fields():
 
 # ------------------------------------------------------------------------------------------------ data parallel
 _DP_SCRIPT = textwrap.dedent("""
-    import os, sys
+    import os
     os.environ["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=8"
-    sys.path.insert(0, {root!r}); sys.path.insert(0, {tests!r})
     import jax, numpy as np
     from test_train import tiny_config
-    from yolojax import train
+    from yolojax.training import train
     from yolojax.data import pipeline
     assert jax.device_count() == 8, jax.devices()
     config = tiny_config(batch_size=8)
@@ -240,7 +253,8 @@ _DP_SCRIPT = textwrap.dedent("""
 @pytest.mark.slow
 def test_eight_devices_equal_one_device_step():
     script = _DP_SCRIPT.format(root=ROOT, tests=os.path.join(ROOT, "tests"))
-    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    proc = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600,
+                          env=helpers.subprocess_env())
     assert proc.returncode == 0, proc.stdout + proc.stderr[-4000:]
     lines = proc.stdout.splitlines()
     assert "one shards 1 rows [8] devices 1" in lines

@@ -14,7 +14,7 @@ import yolojax  # noqa: E402
 from yolojax import darknet as dk  # noqa: E402
 from yolojax.darknet import mapping  # noqa: E402
 from yolojax.inference import video  # noqa: E402
-from yolojax.models import build_model  # noqa: E402
+from yolojax.models import build_model, default_model_config  # noqa: E402
 
 NUM_FRAMES = 6
 
@@ -35,7 +35,7 @@ def write_clip(path: str, n: int = NUM_FRAMES, size: int = 80) -> None:
 @pytest.fixture(scope="module")
 def detector(tmp_path_factory):
     d = tmp_path_factory.mktemp("tiny")
-    sections = mapping.module_sections(build_model(dict(name="tiny_yolov2", width=0.125)), 64, 64)
+    sections = mapping.module_sections(build_model(default_model_config(dict(name="tiny_yolov2", width=0.125))), 64, 64)
     cfg, weights = str(d / "tiny.cfg"), str(d / "tiny.weights")
     with open(cfg, "w") as f:
         f.write(dk.format_cfg(sections))

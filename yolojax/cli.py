@@ -4,10 +4,16 @@
 library raises on user input (``ValueError`` and its subclasses such as ``LoadError``, ``CheckpointMismatchError``,
 ``DatasetError``; ``OSError`` such as ``FileNotFoundError``; ``FloatingPointError`` for a run that went
 non-finite; a flag or override that does not parse) prints ``<prog>: error: <Type>: <message>`` and exits 1.
-``--debug`` shows the full traceback instead. Anything else is a bug and keeps its traceback.
+``--debug`` shows the full traceback instead. Anything else (a ``KeyError`` or ``TypeError`` from inside the
+library) is a bug and keeps its traceback.
+
+Every tool answers ``--help`` (exit 0) with its docstring and its own flags; ``--helpfull`` lists every flag.
+Config overrides are ``--config.a.b=value`` in every tool. Tools that read a workdir (``evaluate``, ``detect``,
+``export``) apply overrides given without ``--config`` to the workdir's ``config.json``.
 """
 from __future__ import annotations
 
+import os
 import sys
 from typing import Callable, Sequence
 
@@ -15,9 +21,10 @@ from absl import app, flags
 
 from yolojax.config import files as saved_config
 
-USER_ERRORS = (ValueError, OSError, FloatingPointError, KeyError)
-# A config override naming a field that does not exist raises AttributeError while the flags are parsed.
-PARSE_ERRORS = USER_ERRORS + (AttributeError,)
+USER_ERRORS = (ValueError, OSError, FloatingPointError)
+# A config override naming a field that does not exist raises AttributeError / KeyError while the flags are parsed.
+PARSE_ERRORS = USER_ERRORS + (AttributeError, KeyError)
+HELP_FLAGS = ("-h", "--help", "-?", "--helpshort", "--help=true")
 
 
 def one_line(error: BaseException) -> str:
@@ -33,37 +40,95 @@ def fail(prog: str, error: BaseException | str) -> int:
     return 1
 
 
-def run(main: Callable[[list[str]], int | None], *, prog: str, argv: Sequence[str] | None = None) -> None:
-    """Parses absl flags from ``argv`` (default ``sys.argv``), runs ``main`` and exits with its status, turning
-    user-input errors into one line (see the module docstring)."""
+def run(main: Callable[[list[str]], int | None], **kwargs) -> None:
+    """:func:`invoke`, then exits with its status."""
+    sys.exit(invoke(main, **kwargs))
 
-    argv = json_configs(list(sys.argv if argv is None else argv))
+
+def invoke(main: Callable[[list[str]], int | None], *, prog: str, argv: Sequence[str] | None = None,
+           flag_values: flags.FlagValues = flags.FLAGS, workdir_config: bool = False) -> int:
+    """Parses absl flags from ``argv`` (default ``sys.argv``; ``argv[0]`` is the program) into ``flag_values``,
+    runs ``main(remaining argv)`` and returns its exit status, turning user-input errors into one line (see the
+    module docstring). ``workdir_config``: config overrides without ``--config`` apply to
+    ``<--workdir or --checkpoint's workdir>/config.json``. A tool with its own ``flag_values`` can be invoked
+    again in the same process (its flags start from their defaults each time)."""
+    argv = list(sys.argv if argv is None else argv)
+    if any(a in HELP_FLAGS for a in argv[1:]):
+        return print_help(prog, flag_values)
+    if "--helpfull" in argv[1:]:
+        print(flag_values.get_help())
+        return 0
+    if workdir_config:
+        argv = _workdir_config(argv)
+    argv = json_configs(argv)
     debug = "--debug" in argv or "--debug=true" in argv
+    if flag_values is not flags.FLAGS:
+        flag_values.unparse_flags()
     try:
-        rest = flags.FLAGS(argv)
+        rest = flag_values(argv)
     except flags.Error as e:  # unknown flag, missing required flag, bad value
-        sys.exit(fail(prog, str(e).splitlines()[0] if str(e) else repr(e)))
+        return fail(prog, str(e).splitlines()[0] if str(e) else repr(e))
     except PARSE_ERRORS as e:  # a config override that does not fit (e.g. a misspelled field)
         if debug:
             raise
-        sys.exit(fail(prog, _root_cause(e)))
-
+        return fail(prog, _override_error(e))
     try:
         status = main(rest)
     except app.UsageError as e:
-        sys.exit(fail(prog, f"usage: {e}"))
+        return fail(prog, f"usage: {e}")
     except USER_ERRORS as e:
         if debug:
             raise
-        sys.exit(fail(prog, e))
-    sys.exit(int(status or 0))
+        return fail(prog, e)
+    return int(status or 0)
 
 
-def _root_cause(error: BaseException) -> BaseException:
-    """The innermost exception of a chain (config_flags wraps an override's KeyError twice)."""
-    while error.__cause__ is not None or (error.__context__ is not None and not error.__suppress_context__):
-        error = error.__cause__ or error.__context__
-    return error
+def print_help(prog: str, flag_values: flags.FlagValues = flags.FLAGS) -> int:
+    """Prints the entry point's docstring and its own flags on stdout; returns 0."""
+    main_module = sys.modules.get("__main__")
+    doc = (getattr(main_module, "__doc__", None) or "").strip()
+    own = flag_values.main_module_help() if flag_values is flags.FLAGS else flag_values.get_help()
+    print(f"{prog}: {doc}\n" if doc else f"{prog}\n")
+    print(own or flags.FLAGS.get_help())
+    print("\n  --helpfull: every flag, including those of the libraries")
+    return 0
+
+
+def _override_error(error: BaseException) -> BaseException | str:
+    """The most helpful message of an override's exception chain: the one with ml_collections' "Did you mean"
+    hint if there is one, else the innermost exception (config_flags wraps an override's KeyError twice)."""
+    chain, seen = [], set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        chain.append(error)
+        error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
+    for e in chain:
+        if "did you mean" in str(e).lower():
+            return e
+    return chain[-1]
+
+
+def _flag_value(argv: Sequence[str], name: str) -> str | None:
+    for i, arg in enumerate(argv):
+        if arg == f"--{name}" and i + 1 < len(argv):
+            return argv[i + 1]
+        if arg.startswith(f"--{name}="):
+            return arg.split("=", 1)[1]
+    return None
+
+
+def _workdir_config(argv: list[str]) -> list[str]:
+    """Adds ``--config <workdir>/config.json`` when overrides (``--config.x=``) come without ``--config``."""
+    if _flag_value(argv, "config") is not None or not any(a.startswith("--config.") for a in argv):
+        return argv
+    where = _flag_value(argv, "workdir") or _flag_value(argv, "checkpoint")
+    if where is None:
+        return argv  # the flag parser then names the missing --config
+    path = os.path.abspath(where)
+    for candidate in (path, os.path.dirname(os.path.dirname(path))):  # a workdir, or <workdir>/checkpoints/<step>
+        if os.path.isfile(os.path.join(candidate, "config.json")):
+            return argv[:1] + ["--config", os.path.join(candidate, "config.json")] + argv[1:]
+    return argv
 
 
 def json_configs(argv: list[str], flag: str = "config") -> list[str]:

@@ -78,7 +78,8 @@ def base_config() -> ml_collections.ConfigDict:
                                              # regex over "/"-joined parameter paths (e.g. "params/backbone/.*"):
                                              # no update, no weight decay; "" = train everything
                                              freeze="", freeze_batch_stats=True))
-    # EMA of the variables (yolojax.training.ema; ultralytics' rule): d_t = decay * (1 - exp(-t / warmup_steps)) at update
+    # EMA of the variables (yolojax.training.ema; ultralytics' rule):
+    # d_t = decay * (1 - exp(-t / warmup_steps)) at update
     # t, ema = d_t * ema + (1 - d_t) * variables, params and batch-norm statistics. decay 0 = off; e.g. 0.9999.
     # Evaluation, detect.py, evaluate.py and yolojax.load use the EMA weights when a checkpoint holds them.
     c.optim.ema = ml_collections.ConfigDict(dict(decay=0.0, warmup_steps=2000))

@@ -1,10 +1,15 @@
-"""``get_config(path)`` for a ``config.json`` written by training, so every ``--config`` flag takes one:
-``--config runs/x/config.json`` (``yolojax.cli`` points ml_collections' config-file flag here). Imports only
-ml_collections."""
+"""The one way to load a config: :func:`load` takes a ``configs/*.py`` file (``path.py[:arg]``, its
+``get_config()``), a ``config.json`` written by training, a ConfigDict or a dict, and returns a locked ConfigDict.
+
+``get_config(path)`` is the same loader for a ``config.json`` in the shape ml_collections' config-file flag
+expects, so every ``--config`` flag takes one (``yolojax.cli`` points the flag here). Imports only ml_collections.
+"""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+from typing import Any
 
 import ml_collections
 
@@ -18,7 +23,36 @@ def get_config(path: str) -> ml_collections.ConfigDict:
             values = json.load(f)
         except json.JSONDecodeError as e:
             raise ValueError(f"{path}: not a valid config.json ({e})") from None
+        except UnicodeDecodeError as e:
+            raise ValueError(f"{path}: not a valid config.json (not UTF-8 text: {e.reason})") from None
+    if not isinstance(values, dict):
+        raise ValueError(f"{path}: not a valid config.json (expected an object, got {type(values).__name__})")
     config = ml_collections.ConfigDict(_tuples(values))
+    config.lock()
+    return config
+
+
+def load(spec: Any) -> ml_collections.ConfigDict:
+    """A locked ConfigDict from a ConfigDict (returned as it is), a dict, a ``config.json`` written by training, or
+    a config file ``configs/x.py[:arg]`` with ``get_config()``. FileNotFoundError / ValueError name the file."""
+    if isinstance(spec, ml_collections.ConfigDict):
+        return spec
+    if isinstance(spec, dict):
+        config = ml_collections.ConfigDict(_tuples(spec))
+        config.lock()
+        return config
+    spec = os.fspath(spec)
+    path, _, arg = spec.partition(":") if spec.split(":")[0].endswith(".py") else (spec, "", "")
+    if path.endswith(".json"):
+        return get_config(path)
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"config not found: {path}")
+    module_spec = importlib.util.spec_from_file_location("_yolojax_config", path)
+    module = importlib.util.module_from_spec(module_spec)
+    module_spec.loader.exec_module(module)
+    if not hasattr(module, "get_config"):
+        raise ValueError(f"{path}: a config file defines get_config()")
+    config = module.get_config(arg) if arg else module.get_config()
     config.lock()
     return config
 

@@ -21,8 +21,6 @@ padded to a fixed size so a folder of images compiles once.
 """
 from __future__ import annotations
 
-import importlib.util
-import json
 import math
 import os
 from typing import Any, Sequence
@@ -31,6 +29,7 @@ import ml_collections
 import numpy as np
 
 from yolojax import darknet
+from yolojax.config import files as config_files
 from yolojax.config.classes import VOC_CLASSES
 from yolojax.data import formats, pipeline, sources
 from yolojax.evaluation import loop as eval_loop
@@ -46,7 +45,6 @@ from yolojax.inference.detector import (  # noqa: F401  (the notebook API re-exp
 )
 from yolojax.models import build_model
 from yolojax.models import heads as families
-from yolojax.models.heads import config_get
 from yolojax.training import checkpoints
 from yolojax.training import ema as ema_lib
 
@@ -83,44 +81,22 @@ def workdir_config_path(path: str | os.PathLike) -> str:
 
 
 def load_config(spec: Any):
-    """A ConfigDict from a ConfigDict/dict, a ``config.json`` written by training, or a config file
-    ``configs/x.py[:variant]`` with ``get_config()``."""
-
-    if isinstance(spec, ml_collections.ConfigDict):
-        return spec
-    if isinstance(spec, dict):
-        return ml_collections.ConfigDict(spec)
-    spec = os.fspath(spec)
-    path, _, variant = spec.partition(":") if spec.split(":")[0].endswith(".py") else (spec, "", "")
-    if not os.path.isfile(path):
-        raise LoadError(f"config not found: {path}")
-    if path.endswith(".json"):
-        with open(path) as f:
-            try:
-                return ml_collections.ConfigDict(json.load(f))
-            except json.JSONDecodeError as e:
-                raise LoadError(f"{path}: not valid JSON ({e})") from None
-
-    module_spec = importlib.util.spec_from_file_location("_yolojax_config", path)
-    module = importlib.util.module_from_spec(module_spec)
-    module_spec.loader.exec_module(module)
-    return module.get_config(variant) if variant else module.get_config()
+    """A locked ConfigDict from a ConfigDict/dict, a ``config.json`` written by training, or a config file
+    ``configs/x.py[:variant]`` (``yolojax.config.files.load``, the one loader); LoadError names the file."""
+    try:
+        return config_files.load(spec)
+    except (OSError, ValueError) as e:
+        raise LoadError(str(e)) from None
 
 
-def _resolve_checkpoint(path: str) -> tuple[str, int | None]:
-    """A workdir (latest checkpoint) or ``<workdir>/checkpoints/<step>`` -> (workdir, step or None)."""
-    path = os.path.abspath(os.fspath(path))
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"checkpoint or workdir not found: {path}")
-    parent = os.path.dirname(path)
-    if os.path.basename(parent) == "checkpoints" and os.path.basename(path).isdigit():
-        return os.path.dirname(parent), int(os.path.basename(path))
-    if os.path.basename(path) == "checkpoints":
-        return parent, None
-    if not os.path.isdir(os.path.join(path, "checkpoints")):
-        raise LoadError(f"{path}: not a yolojax workdir (no checkpoints/ folder) nor a checkpoint "
-                        "(<workdir>/checkpoints/<step>)")
-    return path, None
+def _resolve_checkpoint(path: str | os.PathLike) -> tuple[str, int | None]:
+    """A workdir (latest checkpoint) or ``<workdir>/checkpoints/<step>`` -> (workdir, step or None), by
+    ``checkpoints.resolve_checkpoint_dir``; FileNotFoundError for a missing path, LoadError for another one."""
+    try:
+        directory, step = checkpoints.resolve_checkpoint_dir(path)
+    except checkpoints.CheckpointError as e:
+        raise (LoadError if os.path.exists(path) else FileNotFoundError)(str(e)) from None
+    return os.path.dirname(directory), step
 
 
 def class_names_of(config, workdir: str | None = None) -> tuple[str, ...]:
@@ -128,7 +104,7 @@ def class_names_of(config, workdir: str | None = None) -> tuple[str, ...]:
     (saved when they were discovered from the annotations), else the dataset's (``sources.class_names``), else
     generic ``class_<i>`` names when the dataset is not here any more."""
 
-    num = int(config_get(config, "model.num_classes", 20))
+    num = int(config.model.num_classes)
     saved = os.path.join(workdir, "class_names.names") if workdir else ""
     names: tuple[str, ...] = ()
     if saved and os.path.isfile(saved):
@@ -169,8 +145,7 @@ def load_checkpoint(path: str | os.PathLike, *, config: Any = None, step: int | 
     step = path_step if step is None else step
     config = load_config(workdir_config_path(workdir) if config is None else config)
     head = families.Head.from_config(config)
-    train_size = int(config_get(config, "data.eval_image_size", 0) or config_get(config, "data.image_size", 0)
-                     or (448 if head.family == "v1" else 416))
+    train_size = int(config.data.eval_image_size)
     _check_image_size(image_size, head.family, train_size, workdir)
     image_size = image_size or train_size
     try:
@@ -183,7 +158,7 @@ def load_checkpoint(path: str | os.PathLike, *, config: Any = None, step: int | 
         raise LoadError(str(e)) from None
     return Detector(
         model=build_model(config.model), variables=variables, head=head, input_hw=(image_size, image_size),
-        class_names=class_names_of(config, workdir), letterbox=bool(config_get(config, "data.eval_letterbox", False)),
+        class_names=class_names_of(config, workdir), letterbox=bool(config.data.eval_letterbox),
         description=f"{config.model.name} checkpoint step {meta.get('step')} of {workdir} "
                     f"({meta['restored_weights']} weights)", weights=meta["restored_weights"])
 

@@ -1,6 +1,6 @@
 """Detection on videos and cameras: an annotated video out, one JSON line per frame, frames/s.
 
-    from yolojax import video
+    from yolojax.inference import video
     stats = video.detect_video(det, "clip.mp4", out_path="clip_boxes.mp4", json_path="clip.jsonl")
     stats = video.detect_video(det, 0, json_path="camera.jsonl", max_frames=300)   # camera index 0
 
@@ -84,7 +84,8 @@ def detect_video(detector, source: str | int | os.PathLike, *, out_path: str | o
     """Detects on every frame of ``source`` (a video file or a camera index).
 
     Args:
-      detector: a ``yolojax.inference.api.Detector`` (or an export-backed one, ``yolojax.inference.export.load_exported``).
+      detector: a ``yolojax.inference.api.Detector`` (or an export-backed one,
+        ``yolojax.inference.export.load_exported``).
       out_path: annotated video to write (codec from the extension: .avi MJPG, .mp4/.mov mp4v); None: none.
       json_path: JSON Lines file, one line per frame (module docstring); None: none.
       score_threshold, iou_threshold, max_detections, batch_size: as ``Detector.predict``.
