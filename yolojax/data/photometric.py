@@ -21,14 +21,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from yolojax.ops.images import to_float  # noqa: F401  (the one uint8 -> float conversion; re-exported)
+
 _HSV_SHIFT = 12  # OpenCV's fixed-point shift in RGB2HSV_b
-
-
-def to_float(images: jax.Array) -> jax.Array:
-    """uint8 [..., 3] -> float32 in [0, 1] (the host's former float batch, bit for bit); float passes through."""
-    if images.dtype != jnp.uint8:
-        return images.astype(jnp.float32)
-    return images.astype(jnp.float32) * jnp.float32(1.0 / 255.0)
 
 
 def _rounded_div(numerator: int, d: jax.Array) -> jax.Array:

@@ -1,7 +1,8 @@
 """A detector: a YOLO model with its variables, head and input size, turning images into detections.
 
-``Detector`` is what ``yolojax.load`` returns (``yolojax.inference.api``) and what ``yolojax.inference.export`` builds around an
-exported network. Box formats of a detections dict: see ``yolojax.inference.api``'s module docstring.
+``Detector`` is what ``yolojax.load`` returns (``yolojax.inference.api``) and what ``yolojax.inference.export``
+builds around an exported network. Box formats of a detections dict: see ``yolojax.inference.api``'s module
+docstring.
 """
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import os
 from typing import Any, Iterable, Sequence
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from yolojax.data import augment
@@ -123,10 +123,8 @@ class Detector:
         if key not in self._compiled:
 
             def detect(variables, images):
-                if images.dtype == jnp.uint8:
-                    images = images.astype(jnp.float32) / 255.0
-                outputs = self.model.apply(variables, images, train=False)
-                return self.head.detect(outputs, score_threshold=key[0], iou_threshold=key[1], max_detections=key[2])
+                return self.head.forward_detect(self.model.apply, variables, images, score_threshold=key[0],
+                                                iou_threshold=key[1], max_detections=key[2])
 
             self._compiled[key] = jax.jit(detect)
         return self._compiled[key]

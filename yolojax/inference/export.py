@@ -1,7 +1,7 @@
 """Export a Detector to ONNX and to a serialized ``jax.export`` (StableHLO) artifact, and run the exports.
 
     import yolojax
-    from yolojax import export
+    from yolojax.inference import export
     det = yolojax.load("runs/quickstart")                   # or yolojax.load("x.cfg", "x.weights")
     export.export_onnx(det, "model.onnx")                    # raw outputs, checked with onnxruntime
     export.export_onnx(det, "model_nms.onnx", with_nms=True) # + decode and per-class NMS in the graph
@@ -46,7 +46,6 @@ from yolojax.inference.detector import Detector, load_image
 from yolojax.models import YOLOv2
 from yolojax.models import heads as families
 from yolojax.models.layers import BN_EPSILON, LEAKY_SLOPE, darknet_pool_padding
-from yolojax.ops import postprocess
 
 METADATA_KEY = "yolojax"
 METADATA_VERSION = 1
@@ -516,9 +515,9 @@ def export_stablehlo(detector, path: str | os.PathLike, *, with_nms: bool = Fals
         return detector.model.apply(variables, images, train=False).astype(jnp.float32)
 
     def detect(images):
-        boxes, scores = detector.decode(forward(images))
-        return postprocess.batched_nms(boxes, scores, score_threshold=score_threshold,
-                                       iou_threshold=iou_threshold, max_detections=max_detections)
+        return detector.head.forward_detect(detector.model.apply, variables, images,
+                                            score_threshold=score_threshold, iou_threshold=iou_threshold,
+                                            max_detections=max_detections)
 
     (batch,) = jax.export.symbolic_shape("b")
     spec = jax.ShapeDtypeStruct((batch, h, w, 3), jnp.float32)

@@ -24,6 +24,7 @@ import numpy as np
 
 from yolojax.models import MODEL_FAMILIES
 from yolojax.ops import losses, postprocess
+from yolojax.ops.images import to_float
 from yolojax.ops.targets import check_location
 
 
@@ -47,16 +48,6 @@ FAMILIES: dict[str, Family] = {
 DRAW_SCORE_THRESHOLD = 0.3
 
 
-def config_get(cfg: Any, path: str, default: Any = None) -> Any:
-    """cfg.a.b or ``default`` when a part is missing (ConfigDict, dict or None)."""
-    node = cfg
-    for key in path.split("."):
-        if node is None or key not in node:
-            return default
-        node = node[key]
-    return node
-
-
 def family_of(model_name: str) -> str:
     """'v1' or 'v2' for a ``config.model.name``; ValueError naming the field for an unknown model."""
 
@@ -68,8 +59,8 @@ def family_of(model_name: str) -> str:
 def anchors_of(model_cfg: Any) -> np.ndarray:
     """``config.model.anchors`` as float32 ``[A, 2]`` (w, h) in units of the output grid's cells (darknet's
     convention: the same numbers on every input size; 32-px cells for the stride-32 YOLOv2 models)."""
-    anchors = np.asarray(config_get(model_cfg, "anchors", ()), np.float32).reshape(-1, 2)
-    num = int(config_get(model_cfg, "v2.num_anchors", len(anchors)))
+    anchors = np.asarray(model_cfg.anchors, np.float32).reshape(-1, 2)
+    num = int(model_cfg.v2.num_anchors)
     if anchors.shape[0] != num:
         raise ValueError(f"config.model.anchors has {anchors.shape[0]} anchors but config.model.v2.num_anchors={num}")
     return anchors
@@ -107,16 +98,14 @@ class Head:
     # ------------------------------------------------------------------------------------ construction
     @classmethod
     def from_config(cls, config: Any) -> "Head":
-        """From a full experiment config (``config.model``, and ``config.loss.sqrt`` for v1)."""
-        model = config["model"] if "model" in config else config
-        family = family_of(config_get(model, "name"))
-        num_classes = int(config_get(model, "num_classes", 20))
+        """From a complete experiment config (``config.model``, and ``config.loss.sqrt`` for v1)."""
+        model = config.model
+        family = family_of(model.name)
         if family == "v2":
-            return cls("v2", num_classes, anchors=tuple(map(tuple, anchors_of(model).tolist())),
-                       location=str(config_get(model, "v2.location", "direct")))
-        return cls("v1", num_classes, grid_size=int(config_get(model, "v1.grid_size", 7)),
-                   boxes_per_cell=int(config_get(model, "v1.boxes_per_cell", 2)),
-                   sqrt=bool(config_get(config, "loss.sqrt", True)))
+            return cls("v2", int(model.num_classes), anchors=tuple(map(tuple, anchors_of(model).tolist())),
+                       location=str(model.v2.location))
+        return cls("v1", int(model.num_classes), grid_size=int(model.v1.grid_size),
+                   boxes_per_cell=int(model.v1.boxes_per_cell), sqrt=bool(config.loss.sqrt))
 
     # ------------------------------------------------------------------------------------ behaviour
     @property
@@ -153,6 +142,15 @@ class Head:
         boxes, scores = self.decode(jnp.asarray(outputs, jnp.float32))
         return postprocess.batched_nms(boxes, scores, score_threshold=score_threshold, iou_threshold=iou_threshold,
                                        max_detections=max_detections)
+
+    def forward_detect(self, apply_fn: Callable, variables: Any, images, *, score_threshold: float,
+                       iou_threshold: float, max_detections: int):
+        """The one forward-then-detect: images uint8 ``[B, H, W, 3]`` (or float32 in [0, 1]) ->
+        ``apply_fn(variables, images, train=False)`` -> :meth:`detect`. Used by training's evaluation step, the
+        ``Detector`` and the StableHLO export. Jit-able."""
+        outputs = apply_fn(variables, to_float(images), train=False)
+        return self.detect(outputs, score_threshold=score_threshold, iou_threshold=iou_threshold,
+                           max_detections=max_detections)
 
     def loss_fn(self, loss_options: Mapping[str, Any]) -> Callable:
         """``loss(outputs, boxes, classes, mask, seen) -> (total, parts)`` with ``loss_options`` (``config.loss``)

@@ -156,7 +156,8 @@ def batched_nms(boxes: jax.Array, scores: jax.Array, *, score_threshold: float, 
     Args:
       boxes: ``[B, N, 4]`` normalized xyxy (shared by all classes, as YOLO predicts one box per slot).
       scores: ``[B, N, C]`` per-class scores.
-      score_threshold: keep scores strictly above this (published: 0.005 for v2, 0.001 for v1 evaluation; ``yolojax.models.heads``).
+      score_threshold: keep scores strictly above this (published: 0.005 for v2, 0.001 for v1 evaluation;
+        ``yolojax.models.heads``).
       iou_threshold: suppression IoU (0.45 for v2, 0.5 for v1).
       max_detections: K, number of output slots per image (static).
       pre_nms_top_k: if set, only the best ``pre_nms_top_k`` boxes of each class enter NMS (faster; exact

@@ -17,7 +17,8 @@ structure and shapes against the target, then the checksums and finiteness of wh
 fails in any way other than "another model" is moved aside and the next older one is tried.
 
 This module works on plain pytrees; it knows nothing of models or optimizers. Of configs it knows only the
-model signature stored in ``meta`` (:func:`model_signature`, :func:`check_model`) and ``config.json`` (:func:`write_config`).
+model signature stored in ``meta`` (:func:`model_signature`, :func:`check_model`) and ``config.json``
+(:func:`write_config`).
 """
 
 from __future__ import annotations
@@ -467,8 +468,9 @@ def quiet_orbax() -> Iterator[None]:
         absl_logging.set_verbosity(old)
 
 
-def _checkpoints_dir(path: str | os.PathLike) -> tuple[str, int | None]:
-    """A workdir, its checkpoints/ folder or ``checkpoints/<step>`` -> (checkpoints folder, step or None)."""
+def resolve_checkpoint_dir(path: str | os.PathLike) -> tuple[str, int | None]:
+    """A workdir, its checkpoints/ folder or ``checkpoints/<step>`` -> (checkpoints folder, step or None); the
+    workdir is the folder's parent. CheckpointError (one line) for a missing path or one that is neither."""
     path = os.path.abspath(os.fspath(path))
     if not os.path.exists(path):
         raise CheckpointError(f"checkpoint or workdir not found: {path}")
@@ -508,7 +510,7 @@ def restore_variables(path: str | os.PathLike, *, step: int | None = None,
 
 
     ema_lib.check_choice(weights)
-    directory, path_step = _checkpoints_dir(path)
+    directory, path_step = resolve_checkpoint_dir(path)
     if step is not None and path_step is not None and int(step) != path_step:
         raise CheckpointError(f"{path}: is checkpoint step {path_step}, but step={step} was asked for")
     step = path_step if step is None else step
