@@ -24,12 +24,12 @@ from __future__ import annotations
 
 import glob
 import json
-import logging
 import os
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
 import yaml
+from absl import logging
 
 from yolojax.data import voc
 from yolojax.ops import boxes as box_lib
@@ -45,8 +45,21 @@ class DatasetError(ValueError):
     """A problem in a dataset's files; the message is one line naming the file and line (or field)."""
 
 
+_WARNED: set[str] = set()  # the messages already shown in this process (by warn_count or the data check)
+
+
+def mark_warned(messages) -> None:
+    """Records ``messages`` as shown (the data check prints its own lines), so :func:`warn_count` stays quiet
+    about them: one warning per file, however many readers (check, source, ``sources.box_shapes``) meet it."""
+    _WARNED.update(messages)
+
+
 def warn_count(key: str, message: str, *, every: int = 100, count: int = 1) -> None:
-    """Adds ``count`` to ``DATA_WARNINGS[key]`` and logs the message the first 10 times, then every ``every``-th."""
+    """Adds ``count`` to ``DATA_WARNINGS[key]`` and logs the message the first 10 times, then every ``every``-th;
+    a message already shown in this process (the same file met again) is neither counted nor shown again."""
+    if message in _WARNED:
+        return
+    _WARNED.add(message)
     before = DATA_WARNINGS.get(key, 0)
     DATA_WARNINGS[key] = n = before + count
     if before < 10 or n // every > before // every:

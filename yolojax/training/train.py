@@ -8,9 +8,9 @@ multi-host slice (launch one process per host after ``jax.distributed.initialize
 own rows of the global batch).
 
 The loop is a few periodic actions (``yolojax.training.periodic``): log (``yolojax.training.writers``), evaluate
-(``yolojax.evaluation.loop``, the same path as ``experiments/evaluate.py``), checkpoint (``yolojax.training.checkpoints``:
-never a non-finite state, restore falls back past a damaged checkpoint) and profile. Which loss, decoder and
-thresholds a model uses comes from ``yolojax.models.heads``.
+(``yolojax.evaluation.loop``, the same path as ``experiments/evaluate.py``), checkpoint
+(``yolojax.training.checkpoints``: never a non-finite state, restore falls back past a damaged checkpoint) and
+profile. Which loss, decoder and thresholds a model uses comes from ``yolojax.models.heads``.
 
 Box formats: batches carry normalized xyxy boxes (``docs/conventions.md``); detections leave the device as
 normalized xyxy of the network input and become devkit pixels in ``yolojax.evaluation.loop``.
@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
+from absl import logging
 from flax.training import train_state
 from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding
@@ -206,15 +207,12 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], *, loss_fn: Ca
 
 def eval_step(state: TrainState, images: jax.Array, *, head: families.Head,
               nms_kwargs: Mapping[str, Any]) -> dict[str, jax.Array]:
-    """Forward pass, decode and fixed-size per-class NMS, all on device (``Head.detect``).
+    """Forward pass, decode and fixed-size per-class NMS, all on device (``Head.forward_detect``).
 
     images uint8 [B, H, W, 3] (or float32 in [0, 1]) -> {"boxes": [B, K, 4] normalized xyxy of the input,
     "scores": [B, K], "classes": [B, K] int32 (-1 pad), "count": [B] int32}.
     """
-
-    images = photometric.to_float(images)
-    outputs = state.apply_fn(_variables(state.params, state.batch_stats), images, train=False)
-    return head.detect(outputs, **nms_kwargs)
+    return head.forward_detect(state.apply_fn, _variables(state.params, state.batch_stats), images, **nms_kwargs)
 
 
 @dataclasses.dataclass
@@ -586,6 +584,17 @@ def write_final_metrics(workdir: str, result: Mapping[str, Any], train_images_pe
     os.replace(tmp, os.path.join(workdir, "final_metrics.json"))
 
 
+def read_final_metrics(workdir: str) -> dict[str, Any] | None:
+    """``<workdir>/final_metrics.json`` (:func:`write_final_metrics`), or None when there is none (or it is not
+    readable JSON)."""
+    try:
+        with open(os.path.join(workdir, "final_metrics.json")) as f:
+            out = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return out if isinstance(out, dict) else None
+
+
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     """Trains ``config`` in ``workdir``, evaluating and checkpointing periodically.
 
@@ -594,7 +603,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     intact, if the loss or state goes non-finite (a non-finite state is never written). Returns the last
     evaluation (see :func:`evaluate`; of the EMA weights when ``config.optim.ema`` is on) plus 'step',
     'weights' ("ema" or "raw"), 'train_seconds' (wall time of the training loop without
-    evaluation and checkpoint writes, compilation included) and 'experiment', 'state'.
+    evaluation and checkpoint writes, compilation included) and 'experiment', 'state'. A workdir already trained
+    to the last step (with its ``final_metrics.json``) trains and evaluates nothing: the saved final metrics are
+    returned (train_seconds 0) and the file is kept as it is.
     """
 
 
@@ -607,8 +618,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     data_state = {"step": 0}
     target = jax.tree.map(lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding),
                           state_to_tree(state))
-    restored = checkpoints.restore(mngr, target,
-                                   check_meta=lambda meta: checkpoints.check_model(meta, config, f"workdir {workdir!r}"))
+    restored = checkpoints.restore(
+        mngr, target, check_meta=lambda meta: checkpoints.check_model(meta, config, f"workdir {workdir!r}"))
     if restored is not None and "opt_state" not in restored.tree:  # variables only (experiments/convert_darknet.py)
         seen = min(int(restored.meta.get("seen", 0)), np.iinfo(np.int32).max)
         state = state.replace(**{k: v for k, v in restored.tree.items() if k != "step"},
@@ -625,6 +636,14 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         if is_main:
             print(f"EMA (config.optim.ema.decay={config.optim.ema.decay}) starts from the weights of step "
                   f"{restored.step}: the checkpoint holds none", flush=True)
+    step = int(jax.device_get(state.step))
+    finished = read_final_metrics(workdir) if step >= total_steps else None
+    if finished is not None:  # nothing to train: the run's own final metrics stay as they are
+        mngr.close()
+        if is_main:
+            logging.info("%s is already trained to step %d of %d: nothing to do (final_metrics.json kept)",
+                         workdir, step, total_steps)
+        return {**finished, "train_seconds": 0.0, "experiment": exp, "state": state}
     checkpoints.write_config(workdir, config)
     if is_main:
         describe_data(config, workdir, exp.class_names)
@@ -632,7 +651,6 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
                                               start_step=int(data_state["step"]))
     batches = pipeline.prefetch_to_device(train_iter, batch_sharding(mesh))
 
-    step = int(jax.device_get(state.step))
     bar = tqdm(total=total_steps, initial=step, disable=not (is_main and config.progress_bar), dynamic_ncols=True,
                desc="train", unit="step")
     writer = metric_writers.create_default_writer(workdir, console=is_main, print_fn=bar.write,
