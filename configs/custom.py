@@ -10,7 +10,7 @@ COCO JSON files (yolojax.data.formats; docs/data_formats.md).
 
 Measured on the shared 2-core dev machine with the synthetic YOLO dataset above (2,000 train / 300 val images,
 160 px): 2,500 steps in 9.2 minutes, held-out mAP@0.5 0.841 (VOC07 11-point) / 0.871 (area); COCO-style
-AP@[.5:.95] 0.428, AP50 0.860, AP75 0.368 (yolojax.evaluation.coco over api.evaluate_detector's detections,
+AP@[.5:.95] 0.428, AP50 0.860, AP75 0.368 (yolojax.evaluation.coco over yolojax.inference.api.evaluate's detections,
 whose VOC07 there is 0.844). With 8 epochs (1,000 steps, 6.5 minutes): 0.659 VOC07, COCO AP 0.247.
 
 Edit the constants below (or override on the command line, e.g. ``--config.data.root=...``):

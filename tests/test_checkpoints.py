@@ -95,7 +95,7 @@ def mngr(workdir):
 
 
 def damage_lines(caplog):
-    return [r.getMessage() for r in caplog.records if r.name == ckpt.__name__ and r.levelno >= logging.WARNING]
+    return [r.getMessage() for r in caplog.records if r.pathname == ckpt.__file__ and r.levelno >= logging.WARNING]
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -162,7 +162,7 @@ DAMAGES = {"deleted_data_file": _delete_data_file, "truncated_data_file": _trunc
 def test_damaged_latest_falls_back_and_is_moved_aside(workdir, mngr, damage, caplog):
     step_dir = os.path.join(workdir, "checkpoints", "2")
     DAMAGES[damage](step_dir)
-    caplog.set_level(logging.WARNING, logger=ckpt.__name__)
+    caplog.set_level(logging.WARNING, logger="absl")
 
     restored = ckpt.restore(mngr, abstract(make_tree(1)))
 
@@ -231,7 +231,7 @@ def test_explicit_damaged_step_is_an_error(workdir, mngr):
 
 
 def test_all_damaged(workdir, mngr, caplog):
-    caplog.set_level(logging.WARNING, logger=ckpt.__name__)
+    caplog.set_level(logging.WARNING, logger="absl")
     for step in (1, 2):
         _remove_state_metadata(os.path.join(workdir, "checkpoints", str(step)))
     with pytest.raises(ckpt.CheckpointError, match=r"every checkpoint in .* is damaged \(steps \[2, 1\]") as info:
@@ -362,7 +362,7 @@ def test_restore_variables_reads_no_opt_state(workdir, monkeypatch):
 
 
 def test_restore_variables_heals_a_workdir(workdir, caplog):
-    caplog.set_level(logging.WARNING, logger=ckpt.__name__)
+    caplog.set_level(logging.WARNING, logger="absl")
     _flip_64_bytes(os.path.join(workdir, "checkpoints", "2"))
     with pytest.raises(ckpt.CheckpointError, match=r"checkpoint step 2 .* is damaged \(checksum mismatch"):
         ckpt.restore_variables(os.path.join(workdir, "checkpoints", "2"))

@@ -48,3 +48,34 @@ def test_dropped_box_warned_once_per_file(tmp_path, capsys, caplog):
     said = capsys.readouterr().out.splitlines() + [r.getMessage() for r in caplog.records]
     dropped = [line for line in said if label in line and "without area" in line]
     assert len(dropped) == 1, "\n".join(said)
+
+
+def test_orbax_info_quieted_by_its_own_filter_not_absl_verbosity(tmp_path, caplog):
+    """Issue 20: orbax was quieted by lowering absl's global verbosity; now a filter drops orbax's INFO only."""
+    import logging
+
+    from absl import logging as absl_logging
+
+    from yolojax.training import checkpoints
+
+    absl_logging.set_verbosity(absl_logging.INFO)
+    caplog.set_level(logging.INFO)
+    mngr = checkpoints.make_manager(str(tmp_path), async_save=False)
+    checkpoints.save(mngr, 1, {"params": {"w": np.ones(3, np.float32)}}, meta={}, data_state={"step": 1})
+    mngr.close()
+    checkpoints.restore_variables(str(tmp_path))
+    absl_logging.info("mine")
+    assert absl_logging.get_verbosity() == absl_logging.INFO
+    orbax = [r for r in caplog.records if "/orbax/" in r.pathname and r.levelno < logging.WARNING]
+    assert orbax == [] and "mine" in [r.getMessage() for r in caplog.records]
+
+
+def test_eval_rows_come_from_process_allgather(monkeypatch):
+    from jax.experimental import multihost_utils
+
+    from yolojax.training import train
+
+    seen = []
+    monkeypatch.setattr(multihost_utils, "process_allgather", lambda x, tiled=False: seen.append(tiled) or x)
+    np.testing.assert_array_equal(train._all_rows(np.arange(4)), np.arange(4))
+    assert seen == [True]

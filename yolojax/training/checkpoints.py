@@ -28,7 +28,7 @@ import dataclasses
 import gc
 import inspect
 import json
-import logging
+import logging as logging_std
 import os
 import shutil
 import sys
@@ -40,7 +40,7 @@ from typing import Any
 import jax
 import numpy as np
 import orbax.checkpoint as ocp
-from absl import logging as absl_logging
+from absl import logging
 from etils import epath
 from jax.experimental import multihost_utils
 from orbax.checkpoint import checkpoint_managers as cm
@@ -52,9 +52,6 @@ PyTree = Any
 ITEMS = ("state", "meta", "data")
 CHECKPOINTS = "checkpoints"
 DAMAGED = "checkpoints_damaged"
-
-_log = logging.getLogger(__name__)
-
 
 class CheckpointError(ValueError):
     """A checkpoint cannot be read or written; the message (one line) names the directory and step."""
@@ -154,6 +151,7 @@ def make_manager(workdir: str | os.PathLike, *, keep: int = 3, keep_best: bool =
     Close it (``mngr.close()``) when done; with ``async_save`` call ``mngr.wait_until_finished()`` before
     reading what was saved."""
 
+    quiet_orbax_logs()
     policies = [cm.LatestN(n=keep)]
     if keep_best:
         policies.append(cm.BestN(get_metric_fn=lambda m: float(m.get(best_metric, float("-inf"))), n=1,
@@ -200,7 +198,7 @@ def save(mngr, step: int, tree: PyTree, *, meta: Mapping[str, Any], data_state: 
 
     step = int(step)
     if step in mngr.all_steps():
-        _log.info("checkpoint step %d already in %s; not rewritten", step, mngr.directory)
+        logging.info("checkpoint step %d already in %s; not rewritten", step, mngr.directory)
         return False
     checksums = {}
     for path, leaf in _flat(tree).items():
@@ -413,7 +411,7 @@ def _restore_healing(mngr, step: int | None, read: Callable[[int], Restored]) ->
         except _Damage as e:
             moved = _move_aside(mngr, steps[0])
             nxt = f"trying step {steps[1]}" if len(steps) > 1 else "no older checkpoint"
-            _log.warning("checkpoint step %d in %s is damaged (%s); moved to %s; %s", steps[0], where, e.reason,
+            logging.warning("checkpoint step %d in %s is damaged (%s); moved to %s; %s", steps[0], where, e.reason,
                          moved, nxt)
             skipped.append((steps[0], e.reason))
             continue
@@ -456,16 +454,25 @@ def restore(mngr, target: PyTree, *, step: int | None = None,
 _VARIABLES = ("params", "batch_stats")
 
 
-@contextlib.contextmanager
-def quiet_orbax() -> Iterator[None]:
-    """absl verbosity WARNING inside (orbax logs every file at INFO), the previous verbosity after."""
+class _OrbaxInfoFilter(logging_std.Filter):
+    """Drops the INFO (and DEBUG) records that orbax's own modules log through absl; keeps its warnings and every
+    other module's records."""
 
-    old = absl_logging.get_verbosity()
-    absl_logging.set_verbosity(absl_logging.WARNING)
-    try:
-        yield
-    finally:
-        absl_logging.set_verbosity(old)
+    _root = os.path.dirname(os.path.abspath(ocp.__file__)) + os.sep
+
+    def filter(self, record: logging_std.LogRecord) -> bool:
+        return record.levelno >= logging_std.WARNING or not os.path.abspath(record.pathname).startswith(self._root)
+
+
+_ORBAX_FILTER = _OrbaxInfoFilter()
+
+
+def quiet_orbax_logs() -> None:
+    """Quiets orbax (it logs every file it reads or writes at INFO through absl) without lowering absl's
+    verbosity: a filter on absl's logger drops orbax's INFO records, and only those. Idempotent."""
+    logger = logging_std.getLogger("absl")
+    if _ORBAX_FILTER not in logger.filters:
+        logger.addFilter(_ORBAX_FILTER)
 
 
 def resolve_checkpoint_dir(path: str | os.PathLike) -> tuple[str, int | None]:
@@ -487,6 +494,7 @@ def resolve_checkpoint_dir(path: str | os.PathLike) -> tuple[str, int | None]:
 
 def _read_manager(directory: str):
 
+    quiet_orbax_logs()
     options = ocp.CheckpointManagerOptions(create=False)  # (read_only=True logs two warnings per call)
     return ocp.CheckpointManager(directory, options=options, item_names=ITEMS)
 
@@ -530,12 +538,12 @@ def restore_variables(path: str | os.PathLike, *, step: int | None = None,
     def read(s):
         return _read_step(mngr, s, lambda stored: make_target(stored, s), check_meta, read_data=False)
 
-    with quiet_orbax():
-        mngr = _read_manager(directory)
-        try:
-            restored = _restore_healing(mngr, step, read)
-        finally:
-            mngr.close()
+    quiet_orbax_logs()
+    mngr = _read_manager(directory)
+    try:
+        restored = _restore_healing(mngr, step, read)
+    finally:
+        mngr.close()
     if restored is None:
         raise CheckpointError(f"{directory}: holds no checkpoint")
     which = "ema" if "ema" in restored.tree else "raw"
@@ -562,36 +570,36 @@ def write_variables(workdir: str | os.PathLike, variables: Mapping[str, PyTree],
     workdir = os.path.abspath(os.fspath(workdir))
     tree = {"step": np.asarray(step, np.int32), "params": variables["params"],
             "batch_stats": variables.get("batch_stats") or {}}
-    with quiet_orbax():
-        mngr = make_manager(workdir, keep=1, keep_best=False, async_save=False)
+    quiet_orbax_logs()
+    mngr = make_manager(workdir, keep=1, keep_best=False, async_save=False)
+    try:
+        steps = sorted(mngr.all_steps())
+        others = [s for s in steps if s != step]
+        if others:
+            raise CheckpointError(f"{mngr.directory} already holds checkpoints of steps {others}; "
+                                  f"write the variables into a new workdir")
+        if steps and not overwrite:
+            raise CheckpointError(f"{mngr.directory} already holds checkpoint step {step} (overwrite=False)")
+        old = None
+        if steps:
+            old = os.path.join(workdir, f"{CHECKPOINTS}_replaced", str(step))
+            if os.path.exists(old):
+                shutil.rmtree(old)
+            os.makedirs(os.path.dirname(old), exist_ok=True)
+            shutil.move(os.path.join(os.fspath(mngr.directory), str(step)), old)
+            mngr.reload()
         try:
-            steps = sorted(mngr.all_steps())
-            others = [s for s in steps if s != step]
-            if others:
-                raise CheckpointError(f"{mngr.directory} already holds checkpoints of steps {others}; "
-                                      f"write the variables into a new workdir")
-            if steps and not overwrite:
-                raise CheckpointError(f"{mngr.directory} already holds checkpoint step {step} (overwrite=False)")
-            old = None
-            if steps:
-                old = os.path.join(workdir, f"{CHECKPOINTS}_replaced", str(step))
-                if os.path.exists(old):
-                    shutil.rmtree(old)
-                os.makedirs(os.path.dirname(old), exist_ok=True)
-                shutil.move(os.path.join(os.fspath(mngr.directory), str(step)), old)
-                mngr.reload()
-            try:
-                save(mngr, step, tree, meta=meta, data_state=None)
-                mngr.wait_until_finished()
-            except BaseException:
-                if old is not None and not os.path.exists(os.path.join(os.fspath(mngr.directory), str(step))):
-                    shutil.move(old, os.path.join(os.fspath(mngr.directory), str(step)))
-                    os.rmdir(os.path.dirname(old))
-                raise
-            if old is not None:
-                shutil.rmtree(os.path.dirname(old))
-        finally:
-            mngr.close()
+            save(mngr, step, tree, meta=meta, data_state=None)
+            mngr.wait_until_finished()
+        except BaseException:
+            if old is not None and not os.path.exists(os.path.join(os.fspath(mngr.directory), str(step))):
+                shutil.move(old, os.path.join(os.fspath(mngr.directory), str(step)))
+                os.rmdir(os.path.dirname(old))
+            raise
+        if old is not None:
+            shutil.rmtree(os.path.dirname(old))
+    finally:
+        mngr.close()
     return os.path.join(workdir, CHECKPOINTS, str(step))
 
 
