@@ -5,6 +5,7 @@ weights evaluation and the API use, and the one-line error for EMA weights a che
 from __future__ import annotations
 
 import json
+import logging
 import math
 import os
 import subprocess
@@ -254,7 +255,7 @@ def test_detect_cli_weights_ema_without_ema_is_one_line(no_ema_workdir, tmp_path
     assert f"checkpoint {os.path.join(workdir, 'checkpoints', '0')} holds no EMA weights" in lines[0], lines[0]
 
 
-def test_ema_starts_from_restored_weights_when_the_checkpoint_has_none(no_ema_workdir, tmp_path, capsys):
+def test_ema_starts_from_restored_weights_when_the_checkpoint_has_none(no_ema_workdir, tmp_path, caplog):
     """Training with EMA on from variables without one: ema_0 = those variables (not the fresh random init)."""
     import shutil
 
@@ -263,8 +264,9 @@ def test_ema_starts_from_restored_weights_when_the_checkpoint_has_none(no_ema_wo
     source, written = no_ema_workdir
     workdir = str(tmp_path / "from_variables")
     shutil.copytree(source, workdir)
+    caplog.set_level(logging.INFO, logger="absl")
     result = train.train_and_evaluate(ema_config(total_steps=1), workdir)
-    assert "EMA (config.optim.ema.decay=0.9) starts from the weights of step 0" in capsys.readouterr().out
+    assert "EMA (config.optim.ema.decay=0.9) starts from the weights of step 0" in caplog.text
     d = DECAY * (1.0 - math.exp(-1 / WARMUP))
     v0 = host(dict(written))
     v1 = host({"params": result["state"].params, "batch_stats": result["state"].batch_stats})

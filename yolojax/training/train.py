@@ -298,18 +298,10 @@ def evaluated_state(state: TrainState) -> tuple[TrainState, str]:
 # ----------------------------------------------------------------------------------------------------------
 
 
-def _host_rows(x: jax.Array) -> np.ndarray:
-    """A global array sharded over 'data' -> all its rows on every host (multi-host: allgather)."""
-    if jax.process_count() == 1:
-        return np.asarray(jax.device_get(x))
+def _all_rows(x: jax.Array | np.ndarray) -> np.ndarray:
+    """A global array sharded over 'data', or host-local rows -> the rows of every host in process order, on
+    every host (``multihost_utils.process_allgather``; one host: its own rows)."""
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
-
-
-def _gather_local(x: np.ndarray) -> np.ndarray:
-    """Host-local rows -> the rows of all hosts, in process order."""
-    if jax.process_count() == 1:
-        return np.asarray(x)
-    return np.asarray(multihost_utils.process_allgather(np.asarray(x), tiled=True))
 
 
 _GT_KEYS = ("boxes", "classes", "mask", "difficult", "orig_size", "index")
@@ -332,15 +324,15 @@ def evaluate(steps: Steps, state: TrainState, config: ml_collections.ConfigDict,
 
     def gathered():  # local images (to shard) + every host's ground truth rows
         for batch in data.batches(per_process, size):
-            yield {"image": batch["image"], **{k: _gather_local(batch[k]) for k in _GT_KEYS}}
+            yield {"image": batch["image"], **{k: _all_rows(batch[k]) for k in _GT_KEYS}}
 
     def detect(batch):
         images = shard_batch({"image": batch["image"]}, steps.mesh)["image"]
-        return {k: _host_rows(v) for k, v in steps.eval(state, images).items()}
+        return {k: _all_rows(v) for k, v in steps.eval(state, images).items()}
 
     def keep(batch, dets):
         if keep_first_batch and not kept:
-            kept.append((dets, {**batch, "image": _gather_local(batch["image"])}))
+            kept.append((dets, {**batch, "image": _all_rows(batch["image"])}))
 
     evaluators = eval_loop.make_evaluators(class_names, config.eval.match_iou_threshold)
     stats = eval_loop.evaluate_batches(detect, gathered(), evaluators, image_id=data.image_id,
@@ -435,12 +427,12 @@ def initialize(state: TrainState, config: ml_collections.ConfigDict, model: flax
         variables, report = initialization.from_variables(variables, source, source=init.checkpoint)
         reports.append(("checkpoint", report))
         if jax.process_index() == 0:
-            print(f"init (checkpoint): the {source_meta['restored_weights']} weights of step "
-                  f"{source_meta.get('step')} of {init.checkpoint}", flush=True)
+            logging.info("init (checkpoint): the %s weights of step %s of %s", source_meta["restored_weights"],
+                         source_meta.get("step"), init.checkpoint)
     if jax.process_index() == 0:
         for what, report in reports:
             for line in report.lines():
-                print(f"init ({what}): {line}", flush=True)
+                logging.info("init (%s): %s", what, line)
         if workdir is not None:
             os.makedirs(workdir, exist_ok=True)
             with open(os.path.join(workdir, "init_report.json"), "w") as f:
@@ -515,7 +507,7 @@ def describe_data(config: ml_collections.ConfigDict, workdir: str, class_names: 
         grid = int(data.image_size) // 32
         warning = anchors_lib.anchor_fit_warning(head.anchors_array, wh, grid) if len(wh) else None
         if warning:
-            print(f"warning: {warning}", flush=True)
+            logging.warning("%s", warning)
 
 
 def _fetch_metrics(pending: list[tuple[int, dict]]) -> list[tuple[int, dict[str, float]]]:
@@ -625,17 +617,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         state = state.replace(**{k: v for k, v in restored.tree.items() if k != "step"},
                               seen=jnp.asarray(seen, jnp.int32))
         if is_main:
-            print(f"starting from the variables of {workdir}/checkpoints/{restored.step} "
-                  f"({restored.meta.get('source', 'converted weights')}; seen={seen})", flush=True)
+            logging.info("starting from the variables of %s/checkpoints/%d (%s; seen=%d)", workdir, restored.step,
+                         restored.meta.get("source", "converted weights"), seen)
     elif restored is not None:
         state, data_state = state.replace(**restored.tree), restored.data_state
         if is_main:
-            print(f"resuming {workdir} from its checkpoint at step {restored.step}", flush=True)
+            logging.info("resuming %s from its checkpoint at step %d", workdir, restored.step)
     if restored is not None and state.ema is not None and "ema" not in restored.tree:
         state = with_fresh_ema(state, config)  # a checkpoint without EMA: the average starts from its weights
         if is_main:
-            print(f"EMA (config.optim.ema.decay={config.optim.ema.decay}) starts from the weights of step "
-                  f"{restored.step}: the checkpoint holds none", flush=True)
+            logging.info("EMA (config.optim.ema.decay=%s) starts from the weights of step %d: the checkpoint "
+                         "holds none", config.optim.ema.decay, restored.step)
     step = int(jax.device_get(state.step))
     finished = read_final_metrics(workdir) if step >= total_steps else None
     if finished is not None:  # nothing to train: the run's own final metrics stay as they are
