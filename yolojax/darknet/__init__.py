@@ -73,7 +73,8 @@ def official_cfg(name: str) -> Path:
 
 
 __all__ = [
-    "OFFICIAL_CFG_DIR", "official_cfg", "CfgError", "ConversionReport", "DarknetNetwork", "LoadReport", "MappingError", "WeightsError",
+    "OFFICIAL_CFG_DIR", "official_cfg", "CfgError", "ConversionReport", "DarknetNetwork", "LoadReport",
+    "MappingError", "WeightsError",
     "WeightsHeader", "build", "cfg_anchors", "count_weights", "export", "format_cfg", "init_variables", "load",
     "load_cfg", "load_with_report", "model_config_fields", "parse_cfg", "random_blobs", "read_weights",
     "head_from_cfg", "variable_shapes", "with_input_size", "write_weights",

@@ -288,8 +288,8 @@ def _local_voc_downloads(year: str, tarball_dir: str | None, devkit_dir: str | N
             name = os.path.basename(url)
             if tarball_dir is not None and os.path.exists(os.path.join(tarball_dir, name)):
                 paths[key] = self.extract(os.path.join(tarball_dir, name))
-            elif devkit_dir is not None and os.path.exists(
-                    os.path.join(devkit_dir, f"VOC{year}", "ImageSets", "Main", f"{'test' if key == 'test' else 'train'}.txt")):
+            elif devkit_dir is not None and os.path.exists(os.path.join(
+                    devkit_dir, f"VOC{year}", "ImageSets", "Main", f"{'test' if key == 'test' else 'train'}.txt")):
                 paths[key] = os.path.dirname(os.path.abspath(devkit_dir))
             elif key == "test" and year == "2012" and "trainval" in paths:
                 paths[key] = _stub_voc2012_test(paths["trainval"], str(self._download_dir))

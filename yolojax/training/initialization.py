@@ -194,9 +194,9 @@ def from_darknet(model: nn.Module, variables: PyTree, weights_path: str | os.Pat
       does not, and reported in ``unused_source``. A cfg layer with batch norm going into a conv without (YOLOv1
       with model.v1.batch_norm=False) is folded into the conv's kernel and bias.
     Raises:
-      ValueError (width != 1 without cfg_path, no shipped cfg for the model), FileNotFoundError, CfgError, WeightsError (the file
-      does not fit the cfg: floats expected and found; a truncated file), MappingError (the cfg does not match
-      the model's trunk: names the cfg layer and the model's conv). All messages are one line.
+      ValueError (width != 1 without cfg_path, no shipped cfg for the model), FileNotFoundError, CfgError,
+      WeightsError (the file does not fit the cfg: floats expected and found; a truncated file), MappingError
+      (the cfg does not match the model's trunk: names the cfg layer and the model's conv). All messages are one line.
     """
     weights_path = os.fspath(weights_path)
     width = float(getattr(model, "width", 1.0))
