@@ -10,13 +10,13 @@ config (optimizer, data, ...) comes from --config, or by default from the config
 its model section is overwritten from the cfg (classes, anchors, passthrough, ...).
 """
 
-import importlib
 import os
 
 from absl import app, flags
 from ml_collections import config_flags
 
 from yolojax import cli, darknet
+from yolojax.config import files as config_files
 from yolojax.training import checkpoints
 
 _CFG = flags.DEFINE_string("cfg", None, "darknet .cfg")
@@ -32,18 +32,18 @@ flags.mark_flags_as_required(["cfg", "weights", "out"])
 _REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 # config.model.name (+ passthrough) -> the experiment config of that architecture.
 DEFAULT_CONFIGS = {
-    ("yolov2", "conv64_reorg"): ("configs.yolov2_voc", ""), ("yolov2", "reorg"): ("configs.yolov2_voc", "paper_era"),
-    ("yolov2", "none"): ("configs.yolov2_voc", ""), ("tiny_yolov2", None): ("configs.tiny_yolov2_voc", None),
-    ("yolov1", None): ("configs.yolov1_voc", None), ("fast_yolo", None): ("configs.fast_yolo_voc", None),
+    ("yolov2", "conv64_reorg"): ("yolov2_voc", ""), ("yolov2", "reorg"): ("yolov2_voc", "paper_era"),
+    ("yolov2", "none"): ("yolov2_voc", ""), ("tiny_yolov2", None): ("tiny_yolov2_voc", None),
+    ("yolov1", None): ("yolov1_voc", None), ("fast_yolo", None): ("fast_yolo_voc", None),
 }
 
 
 def default_config(fields):
 
     key = (fields["name"], fields.get("v2", {}).get("passthrough") if fields["name"] == "yolov2" else None)
-    module, variant = DEFAULT_CONFIGS[key]
-    get_config = importlib.import_module(module).get_config
-    return get_config(variant) if variant is not None else get_config()
+    name, variant = DEFAULT_CONFIGS[key]
+    path = os.path.join(_REPO, "configs", f"{name}.py") + (f":{variant}" if variant else "")
+    return config_files.load(path)
 
 
 def _update(cfg, fields):

@@ -10,7 +10,7 @@ import os
 import time
 
 import jax
-from absl import flags, logging
+from absl import flags
 from ml_collections import config_flags
 
 from yolojax import cli
@@ -27,7 +27,6 @@ _NUM_IMAGES = flags.DEFINE_integer("num_images", 8, "Held-out images in the dete
 
 
 def main(argv):
-    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; our own lines go to stdout
     del argv
     start = time.perf_counter()
 

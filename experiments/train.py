@@ -13,7 +13,7 @@ or pass --coordinator_address/--num_processes/--process_id). Bad input ends with
 
 
 import jax
-from absl import app, flags, logging
+from absl import app, flags
 from ml_collections import config_flags
 
 from yolojax import cli
@@ -31,7 +31,6 @@ flags.mark_flags_as_required(["config", "workdir"])
 
 
 def main(argv):
-    logging.set_verbosity(logging.WARNING)  # orbax logs every save at INFO; our own lines go to stdout
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
 

@@ -302,7 +302,7 @@ def test_compute_anchors_from_config_in_the_config_unit(datasets, tmp_path, caps
                         "--json", str(tmp_path / "c.json")]) == 0
     np.testing.assert_allclose(json.loads((tmp_path / "c.json").read_text())["anchors"], s["anchors"], rtol=1e-6)
     assert script.main(["--config", custom, "--config.data.rooot=x"]) == 1
-    assert "Did you mean 'root'" in capsys.readouterr().err  # ml_collections' hint survives the one line
+    assert 'Did you mean "root" instead of "rooot"?' in capsys.readouterr().err  # the hint survives
 
 
 def test_anchor_fit_warning():

@@ -13,11 +13,13 @@ Config overrides are ``--config.a.b=value`` in every tool. Tools that read a wor
 """
 from __future__ import annotations
 
+import logging
 import os
 import sys
 from typing import Callable, Sequence
 
 from absl import app, flags
+from absl import logging as absl_logging
 
 from yolojax.config import files as saved_config
 
@@ -63,7 +65,15 @@ def invoke(main: Callable[[list[str]], int | None], *, prog: str, argv: Sequence
     argv = json_configs(argv)
     debug = "--debug" in argv or "--debug=true" in argv
     if flag_values is not flags.FLAGS:
+        root = logging.getLogger()
+        level = root.level
+        root.setLevel(logging.WARNING)  # absl logs "unparse_flags() called" at INFO
         flag_values.unparse_flags()
+        root.setLevel(level)
+    absl_logging.use_absl_handler()  # the library logs through absl: INFO and up on stderr, as absl's app.run does
+    absl_logging.set_verbosity(absl_logging.INFO)
+    logging.getLogger("jax").setLevel(logging.WARNING)  # its INFO lines (backends it did not find) are noise here
+    saved_argv, sys.argv = sys.argv, argv  # ml_collections reads the --config.a.b overrides from sys.argv
     try:
         rest = flag_values(argv)
     except flags.Error as e:  # unknown flag, missing required flag, bad value
@@ -72,6 +82,8 @@ def invoke(main: Callable[[list[str]], int | None], *, prog: str, argv: Sequence
         if debug:
             raise
         return fail(prog, _override_error(e))
+    finally:
+        sys.argv = saved_argv
     try:
         status = main(rest)
     except app.UsageError as e:
@@ -102,10 +114,10 @@ def _override_error(error: BaseException) -> BaseException | str:
         seen.add(id(error))
         chain.append(error)
         error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
-    for e in chain:
-        if "did you mean" in str(e).lower():
-            return e
-    return chain[-1]
+    found = next((e for e in chain if "did you mean" in str(e).lower()), chain[-1])
+    if isinstance(found, (KeyError, AttributeError)) and found.args:  # their str() is a repr of the message
+        return f"{type(found).__name__}: {' '.join(str(found.args[0]).split())}"
+    return found
 
 
 def _flag_value(argv: Sequence[str], name: str) -> str | None:
