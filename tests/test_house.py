@@ -1,8 +1,13 @@
 """Issue 20 (one house): one logging, the defects it names, one path per job."""
 
+import importlib
+import os
+import re
+
 import numpy as np
 import optax
 
+from helpers import ROOT
 from yolojax.training import schedules
 
 
@@ -79,3 +84,51 @@ def test_eval_rows_come_from_process_allgather(monkeypatch):
     monkeypatch.setattr(multihost_utils, "process_allgather", lambda x, tiled=False: seen.append(tiled) or x)
     np.testing.assert_array_equal(train._all_rows(np.arange(4)), np.arange(4))
     assert seen == [True]
+
+
+def test_darknet_star_import_names_only_what_exists():
+    """``yolojax.darknet.__all__`` named ``save_training_checkpoint``, which did not exist."""
+    from yolojax import darknet
+
+    namespace: dict = {}
+    exec("from yolojax.darknet import *", namespace)  # raised AttributeError before
+    assert set(darknet.__all__) <= set(namespace)
+
+
+_REFERENCE = re.compile(r"\byolojax(?:\.[A-Za-z_]\w*)+")
+_API_REFERENCE = re.compile(r"(?<![\w.])api\.([A-Za-z_]\w*)")
+
+
+def _resolves(dotted: str) -> bool:
+    parts = dotted.split(".")
+    for i in range(len(parts), 0, -1):
+        try:
+            obj = importlib.import_module(".".join(parts[:i]))
+        except ImportError:
+            continue
+        for name in parts[i:]:
+            if not hasattr(obj, name):
+                return False
+            obj = getattr(obj, name)
+        return True
+    return False
+
+
+def test_docs_configs_and_tools_name_only_what_exists():
+    """Every ``yolojax.x.y`` and ``api.name`` that README, docs/, configs/ and experiments/ mention exists
+    (configs/custom.py named ``api.evaluate_detector`` after it was gone)."""
+    paths = [os.path.join(ROOT, "README.md")]
+    for folder, ext in (("docs", ".md"), ("configs", ".py"), ("experiments", ".py")):
+        paths += [os.path.join(ROOT, folder, f) for f in sorted(os.listdir(os.path.join(ROOT, folder)))
+                  if f.endswith(ext)]
+    missing = []
+    for path in paths:
+        text = open(path, encoding="utf-8").read()
+        for ref in sorted(set(_REFERENCE.findall(text))):
+            ref = ref.rstrip(".")
+            if not _resolves(ref) and not ref.endswith((".py", ".md")):
+                missing.append(f"{os.path.relpath(path, ROOT)}: {ref}")
+        for name in sorted(set(_API_REFERENCE.findall(text))):
+            if not _resolves(f"yolojax.inference.api.{name}"):
+                missing.append(f"{os.path.relpath(path, ROOT)}: api.{name}")
+    assert not missing, missing
