@@ -60,7 +60,7 @@ def test_train_with_an_absolute_config_path_from_another_directory(tmp_path):
         [sys.executable, os.path.join(ROOT, "experiments", "train.py"), f"--config={config}", f"--workdir={workdir}",
          "--config.total_steps=2", "--config.batch_size=4", "--config.model.width=0.125",
          "--config.data.synthetic.num_train=8", "--config.data.synthetic.num_eval=4", "--config.eval.batch_size=4",
-         "--config.eval.every_steps=0", "--config.checkpoint.every_steps=0"],
+         "--config.eval.every_steps=2", "--config.checkpoint.every_steps=2"],
         cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (workdir / "config.json").is_file() and (workdir / "final_metrics.json").is_file()

@@ -113,7 +113,7 @@ def test_readme_command(command, sandbox):
     extra = [a.format(sandbox=path) for a in VOC_COMMANDS[command]]
     cwd = ROOT if command.startswith("make ") else path
     proc = run(command, extra, cwd, env)
-    out = proc.stdout
+    out = proc.stdout + proc.stderr  # the tools' own lines, and the library's INFO log lines
     if "darknet19_448.conv.23" in command:  # the headline: the log says what was copied
         assert "copied 18 layers" in out and "19,831,776 floats" in out, out[-3000:]
     if "extraction.conv.weights" in command:

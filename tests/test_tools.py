@@ -209,9 +209,11 @@ def synthetic_voc(tmp_path_factory):
 
 
 def _tiny_config(name: str):
-    from yolojax.config.base import base_config
+    from yolojax.config.base import base_config, use_yolov1
 
     c = base_config()
+    if name in ("yolov1", "fast_yolo"):
+        use_yolov1(c, name)
     c.model.name = name
     c.model.width = 0.125
     c.model.v1.grid_size = 2

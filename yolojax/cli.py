@@ -73,6 +73,9 @@ def invoke(main: Callable[[list[str]], int | None], *, prog: str, argv: Sequence
     absl_logging.use_absl_handler()  # the library logs through absl: INFO and up on stderr, as absl's app.run does
     absl_logging.set_verbosity(absl_logging.INFO)
     logging.getLogger("jax").setLevel(logging.WARNING)  # its INFO lines (backends it did not find) are noise here
+    absl_logger = logging.getLogger("absl")
+    if _THIRD_PARTY_INFO not in absl_logger.filters:
+        absl_logger.addFilter(_THIRD_PARTY_INFO)
     saved_argv, sys.argv = sys.argv, argv  # ml_collections reads the --config.a.b overrides from sys.argv
     try:
         rest = flag_values(argv)
@@ -93,6 +96,20 @@ def invoke(main: Callable[[list[str]], int | None], *, prog: str, argv: Sequence
             raise
         return fail(prog, e)
     return int(status or 0)
+
+
+class _ThirdPartyInfoFilter(logging.Filter):
+    """Lets INFO records through only from yolojax and the entry points: the libraries under them (TFDS, orbax,
+    grain) log at INFO through absl too, and a one-line error must stay one line. Warnings always pass."""
+
+    _OURS = (os.path.dirname(os.path.abspath(__file__)),
+             os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "experiments"))
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno >= logging.WARNING or os.path.abspath(record.pathname).startswith(self._OURS)
+
+
+_THIRD_PARTY_INFO = _ThirdPartyInfoFilter()
 
 
 def print_help(prog: str, flag_values: flags.FlagValues = flags.FLAGS) -> int:

@@ -56,12 +56,12 @@ def mark_warned(messages) -> None:
 
 def warn_count(key: str, message: str, *, every: int = 100, count: int = 1) -> None:
     """Adds ``count`` to ``DATA_WARNINGS[key]`` and logs the message the first 10 times, then every ``every``-th;
-    a message already shown in this process (the same file met again) is neither counted nor shown again."""
+    a message already shown in this process (the same file met again) is counted but not shown again."""
+    before = DATA_WARNINGS.get(key, 0)
+    DATA_WARNINGS[key] = n = before + count
     if message in _WARNED:
         return
     _WARNED.add(message)
-    before = DATA_WARNINGS.get(key, 0)
-    DATA_WARNINGS[key] = n = before + count
     if before < 10 or n // every > before // every:
         logging.warning("%s [%s: %d so far in this process]", message, key, n)
 
