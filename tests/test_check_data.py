@@ -1,5 +1,6 @@
 """yolojax.data.check and experiments/check_data.py: every defect of a damaged dataset listed once, under its kind."""
 import json
+import logging
 import os
 import re
 import subprocess
@@ -117,12 +118,13 @@ def test_voc_format_same_defects(devkit, tmp_path):
     assert "unknown class" not in r.problems and len(r.problems["malformed annotation"]) == 1
 
 
-def test_require_clean_prints_everything_then_one_line(devkit, tmp_path, capsys):
+def test_require_clean_logs_everything_then_one_line(devkit, tmp_path, caplog):
     root, expect = devkit
     c = _voc_dir_cfg(root)
+    caplog.set_level(logging.INFO)
     with pytest.raises(check.DataCheckError) as e:
         check.require_clean(c, (c.train_split, c.eval_split), cache_dir=str(tmp_path))
-    out = capsys.readouterr().out
+    out = "\n".join(r.getMessage() for r in caplog.records)
     assert "\n" not in str(e.value) and "run experiments/check_data.py" in str(e.value)
     for kind in check.FATAL_KINDS:
         assert all(f in out for f in expect.get(kind, ()))

@@ -25,6 +25,7 @@ import os
 from typing import Any, Iterable, Mapping, Sequence
 
 import numpy as np
+from absl import logging
 
 from yolojax.config.classes import VOC_CLASSES
 from yolojax.data import formats, pipeline, sources, voc
@@ -432,7 +433,7 @@ def check_dataset(data_cfg: Mapping[str, Any], split: str, *, cache_dir: str | N
 
 def require_clean(data_cfg: Mapping[str, Any], splits: Sequence[str], *, cache_dir: str | None = None
                   ) -> list[DataReport]:
-    """Checks ``splits`` (empty names and repeats skipped); prints each report's summary to stdout, all the
+    """Checks ``splits`` (empty names and repeats skipped); logs each report's summary (absl, INFO), all the
     fatal lines included, and raises DataCheckError (one line: the first bad file) if any is fatal.
 
     Does nothing (returns []) when ``data_cfg.check`` is False.
@@ -441,7 +442,7 @@ def require_clean(data_cfg: Mapping[str, Any], splits: Sequence[str], *, cache_d
         return []
     reports = [check_dataset(data_cfg, s, cache_dir=cache_dir) for s in dict.fromkeys(s for s in splits if s)]
     for r in reports:
-        print(r.summary(max_lines=3, all_fatal=True), flush=True)
+        logging.info("%s", r.summary(max_lines=3, all_fatal=True))
         # the sources and sources.box_shapes meet the same files again: their warnings are these lines
         formats.mark_warned(line for k in FIXABLE_KINDS for line in r.problems.get(k, ()))
     bad = [r for r in reports if r.fatal]

@@ -141,7 +141,7 @@ def save_class_names(workdir: str, names: Sequence[str]) -> str:
     with open(tmp, "w", encoding="utf-8") as f:
         f.write("".join(f"{n}\n" for n in names))
     os.replace(tmp, path)  # never a half-written file
-    print(f"data: {len(names)} class names saved to {path}")
+    logging.info("data: %d class names saved to %s", len(names), path)
     return path
 
 
