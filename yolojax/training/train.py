@@ -315,8 +315,9 @@ def evaluate(steps: Steps, state: TrainState, config: ml_collections.ConfigDict,
 
     Returns the evaluators' metrics (``eval_loop.compute``: VOC's "map_07", "map_area", per-class APs and
     precision-recall curves, the confusion matrix and error breakdown "analysis", and the COCO-style ones) plus
-    "num_images", "images_per_sec"; with ``keep_images`` also "images": the first ``keep_images`` eval images with
-    their detections and ground truth (``plots.EvalImages``, for drawing; the same images at every evaluation).
+    "num_images", "images_per_sec", "eval_seconds" (the loop over the split); with ``keep_images`` also "images":
+    the first ``keep_images`` eval images with their detections and ground truth (``plots.EvalImages``, for
+    drawing; the same images at every evaluation).
     """
 
     data = pipeline.EvalData(config.data, config.data.eval_split)
@@ -337,7 +338,7 @@ def evaluate(steps: Steps, state: TrainState, config: ml_collections.ConfigDict,
                                        input_hw=(size, size), letterbox=bool(config.data.eval_letterbox),
                                        on_batch=kept if keep_images else None)
     result = eval_loop.compute(evaluators)
-    result.update(num_images=stats["num_images"], images_per_sec=stats["images_per_sec"])
+    result.update(num_images=stats["num_images"], images_per_sec=stats["images_per_sec"], eval_seconds=stats["seconds"])
     if keep_images:
         result["images"] = kept
     return result
@@ -561,7 +562,8 @@ def _eval_summary(step: int, result: Mapping[str, Any], image_seconds: float) ->
             f"area={result['map_area']:.4f}")
     if "coco" in result:
         line += f" COCO AP={result['coco']['AP']:.4f}"
-    line += f" ({result['num_images']} images, {result['images_per_sec']:.1f} img/s"
+    line += (f" ({result['num_images']} images in {result['eval_seconds']:.1f} s, {result['images_per_sec']:.1f} "
+             "img/s")
     return line + (f"; TensorBoard pictures drawn in {image_seconds:.2f} s)" if image_seconds else ")")
 
 
