@@ -220,7 +220,7 @@ def precision_recall_image(curves: Mapping[str, tuple[np.ndarray, np.ndarray, in
     if names:
         ax.legend(title="class  AP07 / AP_area (%)", fontsize=7, title_fontsize=7, loc="center left",
                   bbox_to_anchor=(1.01, 0.5), ncol=1 if len(names) <= 20 else 2)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.08, right=0.68, bottom=0.1, top=0.93)  # fixed: tight_layout doubles the cost
     return _figure_image(fig)
 
 
@@ -244,7 +244,9 @@ def confusion_matrix_image(found: Mapping[str, Any], title: str = "", dpi: int =
                 ax.text(j, i, f"{v:.2f}", ha="center", va="center", fontsize=7,
                         color="white" if v > 0.5 else "black")
     ax.set_title(title or f"confusion matrix (IoU {found['iou_threshold']:g}), rows normalized", fontsize=9)
-    fig.tight_layout()
+    margin = 0.6 + 0.065 * max(len(t) for t in labels)  # inches for the tick labels (8 pt) and the axis label
+    fig.subplots_adjust(left=min(0.5, margin / (side + 1.0)), bottom=min(0.5, margin / side), right=0.95,
+                        top=0.92)
     return _figure_image(fig)
 
 

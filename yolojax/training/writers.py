@@ -9,6 +9,7 @@ line per call with the chosen keys and shows no images.
 from __future__ import annotations
 
 import glob
+import io
 import math
 import os
 import re
@@ -45,9 +46,20 @@ class TensorBoardWriter:
         self._tb.flush()
 
     def write_images(self, step: int, images: Mapping[str, np.ndarray]) -> None:
-        """uint8 ``[H, W, 3]`` RGB images (stored as PNG)."""
+        """uint8 ``[H, W, 3]`` RGB images, stored as PNG. Encoded here at zlib level 1: ``add_image`` resamples
+        the image at scale 1 and compresses at level 6, 5x the time (0.33 s vs 0.06 s for a 1024x786 grid of eval
+        images) for 20% fewer bytes."""
+        from PIL import Image
+        from tensorboardX.proto.summary_pb2 import Summary
+
+        values = []
         for k, v in images.items():
-            self._tb.add_image(k, np.asarray(v, np.uint8), step, dataformats="HWC")
+            v = np.ascontiguousarray(np.asarray(v, np.uint8))
+            png = io.BytesIO()
+            Image.fromarray(v).save(png, format="PNG", compress_level=1)
+            values.append(Summary.Value(tag=k, image=Summary.Image(height=v.shape[0], width=v.shape[1], colorspace=3,
+                                                                   encoded_image_string=png.getvalue())))
+        self._tb._get_file_writer().add_summary(Summary(value=values), step)  # what add_image does, after encoding
         self._tb.flush()
 
     def close(self) -> None:
