@@ -14,7 +14,8 @@ from absl import flags
 from ml_collections import config_flags
 
 from yolojax import cli
-from yolojax.inference import api, drawing
+from yolojax.evaluation import plots
+from yolojax.inference import api
 from yolojax.training import train
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart_demo", "Where checkpoints, logs and the image go.")
@@ -38,21 +39,12 @@ def main(argv):
     result = train.train_and_evaluate(config, workdir)
     exp, state = result["experiment"], result["state"]
 
-    # The first held-out batch again, its detections drawn with the one drawer (yolojax.inference.drawing).
-    first = train.evaluate(exp.steps, train.evaluated_state(state)[0], config, exp.class_names,
-                           keep_first_batch=True)["first_batch"]  # the weights the printed mAP is of
-    dets, batch = first
-    images = drawing.to_uint8(batch["image"])
-    tiles = []
-    for i in range(min(_NUM_IMAGES.value, len(images))):
-        k = int(dets["count"][i])
-        found = {"boxes": dets["boxes"][i, :k], "scores": dets["scores"][i, :k], "classes": dets["classes"][i, :k],
-                 "class_names": [exp.class_names[c] for c in dets["classes"][i, :k]]}
-        tiles.append(drawing.draw_detections(images[i], found, score_threshold=_DRAW_SCORE.value,
-                                             scale=max(1, 256 // max(images.shape[1:3]))))
+    # The first held-out images again, their detections drawn with the one drawer (yolojax.evaluation.plots).
+    kept = train.evaluate(exp.steps, train.evaluated_state(state)[0], config, exp.class_names,
+                          keep_images=_NUM_IMAGES.value)["images"]  # the weights the printed mAP is of
     picture = os.path.join(workdir, "detections.png")
-
-    api.save_image(drawing.tile(tiles, columns=4), picture)
+    api.save_image(plots.detection_grid(kept, exp.class_names, score_threshold=_DRAW_SCORE.value, truth=False),
+                   picture)
 
     print(f"held-out split: {result['num_images']} images (synthetic 'eval' split, its own seed stream)")
     print(f"training time: {result['train_seconds']:.1f} s for {result['step']} steps "

@@ -6,14 +6,18 @@ detector, or yolojax) against the annotations of ``ROOT/VOCdevkit/VOC<year>``:
   python experiments/evaluate.py --results_dir DIR --voc_root ROOT --year 2007 --image_set test \
       [--prefix comp4] [--iou 0.5] [--use_07_metric both] [--json OUT]
 
-Prints a per-class table and the mAPs; ``--json`` writes ``{"ap_07": {class: ap}, "ap_area": {...},
-"map_07": x, "map_area": y, ...}`` (a class without non-difficult ground truth is null and left out of the
-means). This mode imports neither JAX nor TensorFlow, so it starts fast.
+Prints a per-class table (with the breakdown of each class's false positives: localization, class confusion,
+duplicate, background; ``yolojax.evaluation.analysis``) and the mAPs; ``--json`` writes ``{"ap_07": {class: ap},
+"ap_area": {...}, "map_07": x, "map_area": y, "confusion_matrix": {...}, "error_breakdown": {...}, ...}`` (a class
+without non-difficult ground truth is null and left out of the means). This mode imports neither JAX nor
+TensorFlow, so it starts fast.
 
 Model mode: runs a yolojax checkpoint or darknet files over the image set (or a prepared TFDS split), writes
-the devkit result files and a per-class precision-recall plot (``pr_curves.png``) to ``--out_dir``, and
-reports as above plus images/s. Thresholds default to the published ones (v2: score 0.005, NMS 0.45; v1:
-0.001, 0.5); the mAP equals what results-file mode gives on the files it wrote:
+the devkit result files, the precision-recall curves (``pr_curves.png``) and the confusion matrix
+(``confusion_matrix.png``) to ``--out_dir``, and reports as above plus images/s; a yolojax workdir's evaluation
+also goes to TensorBoard (``<workdir>/tensorboard/evaluate_<split>``, the tags training's evaluations write).
+Thresholds default to the published ones (v2: score 0.005, NMS 0.45; v1: 0.001, 0.5); the mAP equals what
+results-file mode gives on the files it wrote:
 
   python experiments/evaluate.py --workdir runs/yolov2 --voc_root ROOT --year 2007 --image_set test \
       --out_dir runs/yolov2/eval [--checkpoint DIR] [--image_size 544] [--weights raw] [--json OUT]
@@ -26,6 +30,7 @@ does; ``--weights raw`` scores the raw ones. The first line printed says which (
 from __future__ import annotations
 
 import json
+import os
 import time
 
 import numpy as np
@@ -33,10 +38,12 @@ from absl import app, flags, logging
 
 from yolojax import cli
 from yolojax.data import pipeline, sources, voc
+from yolojax.evaluation import analysis, plots
 from yolojax.evaluation import coco as coco_metrics
 from yolojax.evaluation import loop as eval_loop
 from yolojax.evaluation import voc as evaluation
 from yolojax.inference import api
+from yolojax.training import writers
 
 flags.DEFINE_string("results_dir", None, "Folder with devkit result files (results-file mode).")
 flags.DEFINE_string("prefix", "comp4", "Result file prefix: <prefix>_det_<image_set>_<class>.txt.")
@@ -72,7 +79,8 @@ flags.DEFINE_float("nms_iou", None, "Model mode: NMS IoU (default: the training 
 flags.DEFINE_integer("max_detections", None, "Model mode: detections kept per image (default: the training "
                      "config's, or 200).")
 flags.DEFINE_integer("batch_size", 8, "Model mode: images per device call.")
-flags.DEFINE_string("out_dir", None, "Model mode: where result files and pr_curves.png are written.")
+flags.DEFINE_string("out_dir", None, "Model mode: where result files, pr_curves.png and confusion_matrix.png are "
+                    "written.")
 
 FLAGS = flags.FLAGS
 
@@ -130,7 +138,8 @@ def model_dataset(detector_config) -> tuple:
 
 def evaluate_model() -> dict:
     """Model mode: model -> detections on the split (the same eval batches and evaluation path as training) ->
-    result files in --out_dir, scored in memory."""
+    result files, pr_curves.png and confusion_matrix.png in --out_dir, scored in memory; a yolojax workdir also
+    gets the evaluation in TensorBoard (``<workdir>/tensorboard/evaluate_<split>``, at the checkpoint's step)."""
 
     if FLAGS.out_dir is None:
         raise app.UsageError("model mode needs --out_dir")
@@ -152,33 +161,61 @@ def evaluate_model() -> dict:
     unreadable_before = sources.DATA_WARNINGS.get("corrupt_image", 0)
     # A workdir is scored with its own config's thresholds (what training-time evaluation used).
     own = config.eval if config is not None else {}
-    stats = api.evaluate(detector, data_cfg, split, evaluators,
-                         score_threshold=_first(FLAGS.score_threshold, own.get("score_threshold")),
-                         iou_threshold=_first(FLAGS.nms_iou, own.get("nms_iou_threshold")),
+    score_threshold, nms_iou = detector.thresholds("eval", _first(FLAGS.score_threshold, own.get("score_threshold")),
+                                                   _first(FLAGS.nms_iou, own.get("nms_iou_threshold")))
+    logdir = tensorboard_dir(config, split)
+    kept = plots.EvalImages(plots.GRID_IMAGES) if logdir else None
+    stats = api.evaluate(detector, data_cfg, split, evaluators, score_threshold=score_threshold,
+                         iou_threshold=nms_iou,
                          max_detections=_first(FLAGS.max_detections, own.get("max_detections"), 200),
-                         batch_size=FLAGS.batch_size)
+                         batch_size=FLAGS.batch_size, on_batch=kept)
     unreadable = sources.DATA_WARNINGS.get("corrupt_image", 0) - unreadable_before
     voc_evaluator = evaluators[0]
     voc_evaluator.write_results(FLAGS.out_dir, prefix=FLAGS.prefix, image_set=FLAGS.image_set)
     result = eval_loop.compute(evaluators)
-    api.plot_precision_recall(voc_evaluator.precision_recall(), f"{FLAGS.out_dir}/pr_curves.png",
-                              title=detector.description)
+    start = time.perf_counter()
+    pictures = plots.evaluation_images(result, kept, score_threshold=score_threshold,
+                                       draw_score_threshold=detector.default_thresholds("draw")["score_threshold"],
+                                       title=f"{config.model.name} step {detector.step}" if config else "darknet")
+    api.save_image(pictures["precision_recall"], os.path.join(FLAGS.out_dir, "pr_curves.png"))
+    api.save_image(pictures["confusion_matrix"], os.path.join(FLAGS.out_dir, "confusion_matrix.png"))
+    if logdir:
+        writer = writers.TensorBoardWriter(logdir)
+        writers.write_evaluation(writer, detector.step or 0, {**result, **stats}, images=pictures)
+        writer.close()
     print(f"evaluate: scored {stats['num_images']} images in {stats['seconds']:.1f} s, "
-          f"{stats['images_per_sec']:.1f} images/s after the first batch (which includes compilation); result files "
-          f"and pr_curves.png in {FLAGS.out_dir}")
+          f"{stats['images_per_sec']:.1f} images/s after the first batch (which includes compilation); result files, "
+          f"pr_curves.png and confusion_matrix.png in {FLAGS.out_dir}"
+          + (f"; TensorBoard in {logdir}" if logdir else "")
+          + f" (pictures drawn in {time.perf_counter() - start:.2f} s)")
     result["unreadable_images"] = unreadable
     return result
 
 
+def tensorboard_dir(config, split: str) -> str | None:
+    """Where model mode logs a yolojax workdir's evaluation: ``<workdir>/tensorboard/evaluate_<split>`` (a run of
+    its own beside training's, with the same "eval/" tags), or None (darknet files, or
+    ``config.eval.tensorboard_images`` off)."""
+    if config is None or not config.eval.get("tensorboard_images", True):
+        return None
+    workdir = os.path.dirname(api.workdir_config_path(FLAGS.checkpoint or FLAGS.workdir))
+    return os.path.join(workdir, "tensorboard", f"evaluate_{split}")
+
+
 def report(result: dict) -> None:
-    """Prints the table and writes the JSON file if asked."""
+    """Prints the table (with the error breakdown of each class's false positives) and writes the JSON file if
+    asked (with the confusion matrix and the breakdown)."""
 
-
-    print(evaluation.format_table(result, metrics=_METRICS[FLAGS.use_07_metric]))
+    print(evaluation.format_table(result, metrics=_METRICS[FLAGS.use_07_metric],
+                                  extra_columns=analysis.table_columns(result["analysis"])))
+    print("FP: false positives at the evaluation's score threshold; their shares: loc% localization (IoU 0.1-"
+          f"{result['iou_threshold']:g} with a box of the class), conf% class confusion, dup% duplicate, "
+          "bg% background")
     if "coco_full" in result:
         print(coco_metrics.format_summary(result["coco_full"]))
     if FLAGS.json:
         out = evaluation.result_to_json(result)
+        out.update(analysis.to_json(result["analysis"]))
         if "coco_full" in result:
             out["coco"] = coco_metrics.result_to_json(result["coco_full"])
         with open(FLAGS.json, "w") as f:

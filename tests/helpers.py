@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 import types
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -24,3 +25,14 @@ def subprocess_env(**extra: str) -> dict[str, str]:
     env = dict(os.environ, **extra)
     env["PYTHONPATH"] = os.pathsep.join(p for p in (TESTS, env.get("PYTHONPATH", "")) if p)
     return env
+
+
+def load_script(relpath: str) -> types.ModuleType:
+    """An ``experiments/``, ``benchmarks/`` or ``docs/tools/`` script (not a package) as a module, loaded once."""
+    name = "_yolojax_script_" + relpath.replace("/", "_").replace(".py", "")
+    if name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, relpath))
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        sys.modules[name] = module
+    return sys.modules[name]

@@ -46,9 +46,9 @@ def sandbox_env(home: str, cache: str) -> dict:
 
 
 def make_sandbox(path: str) -> str:
-    """A user's working directory: experiments/ and configs/ of this checkout (symlinks) and a home."""
+    """A user's working directory: experiments/, configs/ and docs/ of this checkout (symlinks) and a home."""
     os.makedirs(os.path.join(path, "home"), exist_ok=True)
-    for name in ("experiments", "configs"):
+    for name in ("experiments", "configs", "docs"):
         link = os.path.join(path, name)
         if not os.path.exists(link):
             os.symlink(os.path.join(ROOT, name), link)

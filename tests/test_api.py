@@ -212,8 +212,11 @@ def test_precision_recall_curves_hand_case(tmp_path):
     assert npos == 2 and curves["b"][2] == 0
     np.testing.assert_allclose(recall, [0.5, 0.5, 1.0, 1.0])
     np.testing.assert_allclose(precision, [1.0, 0.5, 2 / 3, 2 / 3])
-    api.plot_precision_recall(curves, tmp_path / "pr.png", title="hand case")
-    assert (tmp_path / "pr.png").stat().st_size > 1000
+    from yolojax.evaluation import plots
+
+    image = plots.precision_recall_image(curves, title="hand case")
+    assert image.dtype == np.uint8 and image.shape == (400, 640, 3)  # 8 x 5 inches at 80 dpi
+    assert len(np.unique(image.reshape(-1, 3), axis=0)) > 10  # something was drawn
 
 
 def test_image_size_override_rules():

@@ -28,6 +28,9 @@ ABLATE = ["--base_px=64", "--rungs=passthrough"] + [f"--override=--config.{k}={v
 # README command -> what is appended to it (in README order; later commands use what earlier ones wrote).
 VOC_COMMANDS = {
     "make demo": ["DEMO_ARGS=--workdir {sandbox}/demo " + " ".join(TINY_DATA)],
+    "python experiments/train.py --config configs/quickstart.py --workdir runs/quickstart_watch "
+    "--config.eval.every_steps=500": TINY_DATA,
+    "python docs/tools/tensorboard_screenshot.py --workdir runs/quickstart_watch --out tensorboard.png": [],
     "python experiments/prepare_voc.py --data_dir ~/tensorflow_datasets --devkit_dir ~/data/VOCdevkit": [],
     "python experiments/check_data.py --config configs/yolov2_voc.py": [],
     "python experiments/show_batch.py --config configs/yolov2_voc.py --out batch.png":
@@ -127,5 +130,7 @@ def test_readme_command(command, sandbox):
     if command.startswith("python experiments/export.py"):
         written = os.listdir(os.path.join(path, "exported"))
         assert any(f.endswith(".onnx") for f in written) and any(f.endswith(".jaxexport") for f in written), written
+    if command.startswith("python docs/tools/tensorboard_screenshot.py"):
+        assert os.path.getsize(os.path.join(path, "tensorboard.png")) > 10000
     if command.startswith("python experiments/ablate.py"):
         assert os.path.isfile(os.path.join(path, "runs", "table2", "ablation.md"))

@@ -7,7 +7,6 @@ evaluate.py uses absl flags, so it runs as a subprocess, as users run it.
 """
 from __future__ import annotations
 
-import importlib.util
 import json
 import os
 import subprocess
@@ -16,19 +15,11 @@ import sys
 import numpy as np
 import pytest
 
+from helpers import load_script as _load_script
+from yolojax.training import writers
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 IMAGE_SIZE = 64
-
-
-def _load_script(relpath: str):
-    """Imports an experiments/benchmarks script as a module (they are not a package)."""
-    name = "_yolojax_script_" + relpath.replace("/", "_").replace(".py", "")
-    if name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(name, os.path.join(ROOT, relpath))
-        module = importlib.util.module_from_spec(spec)
-        spec.loader.exec_module(module)
-        sys.modules[name] = module
-    return sys.modules[name]
 
 
 # ------------------------------------------------------------------------------------ compute_anchors
@@ -379,12 +370,27 @@ def test_evaluate_model_mode_equals_results_mode(tiny_models, synthetic_voc, tfd
         assert proc.returncode == 0, proc.stderr[-3000:]
         assert "images/s" in proc.stdout and "mAP" in proc.stdout
         assert (out_dir / "pr_curves.png").stat().st_size > 1000
+        assert (out_dir / "confusion_matrix.png").stat().st_size > 1000
         proc = _evaluate("--results_dir", str(out_dir), *voc, "--json", str(files_json))
         assert proc.returncode == 0, proc.stderr[-3000:]
         model_result, files_result = json.loads(model_json.read_text()), json.loads(files_json.read_text())
         assert model_result == files_result
         runs[name] = model_result
     assert runs["ckpt"]["map_07"] > 0 and runs["ckpt"]["num_images"] == 12
+    # The JSON holds the confusion matrix (a true class's row counts each of its boxes once) and the breakdown of
+    # each class's false positives (the kinds' counts add up to them, the shares to 1).
+    matrix = runs["ckpt"]["confusion_matrix"]
+    assert matrix["labels"] == list(runs["ckpt"]["num_positives"]) + ["background"]
+    assert [sum(row) for row in matrix["counts"][:-1]] == list(runs["ckpt"]["num_positives"].values())
+    for name, row in runs["ckpt"]["error_breakdown"].items():
+        assert sum(row["counts"].values()) == row["false_positives"] <= runs["ckpt"]["num_detections"][name]
+        if row["false_positives"]:
+            assert sum(row[k] for k in row["counts"]) == pytest.approx(1.0)
+    assert sum(r["false_positives"] for r in runs["ckpt"]["error_breakdown"].values()) > 0
+    # darknet files have no workdir: no TensorBoard; the checkpoint's evaluation went to its workdir's
+    logged = writers.read_tensorboard(os.path.join(tiny_models["workdir"], "tensorboard", "evaluate_2007_test"))
+    assert logged["scalars"]["eval/map_07"] == [(0, pytest.approx(runs["ckpt"]["map_07"], abs=1e-6))]
+    assert sorted(logged["images"]) == ["eval/confusion_matrix", "eval/detections", "eval/precision_recall"]
     assert runs["ckpt"] == runs["darknet"]
 
     out = tmp_path / "tfds.json"

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from yolojax.data import augment
+from yolojax.evaluation import analysis
 from yolojax.evaluation import coco as coco_metrics
 from yolojax.evaluation import voc as evaluation
 from yolojax.ops import boxes as box_lib
@@ -124,10 +125,15 @@ def make_evaluators(class_names: Sequence[str], iou_threshold: float = 0.5) -> l
 
 
 def compute(evaluators: Sequence[Any]) -> dict[str, Any]:
-    """The VOC evaluator's ``compute()`` dict, plus "coco": the COCO-style summary numbers (floats) when a COCO
-    evaluator ran."""
+    """The VOC evaluator's ``compute()`` dict, plus "analysis": the confusion matrix and false-positive breakdown
+    (``analysis.analyze``, from the same devkit matching), and "coco": the COCO-style summary numbers (floats)
+    when a COCO evaluator ran."""
 
-    result = dict(evaluators[0].compute())
+    voc_evaluator = evaluators[0]
+    matches = voc_evaluator.matches()
+    result = dict(voc_evaluator.compute(matches))
+    result["analysis"] = analysis.analyze(voc_evaluator.arrays(), matches, voc_evaluator.class_names,
+                                          voc_evaluator.iou_threshold)
     for ev in evaluators[1:]:
         coco = ev.compute()
         result["coco"] = {k: coco[k] for k in coco_metrics.COCO_SUMMARY_KEYS}

@@ -17,6 +17,7 @@ Boxes are VOC 1-based pixel ``xyxy`` everywhere in this module (``voc_px``). No 
 """
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import warnings
@@ -58,7 +59,7 @@ def normalized_to_devkit_px(boxes: np.ndarray, width: Any, height: Any) -> np.nd
 # Per-class matching and AP.
 
 
-def _pad_by_image(image_idx: np.ndarray, num_images: int, *columns: np.ndarray):
+def pad_by_image(image_idx: np.ndarray, num_images: int, *columns: np.ndarray):
     """Groups per-object rows by image into padded ``[num_images, G_max, ...]`` arrays, keeping row order
     within an image (the devkit's tie-break among equal IoUs is the annotation order).
 
@@ -79,13 +80,40 @@ def _pad_by_image(image_idx: np.ndarray, num_images: int, *columns: np.ndarray):
     return (valid, *padded)
 
 
-def _best_overlaps(det_boxes: np.ndarray, det_image: np.ndarray, gt_valid: np.ndarray,
-                   gt_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Devkit overlap of each detection with the ground truths of its image.
+def devkit_overlap(det_boxes: np.ndarray, gt_boxes: np.ndarray) -> np.ndarray:
+    """The devkit's overlap of boxes broadcasting against each other (``[..., 4]`` voc_px xyxy): IoU on 1-based
+    inclusive pixels (``width = x_max - x_min + 1``) where the intersection is positive, -inf elsewhere (the devkit
+    never considers those boxes)."""
+    bb, gt = np.asarray(det_boxes, np.float64), np.asarray(gt_boxes, np.float64)
+    iw = np.minimum(bb[..., 2], gt[..., 2]) - np.maximum(bb[..., 0], gt[..., 0]) + 1
+    ih = np.minimum(bb[..., 3], gt[..., 3]) - np.maximum(bb[..., 1], gt[..., 1]) + 1
+    ua = ((bb[..., 2] - bb[..., 0] + 1) * (bb[..., 3] - bb[..., 1] + 1)
+          + (gt[..., 2] - gt[..., 0] + 1) * (gt[..., 3] - gt[..., 1] + 1) - iw * ih)
+    considered = (iw > 0) & (ih > 0)
+    with np.errstate(divide="ignore", invalid="ignore"):  # degenerate boxes: same inf as MATLAB
+        return np.where(considered, iw * ih / np.where(considered, ua, 1.0), -np.inf)
+
+
+def image_overlaps(det_boxes: np.ndarray, det_image: np.ndarray, gt_valid: np.ndarray, gt_boxes: np.ndarray,
+                   chunk_elements: int = _MATCH_CHUNK_ELEMENTS):
+    """Yields (lo, overlaps ``[d, G]``) for chunks of detections: the devkit overlap of detections ``lo:lo+d``
+    with every ground-truth slot of their image (-inf for padding slots).
 
     Args:
       det_boxes: ``[D, 4]`` voc_px xyxy; det_image: ``[D]`` image index.
-      gt_valid: ``[I, G]`` bool; gt_boxes: ``[I, G, 4]`` voc_px xyxy (padded per image).
+      gt_valid: ``[I, G]`` bool; gt_boxes: ``[I, G, 4]`` voc_px xyxy (padded per image, ``pad_by_image``).
+    """
+    g_max = gt_boxes.shape[1]
+    step = max(1, chunk_elements // max(g_max, 1))
+    for lo in range(0, len(det_boxes), step):
+        img = det_image[lo:lo + step]
+        ov = devkit_overlap(det_boxes[lo:lo + step, None, :], gt_boxes[img])  # [d, G]
+        yield lo, np.where(gt_valid[img], ov, -np.inf)
+
+
+def _best_overlaps(det_boxes: np.ndarray, det_image: np.ndarray, gt_valid: np.ndarray,
+                   gt_boxes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Devkit overlap of each detection with the ground truths of its image (see ``image_overlaps``).
 
     Returns:
       ovmax ``[D]`` (-inf when no ground truth intersects), jmax ``[D]`` (index into G; first on ties).
@@ -95,27 +123,44 @@ def _best_overlaps(det_boxes: np.ndarray, det_image: np.ndarray, gt_valid: np.nd
     jmax = np.zeros(num_det, np.int64)
     if g_max == 0:
         return ovmax, jmax
-    step = max(1, _MATCH_CHUNK_ELEMENTS // g_max)
-    for lo in range(0, num_det, step):
-        bb = det_boxes[lo:lo + step, None, :]  # [d, 1, 4]
-        img = det_image[lo:lo + step]
-        gt = gt_boxes[img]  # [d, G, 4]
-        iw = np.minimum(bb[..., 2], gt[..., 2]) - np.maximum(bb[..., 0], gt[..., 0]) + 1
-        ih = np.minimum(bb[..., 3], gt[..., 3]) - np.maximum(bb[..., 1], gt[..., 1]) + 1
-        ua = ((bb[..., 2] - bb[..., 0] + 1) * (bb[..., 3] - bb[..., 1] + 1)
-              + (gt[..., 2] - gt[..., 0] + 1) * (gt[..., 3] - gt[..., 1] + 1) - iw * ih)
-        considered = gt_valid[img] & (iw > 0) & (ih > 0)
-        with np.errstate(divide="ignore", invalid="ignore"):  # degenerate boxes: same inf as MATLAB
-            ov = np.where(considered, iw * ih / np.where(considered, ua, 1.0), -np.inf)
+    for lo, ov in image_overlaps(det_boxes, det_image, gt_valid, gt_boxes):
         j = np.argmax(ov, axis=1)  # first maximum, like the devkit's strict ``ov > ovmax``
-        jmax[lo:lo + step] = j
-        ovmax[lo:lo + step] = ov[np.arange(len(j)), j]
+        jmax[lo:lo + len(j)] = j
+        ovmax[lo:lo + len(j)] = ov[np.arange(len(j)), j]
     return ovmax, jmax
 
 
-def class_precision_recall(det_image: np.ndarray, det_scores: np.ndarray, det_boxes: np.ndarray,
-                           gt_image: np.ndarray, gt_boxes: np.ndarray, gt_difficult: np.ndarray, *,
-                           iou_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, int]:
+@dataclasses.dataclass(frozen=True)
+class ClassMatch:
+    """The devkit's matching of one class's detections, in descending score order (stable).
+
+    order ``[D]``: the detections' rows (as given) in score order; the other arrays follow that order.
+    tp / fp ``[D]`` bool (a detection on a difficult box is neither); duplicate ``[D]`` bool: the FPs at IoU >=
+    threshold with an already detected box; overlap ``[D]``: the best devkit overlap with a ground truth of the
+    class in its image (-inf: none intersects); gt_row ``[D]``: the ground-truth row (as given) of that overlap,
+    -1 when none; npos: non-difficult ground truths.
+    """
+
+    order: np.ndarray
+    tp: np.ndarray
+    fp: np.ndarray
+    duplicate: np.ndarray
+    overlap: np.ndarray
+    gt_row: np.ndarray
+    npos: int
+
+    def precision_recall(self) -> tuple[np.ndarray, np.ndarray]:
+        """(recall ``[D]``, precision ``[D]``) after each detection in score order; precision is 0 where
+        TP + FP = 0."""
+        tp_cum, fp_cum = np.cumsum(self.tp, dtype=np.float64), np.cumsum(self.fp, dtype=np.float64)
+        with np.errstate(divide="ignore", invalid="ignore"):
+            recall = tp_cum / self.npos
+            precision = np.where(tp_cum + fp_cum > 0, tp_cum / np.maximum(tp_cum + fp_cum, 1.0), 0.0)
+        return recall, precision
+
+
+def match_class(det_image: np.ndarray, det_scores: np.ndarray, det_boxes: np.ndarray, gt_image: np.ndarray,
+                gt_boxes: np.ndarray, gt_difficult: np.ndarray, *, iou_threshold: float = 0.5) -> ClassMatch:
     """Devkit matching for one class, vectorized.
 
     Args:
@@ -124,11 +169,6 @@ def class_precision_recall(det_image: np.ndarray, det_scores: np.ndarray, det_bo
       gt_image ``[G]``, gt_boxes ``[G, 4]`` voc_px xyxy, gt_difficult ``[G]`` bool: ground truth of this
         class, in annotation order within each image.
       iou_threshold: TP when IoU >= threshold (devkit ``minoverlap``).
-
-    Returns:
-      recall ``[D]``, precision ``[D]`` (detections sorted by score) and npos (non-difficult ground truths).
-      Precision is 0 where TP + FP = 0 (leading difficult matches; MATLAB yields NaN there and ignores it
-      in ``max``, which gives the same AP except when *every* detection matched a difficult box).
     """
     det_image = np.asarray(det_image, np.int64)
     gt_image = np.asarray(gt_image, np.int64)
@@ -142,7 +182,8 @@ def class_precision_recall(det_image: np.ndarray, det_scores: np.ndarray, det_bo
     order = np.argsort(-np.asarray(det_scores, np.float64), kind="stable")
     det_image, det_boxes = det_image[order], det_boxes[order]
     num_images = int(max(det_image.max(initial=-1), gt_image.max(initial=-1))) + 1
-    gt_valid, gt_pad, diff_pad = _pad_by_image(gt_image, num_images, gt_boxes, gt_difficult)
+    gt_valid, gt_pad, diff_pad, row_pad = pad_by_image(gt_image, num_images, gt_boxes, gt_difficult,
+                                                       np.arange(len(gt_image)))
     ovmax, jmax = _best_overlaps(det_boxes, det_image, gt_valid, gt_pad)
 
     matched = ovmax >= iou_threshold
@@ -152,12 +193,23 @@ def class_precision_recall(det_image: np.ndarray, det_scores: np.ndarray, det_bo
     tp[claims[first]] = True
     fp = ~matched
     fp[claims] = ~tp[claims]  # duplicates of an already detected ground truth
+    duplicate = fp & matched
+    gt_row = np.where(np.isfinite(ovmax), row_pad[det_image, jmax] if row_pad.size else -1, -1)
+    return ClassMatch(order=order, tp=tp, fp=fp, duplicate=duplicate, overlap=ovmax, gt_row=gt_row, npos=npos)
 
-    tp_cum, fp_cum = np.cumsum(tp, dtype=np.float64), np.cumsum(fp, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        recall = tp_cum / npos
-        precision = np.where(tp_cum + fp_cum > 0, tp_cum / np.maximum(tp_cum + fp_cum, 1.0), 0.0)
-    return recall, precision, npos
+
+def class_precision_recall(det_image: np.ndarray, det_scores: np.ndarray, det_boxes: np.ndarray,
+                           gt_image: np.ndarray, gt_boxes: np.ndarray, gt_difficult: np.ndarray, *,
+                           iou_threshold: float = 0.5) -> tuple[np.ndarray, np.ndarray, int]:
+    """Devkit matching for one class (``match_class``, same arguments) -> recall ``[D]``, precision ``[D]``
+    (detections sorted by score) and npos (non-difficult ground truths).
+
+    Precision is 0 where TP + FP = 0 (leading difficult matches; MATLAB yields NaN there and ignores it in
+    ``max``, which gives the same AP except when *every* detection matched a difficult box).
+    """
+    match = match_class(det_image, det_scores, det_boxes, gt_image, gt_boxes, gt_difficult,
+                        iou_threshold=iou_threshold)
+    return (*match.precision_recall(), match.npos)
 
 
 def voc07_ap(recall: np.ndarray, precision: np.ndarray) -> float:
@@ -401,36 +453,56 @@ class VOCEvaluator:
             return [np.zeros((0,) + t) for t in tails]
         return [np.concatenate(parts) for parts in zip(*chunks)]
 
+    def arrays(self) -> dict[str, np.ndarray]:
+        """Everything added so far, concatenated (padding rows dropped): "gt_image" ``[G]`` (index into
+        ``image_ids``), "gt_boxes" ``[G, 4]`` voc_px, "gt_classes" ``[G]``, "gt_difficult" ``[G]``, "det_image"
+        ``[D]``, "det_boxes" ``[D, 4]``, "det_scores" ``[D]``, "det_classes" ``[D]`` (insertion order)."""
+        gt = self._concat(self._gt, [(), (4,), (), ()])
+        det = self._concat(self._det, [(), (4,), (), ()])
+        out = dict(zip(("gt_image", "gt_boxes", "gt_classes", "gt_difficult"), gt))
+        out.update(zip(("det_image", "det_boxes", "det_scores", "det_classes"), det))
+        for key in ("gt_image", "gt_classes", "det_image", "det_classes"):
+            out[key] = out[key].astype(np.int64)
+        out["gt_difficult"] = out["gt_difficult"].astype(bool)
+        return out
+
     def write_results(self, results_dir: str | os.PathLike, *, prefix: str = "comp4",
                       image_set: str = "test") -> list[str]:
         """Writes the accumulated detections as devkit result files (see ``write_results``)."""
-        det_img, det_boxes, det_scores, det_classes = self._concat(self._det, [(), (4,), (), ()])
+        a = self.arrays()
         ids = np.array(list(self._image_index), dtype=object)
-        return write_results(results_dir, image_ids=ids[det_img.astype(np.int64)].tolist(), boxes=det_boxes,
-                             scores=det_scores, classes=det_classes, prefix=prefix, image_set=image_set,
+        return write_results(results_dir, image_ids=ids[a["det_image"]].tolist(), boxes=a["det_boxes"],
+                             scores=a["det_scores"], classes=a["det_classes"], prefix=prefix, image_set=image_set,
                              class_names=self.class_names)
 
-    def precision_recall(self) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
-        """Per class name: (recall [D], precision [D], number of non-difficult ground truths), D = the class's
-        detections in descending score order, matched as the devkit does (``class_precision_recall``)."""
-        gt_img, gt_boxes, gt_classes, gt_diff = self._concat(self._gt, [(), (4,), (), ()])
-        det_img, det_boxes, det_scores, det_classes = self._concat(self._det, [(), (4,), (), ()])
-        curves = {}
+    def matches(self) -> dict[str, ClassMatch]:
+        """Per class name: the devkit matching of its detections (``match_class``); row indices in ``order`` and
+        ``gt_row`` count within the class (``arrays()`` rows where the class is that class)."""
+        a = self.arrays()
+        out = {}
         for c, name in enumerate(self.class_names):
-            g, d = gt_classes == c, det_classes == c
-            curves[name] = class_precision_recall(det_img[d], det_scores[d], det_boxes[d], gt_img[g], gt_boxes[g],
-                                                  gt_diff[g].astype(bool), iou_threshold=self.iou_threshold)
-        return curves
+            g, d = a["gt_classes"] == c, a["det_classes"] == c
+            out[name] = match_class(a["det_image"][d], a["det_scores"][d], a["det_boxes"][d], a["gt_image"][g],
+                                    a["gt_boxes"][g], a["gt_difficult"][g], iou_threshold=self.iou_threshold)
+        return out
 
-    def compute(self) -> dict[str, Any]:
-        """Per-class AP with both metrics.
+    def precision_recall(self, matches: Mapping[str, ClassMatch] | None = None
+                         ) -> dict[str, tuple[np.ndarray, np.ndarray, int]]:
+        """Per class name: (recall [D], precision [D], number of non-difficult ground truths), D = the class's
+        detections in descending score order, matched as the devkit does (``matches()``, or the ones given)."""
+        matches = self.matches() if matches is None else matches
+        return {name: (*m.precision_recall(), m.npos) for name, m in matches.items()}
+
+    def compute(self, matches: Mapping[str, ClassMatch] | None = None) -> dict[str, Any]:
+        """Per-class AP with both metrics (from ``matches()``, or the ones given).
 
         Returns dict with "ap_07" ``[C]`` (11-point), "ap_area" ``[C]``, "map_07", "map_area" (means over
         classes with ground truth), "num_positives" ``[C]`` int (non-difficult ground truths),
-        "num_detections" ``[C]`` int, "class_names", "iou_threshold", "num_images". A class without
-        non-difficult ground truth has AP NaN, is left out of the means, and raises a warning.
+        "num_detections" ``[C]`` int, "class_names", "iou_threshold", "num_images", and "precision_recall"
+        (``precision_recall()``'s curves). A class without non-difficult ground truth has AP NaN, is left out of
+        the means, and raises a warning.
         """
-        curves = self.precision_recall()
+        curves = self.precision_recall(matches)
         num_classes = len(self.class_names)
         ap_07, ap_area = np.full(num_classes, np.nan), np.full(num_classes, np.nan)
         npos_all = np.array([curves[n][2] for n in self.class_names], np.int64)
@@ -450,7 +522,7 @@ class VOCEvaluator:
             "map_area": float(np.mean(ap_area[has_gt])) if has_gt.any() else float("nan"),
             "num_positives": npos_all, "num_detections": ndet_all,
             "class_names": self.class_names, "iou_threshold": self.iou_threshold,
-            "num_images": len(self._image_index),
+            "num_images": len(self._image_index), "precision_recall": curves,
         }
 
 
@@ -476,19 +548,26 @@ def result_to_json(result: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
-def format_table(result: Mapping[str, Any], metrics: str = "both") -> str:
-    """A per-class table and the mAPs as text. ``metrics``: 'both', '07' (11-point) or 'area'."""
+def format_table(result: Mapping[str, Any], metrics: str = "both",
+                 extra_columns: Mapping[str, Sequence[str]] | None = None) -> str:
+    """A per-class table and the mAPs as text. ``metrics``: 'both', '07' (11-point) or 'area'.
+    ``extra_columns``: {header: one text per class} appended to the class rows (e.g. the error breakdown,
+    ``analysis.table_columns``)."""
     if metrics not in ("both", "07", "area"):
         raise ValueError(f"metrics must be 'both', '07' or 'area', got {metrics!r}")
     cols = [("AP07", "ap_07", "map_07")] if metrics in ("both", "07") else []
     cols += [("AP_area", "ap_area", "map_area")] if metrics in ("both", "area") else []
+    extra = dict(extra_columns or {})
+    widths = {h: max([len(h)] + [len(v) for v in values]) for h, values in extra.items()}
     fmt = lambda v: "   n/a" if np.isnan(v) else f"{100 * v:6.2f}"  # noqa: E731
     width = max(len(n) for n in result["class_names"] + ("mAP",))
-    header = f"{'class':<{width}}  " + "  ".join(f"{c[0]:>7}" for c in cols) + f"  {'npos':>6}  {'ndet':>7}"
+    header = (f"{'class':<{width}}  " + "  ".join(f"{c[0]:>7}" for c in cols) + f"  {'npos':>6}  {'ndet':>7}"
+              + "".join(f"  {h:>{widths[h]}}" for h in extra))
     lines = [header, "-" * len(header)]
     for c, name in enumerate(result["class_names"]):
         lines.append(f"{name:<{width}}  " + "  ".join(f"{fmt(result[c_[1]][c]):>7}" for c_ in cols)
-                     + f"  {result['num_positives'][c]:>6d}  {result['num_detections'][c]:>7d}")
+                     + f"  {result['num_positives'][c]:>6d}  {result['num_detections'][c]:>7d}"
+                     + "".join(f"  {values[c]:>{widths[h]}}" for h, values in extra.items()))
     lines.append("-" * len(header))
     lines.append(f"{'mAP':<{width}}  " + "  ".join(f"{fmt(result[c_[2]]):>7}" for c_ in cols))
     lines.append(f"({result['num_images']} images, IoU threshold {result['iou_threshold']:g}, AP in %)")

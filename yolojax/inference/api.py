@@ -21,7 +21,6 @@ padded to a fixed size so a folder of images compiles once.
 """
 from __future__ import annotations
 
-import math
 import os
 from typing import Any, Sequence
 
@@ -33,7 +32,6 @@ from yolojax.config import files as config_files
 from yolojax.config.classes import VOC_CLASSES
 from yolojax.data import formats, pipeline, sources
 from yolojax.evaluation import loop as eval_loop
-from yolojax.evaluation import voc as evaluation
 from yolojax.inference import drawing, export
 from yolojax.inference.detector import (  # noqa: F401  (the notebook API re-exports them)
     Detector,
@@ -160,7 +158,8 @@ def load_checkpoint(path: str | os.PathLike, *, config: Any = None, step: int | 
         model=build_model(config.model), variables=variables, head=head, input_hw=(image_size, image_size),
         class_names=class_names_of(config, workdir), letterbox=bool(config.data.eval_letterbox),
         description=f"{config.model.name} checkpoint step {meta.get('step')} of {workdir} "
-                    f"({meta['restored_weights']} weights)", weights=meta["restored_weights"])
+                    f"({meta['restored_weights']} weights)", weights=meta["restored_weights"],
+        step=None if meta.get("step") is None else int(meta["step"]))
 
 
 def _check_image_size(image_size: int | None, family: str, native: int, where: str) -> None:
@@ -271,31 +270,3 @@ def evaluate(detector: Detector, data_cfg: Any, split: str, evaluators: Sequence
     return eval_loop.evaluate_batches(detect, data.batches(batch_size, h, process_index=0, process_count=1),
                                       evaluators, image_id=data.image_id, input_hw=detector.input_hw,
                                       letterbox=detector.letterbox, on_batch=on_batch)
-
-
-def plot_precision_recall(curves: dict[str, tuple], path: str | os.PathLike, title: str = "") -> None:
-    """One PNG with a precision-recall panel per class that has ground truth (AP07 in each title)."""
-
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-
-    names = [n for n, (_, _, npos) in curves.items() if npos > 0]
-    cols = min(5, max(1, len(names)))
-    rows = max(1, math.ceil(len(names) / cols))
-    fig, axes = plt.subplots(rows, cols, figsize=(3 * cols, 2.6 * rows), squeeze=False)
-    for ax in axes.flat:
-        ax.axis("off")
-    for ax, name in zip(axes.flat, names):
-        recall, precision, _ = curves[name]
-        ax.axis("on")
-        ax.plot(np.concatenate([[0.0], recall]), np.concatenate([[1.0], precision]), lw=1.2)
-        ax.set(xlim=(0, 1), ylim=(0, 1.02), title=f"{name}: AP07 {100 * evaluation.voc07_ap(recall, precision):.1f}")
-        ax.title.set_fontsize(8)
-        ax.tick_params(labelsize=7)
-    if title:
-        fig.suptitle(title, fontsize=9)
-    fig.tight_layout()
-    fig.savefig(os.fspath(path), dpi=90)
-    plt.close(fig)

@@ -75,6 +75,7 @@ class Detector:
       description: where the detector came from (for logs).
       weights: which weights of a yolojax checkpoint ``variables`` are, "ema" or "raw" (docs/checkpoints.md);
         "" for darknet files and exports.
+      step: the training step of a yolojax checkpoint (None for darknet files and exports).
     """
 
     model: Any
@@ -85,6 +86,7 @@ class Detector:
     letterbox: bool = False
     description: str = ""
     weights: str = ""
+    step: int | None = None
     _compiled: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):

@@ -42,6 +42,7 @@ from tqdm import tqdm
 
 from yolojax.data import check, formats, photometric, pipeline, sources
 from yolojax.evaluation import loop as eval_loop
+from yolojax.evaluation import plots
 from yolojax.models import build_model
 from yolojax.models import heads as families
 from yolojax.ops import anchors as anchors_lib
@@ -308,19 +309,21 @@ _GT_KEYS = ("boxes", "classes", "mask", "difficult", "orig_size", "index")
 
 
 def evaluate(steps: Steps, state: TrainState, config: ml_collections.ConfigDict, class_names: tuple[str, ...],
-             *, keep_first_batch: bool = False) -> dict[str, Any]:
+             *, keep_images: int = 0) -> dict[str, Any]:
     """Scores ``state`` on ``config.data.eval_split`` through the one evaluation path (``yolojax.evaluation.loop``),
     with ``config.eval``'s thresholds.
 
-    Returns the evaluators' metrics (``eval_loop.compute``: VOC's "map_07", "map_area", per-class APs, and the
-    COCO-style ones) plus "num_images", "images_per_sec"; with ``keep_first_batch`` also "first_batch":
-    (host detections, batch) of the first batch (for drawing).
+    Returns the evaluators' metrics (``eval_loop.compute``: VOC's "map_07", "map_area", per-class APs and
+    precision-recall curves, the confusion matrix and error breakdown "analysis", and the COCO-style ones) plus
+    "num_images", "images_per_sec", "eval_seconds" (the loop over the split); with ``keep_images`` also "images":
+    the first ``keep_images`` eval images with their detections and ground truth (``plots.EvalImages``, for
+    drawing; the same images at every evaluation).
     """
 
     data = pipeline.EvalData(config.data, config.data.eval_split)
     size = int(config.data.eval_image_size)
     per_process = config.eval.batch_size // jax.process_count()
-    kept: list = []
+    kept = plots.EvalImages(keep_images, gather=_all_rows)
 
     def gathered():  # local images (to shard) + every host's ground truth rows
         for batch in data.batches(per_process, size):
@@ -330,19 +333,28 @@ def evaluate(steps: Steps, state: TrainState, config: ml_collections.ConfigDict,
         images = shard_batch({"image": batch["image"]}, steps.mesh)["image"]
         return {k: _all_rows(v) for k, v in steps.eval(state, images).items()}
 
-    def keep(batch, dets):
-        if keep_first_batch and not kept:
-            kept.append((dets, {**batch, "image": _all_rows(batch["image"])}))
-
     evaluators = eval_loop.make_evaluators(class_names, config.eval.match_iou_threshold)
     stats = eval_loop.evaluate_batches(detect, gathered(), evaluators, image_id=data.image_id,
                                        input_hw=(size, size), letterbox=bool(config.data.eval_letterbox),
-                                       on_batch=keep)
+                                       on_batch=kept if keep_images else None)
     result = eval_loop.compute(evaluators)
-    result.update(num_images=stats["num_images"], images_per_sec=stats["images_per_sec"])
-    if keep_first_batch:
-        result["first_batch"] = kept[0] if kept else None
+    result.update(num_images=stats["num_images"], images_per_sec=stats["images_per_sec"], eval_seconds=stats["seconds"])
+    if keep_images:
+        result["images"] = kept
     return result
+
+
+def log_evaluation(writer: metric_writers.MetricWriter, step: int, result: Mapping[str, Any],
+                     config: ml_collections.ConfigDict, *, prefix: str = "eval", title: str = "") -> float:
+    """Writes an evaluation to ``writer`` (``writers.write_evaluation``: the scalars, and with
+    ``config.eval.tensorboard_images`` the precision-recall, confusion-matrix and eval-image pictures, drawn on the
+    host from ``result``: no forward pass). Returns the seconds the pictures took (0 without them)."""
+    images, start = None, time.perf_counter()
+    if config.eval.get("tensorboard_images", True):
+        images = plots.evaluation_images(result, result.get("images"), score_threshold=config.eval.score_threshold,
+                                         draw_score_threshold=families.DRAW_SCORE_THRESHOLD, title=title)
+    metric_writers.write_evaluation(writer, step, result, prefix=prefix, images=images)
+    return time.perf_counter() - start if images else 0.0
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -545,18 +557,14 @@ class _Logger:
         self.writer.write_scalars(step, {f"train/{k}": v for k, v in mean.items()})
 
 
-def _eval_summary(step: int, result: Mapping[str, Any]) -> str:
+def _eval_summary(step: int, result: Mapping[str, Any], image_seconds: float) -> str:
     line = (f"eval step {step} ({result.get('weights', 'raw')} weights): mAP@0.5 VOC07={result['map_07']:.4f} "
             f"area={result['map_area']:.4f}")
     if "coco" in result:
         line += f" COCO AP={result['coco']['AP']:.4f}"
-    return line + f" ({result['num_images']} images, {result['images_per_sec']:.1f} img/s)"
-
-
-def _scalars(prefix: str, result: Mapping[str, Any]) -> dict[str, float]:
-    out = {f"{prefix}/{k}": float(result[k]) for k in ("map_07", "map_area", "images_per_sec")}
-    out.update({f"{prefix}/coco_{k}": float(v) for k, v in result.get("coco", {}).items() if np.ndim(v) == 0})
-    return {k: v for k, v in out.items() if math.isfinite(v)}  # an undefined AP (no such boxes) is not logged
+    line += (f" ({result['num_images']} images in {result['eval_seconds']:.1f} s, {result['images_per_sec']:.1f} "
+             "img/s")
+    return line + (f"; TensorBoard pictures drawn in {image_seconds:.2f} s)" if image_seconds else ")")
 
 
 def write_final_metrics(workdir: str, result: Mapping[str, Any], train_images_per_sec: float) -> None:
@@ -660,11 +668,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         nonlocal result
         logger.flush(step)
         evaluated, weights = evaluated_state(state)  # the EMA weights when kept
-        result = evaluate(steps, evaluated, config, exp.class_names)
+        # Every process keeps the images (gathering them is collective); process 0 draws and writes them.
+        keep = plots.GRID_IMAGES if config.eval.get("tensorboard_images", True) else 0
+        result = evaluate(steps, evaluated, config, exp.class_names, keep_images=keep)
         result.update(step=step, weights=weights)
-        writer.write_scalars(step, _scalars("eval", result))
+        image_seconds = log_evaluation(writer, step, result, config) if is_main else 0.0
         if is_main:
-            bar.write(_eval_summary(step, result))
+            bar.write(_eval_summary(step, result, image_seconds))
 
     def checkpoint_action(step: int) -> None:
         logger.flush(step)  # never checkpoint a state that went non-finite
