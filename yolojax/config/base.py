@@ -40,6 +40,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.total_steps = -1  # > 0 cuts the run short without changing the schedule
     c.log_every_steps = 50
     c.progress_bar = True
+    # JAX's persistent compilation cache (train.enable_compilation_cache): compiled steps are kept on disk, so a
+    # rerun or resume does not compile its multi-scale sizes again. "" = off; a JAX_COMPILATION_CACHE_DIR wins.
+    c.compilation_cache_dir = "~/.cache/yolojax/jax_compilation_cache"
 
     # --- model (fields read by yolojax.models.build_model) ---
     c.model = ml_collections.ConfigDict()

@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 Schedule = optax.Schedule
@@ -55,7 +56,9 @@ def piecewise_steps(base_lr: float, boundaries: Sequence[int], scales: Sequence[
     merged: dict[int, float] = {}
     for b, s in zip(boundaries, scales):  # a repeated boundary compounds its scales, as darknet does
         merged[int(b)] = merged.get(int(b), 1.0) * float(s)
-    main = optax.piecewise_constant_schedule(jnp.asarray(base_lr, jnp.float32), merged)
+    # A numpy scalar, not a jax array: a jitted step embeds it as a literal, with no device -> host copy when
+    # it compiles (the step loop runs under train.no_host_transfers).
+    main = optax.piecewise_constant_schedule(np.float32(base_lr), merged)
     offset = 1 if darknet_numbering else 0
     if not offset:
         return main

@@ -18,6 +18,7 @@ normalized xyxy of the network input and become devkit pixels in ``yolojax.evalu
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import json
@@ -139,6 +140,34 @@ def shard_batch(batch: Batch, mesh: Mesh) -> dict[str, jax.Array]:
     """
     sharding = batch_sharding(mesh)
     return {k: jax.make_array_from_process_local_data(sharding, np.asarray(v)) for k, v in batch.items()}
+
+
+def enable_compilation_cache(cache_dir: str) -> str:
+    """Turns on JAX's persistent compilation cache in ``cache_dir`` (``config.compilation_cache_dir``; ``~``
+    expanded; "" = off), so a rerun, a resumed run or another run of the same model loads its compiled steps
+    (one per multi-scale size) from disk instead of compiling them again. A cache JAX already has
+    (``JAX_COMPILATION_CACHE_DIR``, ``jax.config.update("jax_compilation_cache_dir", ...)``) is kept as it is.
+    Returns the directory in use ("" = none)."""
+    current = jax.config.jax_compilation_cache_dir
+    if current or not cache_dir:
+        return current or ""
+    path = os.path.abspath(os.path.expanduser(cache_dir))
+    os.makedirs(path, exist_ok=True)
+    jax.config.update("jax_compilation_cache_dir", path)
+    return path
+
+
+@contextlib.contextmanager
+def no_host_transfers():
+    """What the step loop runs under between log steps: no device -> host transfer at all (a metric read, a
+    ``float()`` or ``device_get`` would make the host wait for the device every step) and no implicit host ->
+    device or device -> device transfer (a numpy argument, a state on the wrong sharding). The explicit
+    ``device_put`` of prefetched batches is what it allows. Enforced by the runtime on GPUs and TPUs (on the CPU,
+    whose arrays already live in host memory, device -> host reads are not checked; ``tests/test_accelerator.py``
+    checks them there)."""
+    with jax.transfer_guard_device_to_host("disallow_explicit"), jax.transfer_guard_host_to_device("disallow"), \
+            jax.transfer_guard_device_to_device("disallow"):
+        yield
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -477,6 +506,7 @@ def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None
     """Model, schedule, optimizer, initial (replicated, ``config.init``-initialized) state and jitted steps."""
 
     check_config(config)
+    enable_compilation_cache(config.compilation_cache_dir)
 
     # Every annotation and listed image before anything is compiled: all problems at once, cached.
     check.require_clean(config.data, (config.data.train_split, config.data.eval_split))
@@ -695,7 +725,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
         while step < total_steps:
             for action in actions:
                 action.before_step(step)
-            state, metrics = steps.train(state, next(batches))
+            with no_host_transfers():  # metrics stay on the device until the log step fetches them
+                state, metrics = steps.train(state, next(batches))
             step += 1
             logger.add(step, metrics)
             bar.update(1)
