@@ -145,11 +145,13 @@ def _children_cpu_seconds() -> float | None:
     return total
 
 
-def _worker_scaling(cfg, batch_size: int, workers: list[int], device_rate: float, steps: int) -> None:
+def _worker_scaling(cfg, batch_size: int, workers: list[int], device_rate: float, steps: int) -> list[dict]:
     """Images/s of the grain iterator with ``w`` worker processes (one thread each): wall clock, and per
-    CPU-second of the processes building batches (this one for w = 0, the workers otherwise)."""
+    CPU-second of the processes building batches (this one for w = 0, the workers otherwise). Prints a line per
+    worker count and returns them as {"workers", "img_s", "img_s_per_core", "cores_needed"}."""
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
     print(f"worker scaling (grain, 1 thread per process, {steps} batches of {batch_size}, {cores} cores visible):")
+    out = []
     for w in workers:
         c = cfg.copy_and_resolve_references()
         c.num_workers, c.num_threads, c.prefetch_batches = w, 1, 2
@@ -163,7 +165,9 @@ def _worker_scaling(cfg, batch_size: int, workers: list[int], device_rate: float
         rate, per_core = steps * batch_size / wall, steps * batch_size / max(cpu, 1e-9)
         print(f"  workers={w}: {rate:.0f} img/s wall, {per_core:.0f} img/s per CPU-second of the batch-building "
               f"processes; cores needed to feed {device_rate:.0f} img/s: {device_rate / per_core:.1f}")
+        out.append({"workers": w, "img_s": rate, "img_s_per_core": per_core, "cores_needed": device_rate / per_core})
         del it
+    return out
 
 
 def main() -> None:

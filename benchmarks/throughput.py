@@ -204,8 +204,9 @@ def bench_training(model, variables: dict, size: int, batch: int, iters: int) ->
 
 
 def bench_model(name: str, dtype: str, *, size: int, train_batch: int, infer_batch: int, iters: int,
-                width: float = 1.0, peak: float | None = None) -> dict:
-    """One table row: images/s, latency, FLOPs and MFU of model ``name`` in compute ``dtype``."""
+                width: float = 1.0, peak: float | None = None, latency: bool = True) -> dict:
+    """One table row: images/s, latency (unless ``latency=False``), FLOPs and MFU of model ``name`` in compute
+    ``dtype``."""
     model = build_model(model_config(name, dtype, width))
     variables = _init(model, size)
     device = jax.devices()[0]
@@ -228,8 +229,9 @@ def bench_model(name: str, dtype: str, *, size: int, train_batch: int, infer_bat
         row.update(infer_batch=infer_batch, infer_img_s=infer_batch / sec,
                    infer_mfu=fwd_flops * infer_batch / sec / peak if peak else None,
                    xla_fwd_gflop_img=xla_flops / infer_batch / 1e9)
-    sec, _ = bench_inference(model, variables, size, 1, iters)
-    row["latency_ms"] = sec * 1e3
+    if latency:
+        sec, _ = bench_inference(model, variables, size, 1, iters)
+        row["latency_ms"] = sec * 1e3
     return row
 
 
