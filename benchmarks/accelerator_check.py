@@ -219,7 +219,8 @@ def _fmt_s(x: float) -> str:
 
 
 def run_training(c, workdir: str, s: dict, rows: list, peak: float | None, peak_src: str) -> dict:
-    """Section b and c: the training loop, its compiles and the device time of its steps."""
+    """Sections b and c: the training loop, its compiles and the device time of its steps. Rows are added as
+    soon as their figures are known, so a later failure keeps them."""
     log = CompileLog("train_step")
     t0 = time.time()
     try:
@@ -228,9 +229,31 @@ def run_training(c, workdir: str, s: dict, rows: list, peak: float | None, peak_
         log.close()
     print(f"training: {c.total_steps} steps in {time.time() - t0:.1f}s wall (setup, evaluation included)", flush=True)
     exp, state = result["experiment"], result["state"]
+    logs = read_scalars(os.path.join(workdir, "tensorboard"))["train/loss"]
+    (first_step, first_wall, first_loss), (last_step, last_wall, last_loss) = logs[0], logs[-1]
+    rows += [
+        ("c", "loss first -> last", f"{first_loss:.4g} -> {last_loss:.4g} (mean of the log intervals ending at "
+                                    f"steps {first_step} and {last_step})"),
+        ("c", "evaluation at the end", f"mAP@0.5 VOC07 {result['map_07']:.4f} area {result['map_area']:.4f}, "
+                                       f"COCO AP {result.get('coco', {}).get('AP', float('nan')):.4f} "
+                                       f"({result['num_images']} images, {result['images_per_sec']:.0f} img/s)"),
+    ]
     sizes = [pipeline.multiscale_size(c.data, c.seed, k) for k in range(c.total_steps)]
     new_sizes = list(dict.fromkeys(sizes))  # in order of first use: the order the step compiles them
     cache_entries = getattr(exp.steps.train, "_cache_size", lambda: None)()
+    switches = [k for k in range(1, len(sizes)) if sizes[k] != sizes[k - 1]]
+    to_new = [k for k in switches if sizes[k] not in sizes[:k]]
+    per_compile = [r["end"] - r["start"] for r in log.records]
+    for r, size in zip(log.records, new_sizes):
+        print(f"  compile at size {size}: {r['end'] - r['start']:.2f}s"
+              f"{' (persistent cache)' if r['cache_hit'] else ''}", flush=True)
+    rows += [
+        ("b", "switch to a new size", f"{len(to_new)} switches (+ the first size): compile mean "
+                                      f"{np.mean(per_compile):.2f} s, max {np.max(per_compile):.2f} s; "
+                                      f"{sum(r['cache_hit'] for r in log.records)} from the persistent cache"
+                                      if per_compile else "no compile events seen"),
+        ("b", "switch to a seen size", f"{len(switches) - len(to_new)} switches, no compile"),
+    ]
 
     # Device time per step of each size, on batches already on the device (the run's compiled step).
     data = c.data.copy_and_resolve_references()
@@ -240,52 +263,34 @@ def run_training(c, workdir: str, s: dict, rows: list, peak: float | None, peak_
     for size in sorted(new_sizes):
         device_s[size], state = device_step_seconds(exp.steps, state, batch, size, s["bench_iters"] + 2)
     recompiled = getattr(exp.steps.train, "_cache_size", lambda: None)() != cache_entries
+    once = len(log.records) == len(new_sizes) and cache_entries in (None, len(new_sizes)) and not recompiled
+    again = ", recompiled after the run" if recompiled else ""
+    rows.append(("b", "each size compiled once", f"{'yes' if once else 'NO'}: {len(new_sizes)} sizes drawn, "
+                                                 f"{len(log.records)} compiles of the step, jit cache "
+                                                 f"{cache_entries}{again}"))
+    rows.append(("b", "device step time per size", ", ".join(f"{k}: {_fmt_s(v)}" for k, v in device_s.items())))
 
-    scalars = read_scalars(os.path.join(workdir, "tensorboard"))
-    logs = scalars["train/loss"]
-    (first_step, first_wall, first_loss), (last_step, last_wall, last_loss) = logs[0], logs[-1]
     compiles_after = sum(r["end"] - r["start"] for r in log.records if first_wall < r["end"] <= last_wall)
     window = last_wall - first_wall - compiles_after
     n = last_step - first_step
     busy = sum(device_s[sizes[k]] for k in range(first_step, last_step))
-    images_s = n * c.batch_size / window
-    idle = max(0.0, 1.0 - busy / window)
-    fwd = throughput.model_flops(build_model(c.model), c.data.image_size)  # per image at the base size
-    flops = sum(3 * fwd * (sizes[k] / c.data.image_size) ** 2 * c.batch_size for k in range(first_step, last_step))
     device_rate = n * c.batch_size / busy
-
-    switches = [k for k in range(1, len(sizes)) if sizes[k] != sizes[k - 1]]
-    to_new = [k for k in switches if sizes[k] not in sizes[:k]]
-    once = len(log.records) == len(new_sizes) and cache_entries in (None, len(new_sizes)) and not recompiled
-    per_compile = [r["end"] - r["start"] for r in log.records]
-    hits = sum(r["cache_hit"] for r in log.records)
-    for r, size in zip(log.records, new_sizes):
-        print(f"  compile at size {size}: {r['end'] - r['start']:.2f}s"
-              f"{' (persistent cache)' if r['cache_hit'] else ''}", flush=True)
-
-    mfu = f", MFU {flops / busy / peak:.1%} of {peak / 1e12:.3g} TFLOP/s ({peak_src})" if peak else ""
     span = f"steps {first_step + 1}-{last_step}"
     rows += [
-        ("b", "images/s", f"{images_s:.0f} img/s ({span}, batch {c.batch_size}, {c.model.dtype}, "
+        ("b", "images/s", f"{n * c.batch_size / window:.0f} img/s ({span}, batch {c.batch_size}, {c.model.dtype}, "
                           f"{c.data.num_workers} workers)"),
         ("b", "step time", f"{_fmt_s(window / n)} wall, {_fmt_s(busy / n)} on the device (mean over the "
                            f"multi-scale mix {min(sizes)}-{max(sizes)})"),
-        ("b", "device idle fraction", f"{idle:.1%} (waiting for input or the host; {span})"),
-        ("b", "device rate, real step", f"{device_rate:.0f} img/s{mfu}"),
-        ("b", "each size compiled once", f"{'yes' if once else 'NO'}: {len(new_sizes)} sizes drawn, "
-                                         f"{len(log.records)} compiles of the step, jit cache {cache_entries}"
-                                         f"{', recompiled after the run' if recompiled else ''}"),
-        ("b", "switch to a new size", f"{len(to_new)} switches (+ the first size): compile mean "
-                                      f"{np.mean(per_compile):.2f} s, max {np.max(per_compile):.2f} s; "
-                                      f"{hits} from the persistent cache" if per_compile else "no compile events"),
-        ("b", "switch to a seen size", f"{len(switches) - len(to_new)} switches, no compile"),
-        ("b", "device step time per size", ", ".join(f"{k}: {_fmt_s(v)}" for k, v in sorted(device_s.items()))),
-        ("c", "loss first -> last", f"{first_loss:.4g} -> {last_loss:.4g} (mean of the log intervals ending at "
-                                    f"steps {first_step} and {last_step})"),
-        ("c", "evaluation at the end", f"mAP@0.5 VOC07 {result['map_07']:.4f} area {result['map_area']:.4f}, "
-                                       f"COCO AP {result.get('coco', {}).get('AP', float('nan')):.4f} "
-                                       f"({result['num_images']} images, {result['images_per_sec']:.0f} img/s)"),
+        ("b", "device idle fraction", f"{max(0.0, 1.0 - busy / window):.1%} (waiting for input or the host; "
+                                      f"{span})"),
     ]
+    try:  # MFU of the real step: throughput.py's analytic model FLOPs, 3x forward per training image
+        fwd = throughput.model_flops(build_model(c.model), c.data.image_size)  # per image at the base size
+        flops = sum(3 * fwd * (sizes[k] / c.data.image_size) ** 2 * c.batch_size for k in range(first_step, last_step))
+        mfu = f", MFU {flops / busy / peak:.1%} of {peak / 1e12:.3g} TFLOP/s ({peak_src})" if peak else ""
+    except Exception as e:  # the figures above stand without it
+        mfu = f", MFU not computed ({type(e).__name__}: {e})"
+    rows.append(("b", "device rate, real step", f"{device_rate:.0f} img/s{mfu}"))
     del state, result, exp
     return {"device_rate": device_rate}
 

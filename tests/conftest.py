@@ -24,6 +24,7 @@ os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
 _LONG = ("test_readme.py",  # 190
          "test_faults.py",  # 125
          "test_ablation.py",  # 100
+         "test_accelerator.py",  # 80
          "test_readme_own_data.py",  # 65
          "test_train.py",  # 60
          "test_exit_codes.py", "test_tools.py", "test_opencv_parity.py",  # 40

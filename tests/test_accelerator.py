@@ -63,7 +63,8 @@ def test_step_loop_makes_no_host_transfer_between_log_steps(tmp_path, host_reads
     """The whole loop (prefetch, steps, logging every 3rd step, evaluation and checkpoint at the end) runs; every
     device -> host read happens outside the guarded step (the log, evaluation and checkpoint actions), none
     inside it."""
-    c = tiny_config(**{"total_steps": 6, "log_every_steps": 3, "checkpoint.every_steps": 6})
+    c = tiny_config(**{"total_steps": 6, "log_every_steps": 3, "checkpoint.every_steps": 6,
+                       "data.photometric_on": "device"})  # the accelerator's step: HSV jitter on the device
     result = train.train_and_evaluate(c, str(tmp_path / "run"))
     assert result["step"] == 6
     assert host_reads and not any(host_reads)  # reads happened (the logs), all of them outside the guard
@@ -93,7 +94,7 @@ def test_compilation_cache_kept_when_jax_has_one(tmp_path):
 
 
 def _losses(dtype: str, steps: int = 50) -> np.ndarray:
-    c = tiny_config(**{"model.dtype": dtype, "batch_size": 8, "optim.base_lr": 5e-4, "total_steps": steps})
+    c = tiny_config(**{"model.name": "tiny_yolov2", "model.dtype": dtype, "batch_size": 8, "total_steps": steps})
     exp = train.build_experiment(c)
     batches = pipeline.make_train_iterator(c.data, seed=c.seed, global_batch_size=c.batch_size)
     state, metrics = exp.state, []
@@ -105,16 +106,15 @@ def _losses(dtype: str, steps: int = 50) -> np.ndarray:
 
 @pytest.mark.slow
 def test_bf16_training_tracks_f32():
-    """50 SGD steps of YOLOv2 at width 1/8 from the same initial weights on the same batches, in f32 and in bf16
-    (bf16 compute, f32 parameters and loss).
+    """50 SGD steps (lr 1e-3, batch 8) of Tiny YOLOv2 at width 1/8 from the same initial weights on the same
+    batches, in f32 and in bf16 (bf16 compute; f32 parameters, optimizer state and loss).
 
-    Tolerances: the first loss (same weights, same batch: the forward pass's precision only) within 2%
-    (measured 1.1%); the mean loss of every window of 10 steps within 10% (measured 2-5%; an f32 run whose
-    initial weights carry 0.1% noise moves the same windows by up to 11%, so this is the f32 run's own
-    sensitivity); and both fall by a fifth or more (measured 30%)."""
+    Tolerances: the first loss (same weights, same batch: the forward pass's precision only) within 1% (measured
+    0.2%); the mean loss of every window of 10 steps within 10% (measured 0.1-3.8%; the runs drift apart as
+    training amplifies the rounding); both fall by a fifth or more over the 50 steps (measured 27%)."""
     f32, bf16 = _losses("float32"), _losses("bfloat16")
     assert np.all(np.isfinite(bf16))
-    assert abs(bf16[0] - f32[0]) <= 0.02 * f32[0]
+    assert abs(bf16[0] - f32[0]) <= 0.01 * f32[0]
     w32, w16 = f32.reshape(5, 10).mean(1), bf16.reshape(5, 10).mean(1)
     np.testing.assert_allclose(w16, w32, rtol=0.10)
     assert w32[-1] < 0.8 * w32[0] and w16[-1] < 0.8 * w16[0]
