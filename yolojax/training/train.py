@@ -506,7 +506,7 @@ def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None
     """Model, schedule, optimizer, initial (replicated, ``config.init``-initialized) state and jitted steps."""
 
     check_config(config)
-    enable_compilation_cache(config.compilation_cache_dir)
+    enable_compilation_cache(config.get("compilation_cache_dir", ""))  # configs saved before the field: off
 
     # Every annotation and listed image before anything is compiled: all problems at once, cached.
     check.require_clean(config.data, (config.data.train_split, config.data.eval_split))
