@@ -160,13 +160,12 @@ def enable_compilation_cache(cache_dir: str) -> str:
 @contextlib.contextmanager
 def no_host_transfers():
     """What the step loop runs under between log steps: no device -> host transfer at all (a metric read, a
-    ``float()`` or ``device_get`` would make the host wait for the device every step) and no implicit host ->
-    device or device -> device transfer (a numpy argument, a state on the wrong sharding). The explicit
-    ``device_put`` of prefetched batches is what it allows. Enforced by the runtime on GPUs and TPUs (on the CPU,
-    whose arrays already live in host memory, device -> host reads are not checked; ``tests/test_accelerator.py``
-    checks them there)."""
-    with jax.transfer_guard_device_to_host("disallow_explicit"), jax.transfer_guard_host_to_device("disallow"), \
-            jax.transfer_guard_device_to_device("disallow"):
+    ``float()`` or ``device_get`` would make the host wait for the device every step) and no implicit device ->
+    device transfer (a state on the wrong sharding). The loop adds no implicit host -> device transfer for the
+    step itself (a numpy argument); the prefetched batches' copies to the device are what it allows. Enforced by
+    the runtime on GPUs and TPUs (on the CPU, whose arrays already live in host memory, device -> host reads are
+    not checked; ``tests/test_accelerator.py`` checks them there)."""
+    with jax.transfer_guard_device_to_host("disallow_explicit"), jax.transfer_guard_device_to_device("disallow"):
         yield
 
 
@@ -726,7 +725,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             for action in actions:
                 action.before_step(step)
             with no_host_transfers():  # metrics stay on the device until the log step fetches them
-                state, metrics = steps.train(state, next(batches))
+                batch = next(batches)  # on the device already (prefetched)
+                with jax.transfer_guard_host_to_device("disallow"):
+                    state, metrics = steps.train(state, batch)
             step += 1
             logger.add(step, metrics)
             bar.update(1)
