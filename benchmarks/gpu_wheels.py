@@ -6,7 +6,7 @@ travels with the working tree as wheels:
 
   # 1. here, with the registry (this environment's versions, the ones the tests ran with):
   python benchmarks/gpu_wheels.py download                 # -> .whl/ (CPython 3.12, manylinux x86_64)
-  python benchmarks/gpu_wheels.py download --python 3.11 --platform manylinux_2_28_aarch64
+  python benchmarks/gpu_wheels.py download --python 3.11,3.12,3.13       # when its version is not known
   # 2. there, offline (its own python3; only the standard library is needed):
   python3 benchmarks/gpu_wheels.py install                 # -> .whl/site, only what that python lacks
   PYTHONPATH=$PWD:$PWD/.whl/site python3 benchmarks/accelerator_check.py
@@ -45,19 +45,19 @@ def _pinned(name: str) -> str:
         return name
 
 
-def download(dest: str, python: str, platforms: list[str]) -> int:
+def download(dest: str, pythons: list[str], platforms: list[str]) -> int:
     os.makedirs(dest, exist_ok=True)
-    major_minor = python.replace(".", "")
-    base = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest", dest,
-            "--python-version", python, "--implementation", "cp", "--abi", f"cp{major_minor}", "--abi", "abi3",
-            "--abi", "none"]
-    for platform in platforms:
-        base += ["--platform", platform]
     failed = []
-    for name in NEEDED + SPARE:
-        spec = _pinned(name)
-        if subprocess.run(base + [spec]).returncode:
-            failed.append(spec)
+    for python in pythons:
+        base = [sys.executable, "-m", "pip", "download", "--quiet", "--no-deps", "--only-binary=:all:", "--dest",
+                dest, "--python-version", python, "--implementation", "cp", "--abi", f"cp{python.replace('.', '')}",
+                "--abi", "abi3", "--abi", "none"]
+        for platform in platforms:
+            base += ["--platform", platform]
+        for name in NEEDED + SPARE:
+            spec = _pinned(name)
+            if subprocess.run(base + [spec]).returncode:
+                failed.append(f"{spec} (python {python})")
     wheels = sorted(glob.glob(os.path.join(dest, "*.whl")))
     total = sum(os.path.getsize(w) for w in wheels) / 2**20
     print(f"{len(wheels)} wheels, {total:.1f} MiB in {dest}" + (f"; not found: {', '.join(failed)}" if failed else ""))
@@ -121,7 +121,8 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
     d = sub.add_parser("download", help="download the wheels (needs the registry)")
-    d.add_argument("--python", default="3.12", help="the target machine's CPython version")
+    d.add_argument("--python", default="3.12",
+                   help="the target machine's CPython version, or several: 3.11,3.12,3.13 (about 13 MiB each)")
     d.add_argument("--platform", action="append", default=None,
                    help="wheel platform tags (repeatable; default manylinux x86_64: manylinux2014, _2_17, _2_28)")
     d.add_argument("--dest", default=os.path.join(ROOT, ".whl"))
@@ -130,7 +131,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.command == "download":
         platforms = args.platform or ["manylinux2014_x86_64", "manylinux_2_17_x86_64", "manylinux_2_28_x86_64"]
-        return download(args.dest, args.python, platforms)
+        return download(args.dest, [v.strip() for v in args.python.split(",") if v.strip()], platforms)
     return install(args.dest)
 
 
