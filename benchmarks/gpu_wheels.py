@@ -29,6 +29,7 @@ import os
 import subprocess
 import sys
 import zipfile
+from importlib.machinery import PathFinder
 
 NEEDED = ("grain", "array_record", "cloudpickle", "portpicker", "ml_collections", "simplejpeg", "tensorboardX",
           "tqdm")
@@ -107,9 +108,8 @@ def install(dest: str) -> int:
                 z.extractall(site)
     for wheel in todo:
         print(f"  installed {os.path.basename(wheel)}")
-    sys.path.insert(0, site)  # every needed module importable now (their import names are their names)
-    importlib.invalidate_caches()
-    missing = [n for n in NEEDED if importlib.util.find_spec(n) is None]
+    # Every needed module importable now, from this python or from DEST/site (import names = distribution names).
+    missing = [n for n in NEEDED if importlib.util.find_spec(n) is None and PathFinder.find_spec(n, [site]) is None]
     if missing:
         print(f"gpu_wheels: error: still missing {', '.join(missing)}", file=sys.stderr)
         return 1

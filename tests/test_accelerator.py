@@ -2,10 +2,12 @@
 bf16 training that tracks f32, the persistent compilation cache, and ``benchmarks/accelerator_check.py --smoke``
 (the GPU check's own code, on the CPU at tiny settings)."""
 
+import importlib.util
 import os
 import re
 import subprocess
 import sys
+import zipfile
 
 import jax
 import jax.numpy as jnp
@@ -158,3 +160,28 @@ def test_accelerator_check_smoke(tmp_path):
     assert re.match(r"[0-9.]+ img/s", rows["images/s"]) and re.match(r"[0-9.]+%", rows["device idle fraction"])
     assert re.match(r"[0-9.]+ img/s per core", rows["host pipeline"])
     assert os.listdir(cache)  # the persistent compilation cache was on, in the directory asked for
+
+
+def test_gpu_wheels_install_takes_only_what_the_python_lacks(tmp_path, capsys):
+    """``benchmarks/gpu_wheels.py install`` (offline, on the accelerator machine) installs a wheel whose
+    distribution this python lacks into DEST/site, keeps the python's own install of one it has, and skips a
+    binary wheel built for another python."""
+    spec = importlib.util.spec_from_file_location("gpu_wheels", os.path.join(ROOT, "benchmarks", "gpu_wheels.py"))
+    gpu_wheels = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_wheels)
+
+    def wheel(name: str, tag: str = "py3-none-any") -> None:
+        with zipfile.ZipFile(tmp_path / f"{name}-0.1-{tag}.whl", "w") as z:
+            z.writestr(f"{name}.py", "VALUE = 1\n")
+            z.writestr(f"{name}-0.1.dist-info/METADATA", f"Metadata-Version: 2.1\nName: {name}\nVersion: 0.1\n")
+            z.writestr(f"{name}-0.1.dist-info/WHEEL", f"Wheel-Version: 1.0\nRoot-Is-Purelib: true\nTag: {tag}\n")
+            z.writestr(f"{name}-0.1.dist-info/RECORD", "")
+
+    wheel("yolojax_absent_dist")
+    wheel("tqdm")  # this python has tqdm: its own stays
+    wheel("yolojax_other_python", "cp27-cp27mu-manylinux1_x86_64")
+    assert gpu_wheels.main(["install", "--dest", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    installed = sorted(set(os.listdir(tmp_path / "site")) - {"__pycache__"})
+    assert installed == ["yolojax_absent_dist-0.1.dist-info", "yolojax_absent_dist.py"]
+    assert "have tqdm" in out and "skip yolojax_other_python" in out
