@@ -407,7 +407,11 @@ def main(argv: list[str] | None = None) -> int:
     devkit, kb = write_devkit(workdir, s["num_train"], s["num_eval"], s["image_wh"], processes=cores)
     print(f"devkit: {s['num_train']} + {s['num_eval']} JPEGs of {s['image_wh'][0]}x{s['image_wh'][1]} (mean "
           f"{kb:.0f} KB) in {devkit}, {time.time() - t0:.1f}s", flush=True)
-    cache = train.enable_compilation_cache(args.compilation_cache_dir)  # before anything compiles
+    try:
+        cache = train.enable_compilation_cache(args.compilation_cache_dir)  # before anything compiles
+    except OSError as e:  # an unwritable home: measure without the cache rather than not at all
+        print(f"compilation cache off: {e}", flush=True)
+        cache = args.compilation_cache_dir = ""
     device = jax.devices()[0]
     peak, peak_src = throughput.peak_flops(device, args.dtype)
     print(f"device: {device.platform} / {device.device_kind} x{jax.device_count()}, {cores} host cores; "
@@ -423,12 +427,14 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # one part failing leaves the others' figures
             traceback.print_exc()
             failed.append(name)
-            rows.append((name.split()[0], f"{name}: FAILED", f"{type(e).__name__}: {str(e).splitlines()[0][:200]}"))
+            first_line = (str(e).splitlines() or [""])[0][:200]
+            rows.append((name.split()[0], f"{name}: FAILED", f"{type(e).__name__}: {first_line}"))
         print(f"== {name}: {time.time() - start:.1f}s", flush=True)
 
     part("b training loop", lambda: info.update(run_training(c, os.path.join(workdir, "run"), s, rows, peak,
                                                               peak_src)))
     part("d memory", lambda: rows.append(peak_memory_row()))
+
     def over_budget() -> bool:
         return bool(args.budget_s) and time.time() - t0 > args.budget_s
 
