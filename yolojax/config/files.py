@@ -3,6 +3,9 @@
 
 ``get_config(path)`` is the same loader for a ``config.json`` in the shape ml_collections' config-file flag
 expects, so every ``--config`` flag takes one (``yolojax.cli`` points the flag here). Imports only ml_collections.
+
+:func:`read_text` is the one way a text file of the user's (a label file, an image list, a result file, a
+dataset JSON) is read: its error for a file that is not UTF-8 names the file, the line and the byte.
 """
 from __future__ import annotations
 
@@ -14,17 +17,27 @@ from typing import Any
 import ml_collections
 
 
+def read_text(path: str | os.PathLike, error: type[Exception] = ValueError) -> str:
+    """The contents of the UTF-8 text file ``path``. A file that is not UTF-8 raises ``error`` (a ValueError
+    subclass) naming the file, the line and the offending byte, instead of a UnicodeDecodeError naming none."""
+    with open(path, "rb") as f:
+        data = f.read()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data[:e.start].count(b"\n") + 1
+        raise error(f"{os.fspath(path)}:{line}: not UTF-8 text (byte 0x{data[e.start]:02x} at offset {e.start}: "
+                    f"{e.reason}); save the file as UTF-8") from None
+
+
 def get_config(path: str) -> ml_collections.ConfigDict:
     """The locked ConfigDict saved in ``path`` (a ``config.json``); ValueError naming the file if it is not JSON."""
     if not os.path.isfile(path):
         raise FileNotFoundError(f"config not found: {path}")
-    with open(path) as f:
-        try:
-            values = json.load(f)
-        except json.JSONDecodeError as e:
-            raise ValueError(f"{path}: not a valid config.json ({e})") from None
-        except UnicodeDecodeError as e:
-            raise ValueError(f"{path}: not a valid config.json (not UTF-8 text: {e.reason})") from None
+    try:
+        values = json.loads(read_text(path))
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{path}: not a valid config.json ({e})") from None
     if not isinstance(values, dict):
         raise ValueError(f"{path}: not a valid config.json (expected an object, got {type(values).__name__})")
     config = ml_collections.ConfigDict(_tuples(values))

@@ -32,10 +32,11 @@ from yolojax.data import formats, pipeline, sources, voc
 from yolojax.data.formats import DatasetError
 
 FATAL_KINDS = ("malformed annotation", "unknown class", "inverted box", "missing size", "missing annotation",
-               "missing image", "unreadable image")
-FIXABLE_KINDS = ("box clipped", "zero-area box dropped", "no objects", "duplicate box")
+               "missing image", "unreadable image", "size mismatch", "duplicate image", "no images",
+               "no usable boxes")
+FIXABLE_KINDS = ("box clipped", "zero-area box dropped", "no objects", "duplicate box", "too many objects")
 KINDS = FATAL_KINDS + FIXABLE_KINDS
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 HEADER_BYTES = 1 << 18  # read at most this much of an image for its header (EXIF may take 64 KiB)
 
 
@@ -51,6 +52,7 @@ class DataReport:
       split: the split name.
       source: what was checked, e.g. "voc /data/mine" or "tfds (nothing on disk to check)".
       num_images: images listed in the split (0 when nothing was checked).
+      num_boxes: the usable boxes of the split (after clipping and dropping those without area).
       problems: kind -> ["<file>[:line]: <problem>", ...], one line per file, in list order.
       files: kind -> the file each line names (same order), to count the bad files.
       note: set when there is nothing on disk to check (tfds, synthetic).
@@ -60,6 +62,7 @@ class DataReport:
     split: str
     source: str
     num_images: int = 0
+    num_boxes: int = 0
     problems: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     files: dict[str, list[str]] = dataclasses.field(default_factory=dict)
     note: str = ""
@@ -141,8 +144,19 @@ def _yolo_kind(message: str) -> str:
     return "unknown class" if "out of range" in message else "malformed annotation"
 
 
-def _check_boxes(report: DataReport, where: str, boxes: Any, classes: Any) -> None:
-    """The fixable problems of one image's normalized xyxy boxes [N, 4] / classes [N] (``formats.box_fixes``)."""
+@dataclasses.dataclass(frozen=True)
+class _Limits:
+    """What training does with the objects of the split being checked: keeps the first ``max_boxes`` of an
+    image (None: not the training split, nothing dropped), after dropping difficult ones (``drop_difficult``)."""
+
+    max_boxes: int | None = None
+    drop_difficult: bool = True
+
+
+def _check_boxes(report: DataReport, where: str, boxes: Any, classes: Any, limits: _Limits,
+                 difficult: Any = None) -> None:
+    """The fixable problems of one image's normalized xyxy boxes [N, 4] / classes [N] (``formats.box_fixes``),
+    and the objects beyond ``max_boxes`` that training drops."""
     clipped, n_clipped, keep = formats.box_fixes(boxes)
     classes = np.asarray(classes).reshape(-1)
     if n_clipped:
@@ -151,33 +165,56 @@ def _check_boxes(report: DataReport, where: str, boxes: Any, classes: Any) -> No
         report.add("zero-area box dropped", where, f"{where}: {int((~keep).sum())} box(es) without area "
                    "(after clipping), dropped")
     kept = np.concatenate([classes[keep, None].astype(np.float64), clipped[keep].astype(np.float64)], 1)
+    report.num_boxes += len(kept)
     if not len(kept):
         report.add("no objects", where, f"{where}: no objects")
         return
     n_dup = len(kept) - len(np.unique(kept, axis=0))
     if n_dup:
         report.add("duplicate box", where, f"{where}: {n_dup} duplicate box(es) (same class and coordinates)")
+    hard = np.zeros(len(keep), bool) if difficult is None else np.asarray(difficult, bool).reshape(-1)
+    trained = int((keep & ~hard).sum()) if limits.drop_difficult else len(kept)
+    if limits.max_boxes is not None and trained > limits.max_boxes:
+        report.add("too many objects", where, f"{where}: {trained} objects, training keeps the first "
+                   f"data.max_boxes={limits.max_boxes} and drops {trained - limits.max_boxes} (evaluation counts "
+                   "them all)")
 
 
-def _check_image(report: DataReport, path: str, where: str, deps: "_Deps") -> None:
-    """Fatal problems of one listed image: missing, or a header that does not decode (no full decode)."""
+def _check_size(report: DataReport, where: str, annotated: tuple[float, float],
+                actual: tuple[int, int] | None) -> None:
+    """A "size mismatch" when the annotation's image size (which normalizes its boxes) is not the image's."""
+    if actual is not None and (float(annotated[0]), float(annotated[1])) != (float(actual[0]), float(actual[1])):
+        report.add("size mismatch", where, f"{where}: annotated size {annotated[0]:g}x{annotated[1]:g} (width x "
+                   f"height) but the image is {actual[0]}x{actual[1]}: the boxes would land in the wrong place")
+
+
+def _check_ids(report: DataReport, image_ids: Sequence[str], image_paths: Sequence[str], where: str) -> None:
+    """A "duplicate image" for each image id the split lists again (``formats.repeated_ids``)."""
+    for image_id, first, again in formats.repeated_ids(image_ids, image_paths):
+        report.add("duplicate image", again, f"{where}: image id {image_id!r} listed twice ({first} and {again})")
+
+
+def _check_image(report: DataReport, path: str, where: str, deps: "_Deps") -> tuple[int, int] | None:
+    """Fatal problems of one listed image: missing, or a header that does not decode (no full decode). Returns
+    its (width, height) as decoded, or None."""
 
     if not deps.isfile(path):
         report.add("missing image", path, f"{path}: listed image not found ({where})")
-        return
+        return None
     with open(path, "rb") as f:
         head = f.read(HEADER_BYTES)
         try:
-            pipeline.encoded_image_size(head, path)
+            return pipeline.encoded_image_size(head, path)
         except sources.CorruptImageError as e:
             rest = f.read()  # a header longer than HEADER_BYTES (large EXIF / ICC): try the whole file
             if not rest:
                 report.add("unreadable image", path, str(e))
-                return
+                return None
             try:
-                pipeline.encoded_image_size(head + rest, path)
+                return pipeline.encoded_image_size(head + rest, path)
             except sources.CorruptImageError as e2:
                 report.add("unreadable image", path, str(e2))
+                return None
 
 
 class _Deps:
@@ -207,8 +244,10 @@ class _Deps:
 
 # ------------------------------------------------------------------------------------------ formats
 def _check_voc_items(report: DataReport, items: Iterable[tuple[str, str, str]], class_names, deps: _Deps,
-                     legacy: bool) -> None:
+                     legacy: bool, limits: _Limits) -> None:
     """VOC annotations [(xml, image id, where listed)]: parsed with ``voc.parse_annotation``."""
+    items = list(items)
+    _check_ids(report, [image_id for _, image_id, _ in items], [where for _, _, where in items], "VOC image set")
     for xml, image_id, where in items:
         report.num_images += 1
         if not deps.isfile(xml):
@@ -224,9 +263,10 @@ def _check_voc_items(report: DataReport, items: Iterable[tuple[str, str, str]], 
         else:
             candidates = formats.voc_image_candidates(xml, image_id, ann["filename"])
             image = next((c for c in candidates if deps.isfile(c)), candidates[1])
-        _check_image(report, image, xml, deps)
+        size = _check_image(report, image, xml, deps)
+        _check_size(report, xml, (ann["width"], ann["height"]), size)
         _check_boxes(report, xml, formats.voc_boxes_to_normalized(ann["boxes_px"], ann["width"], ann["height"]),
-                     ann["classes"])
+                     ann["classes"], limits, ann["difficult"])
 
 
 def _legacy_voc_items(devkit: str, split: str, deps: _Deps) -> list[tuple[str, str, str]]:
@@ -249,11 +289,14 @@ def _voc_format_items(root: str, split: str, deps: _Deps) -> list[tuple[str, str
     return formats._voc_items(root, split)
 
 
-def _check_yolo(report: DataReport, root: str, split: str, num_classes: int | None, deps: _Deps) -> None:
+def _check_yolo(report: DataReport, root: str, split: str, num_classes: int | None, deps: _Deps,
+                limits: _Limits) -> None:
     entries, _ = formats._yolo_split_spec(root, split)
     for path, where in entries:
         if ":" in where and os.path.isfile(where.rsplit(":", 1)[0]):
             deps.stat(where.rsplit(":", 1)[0])  # the image list file
+    paths = [image for image, _ in entries]
+    _check_ids(report, formats._unique_ids(paths), paths, f"YOLO split {split!r}")
     for image, where in entries:
         report.num_images += 1
         _check_image(report, image, where, deps)
@@ -267,10 +310,11 @@ def _check_yolo(report: DataReport, root: str, split: str, num_classes: int | No
         except (DatasetError, ValueError) as e:
             report.add(_yolo_kind(str(e)), label, str(e))
             continue
-        _check_boxes(report, label, boxes, classes)
+        _check_boxes(report, label, boxes, classes, limits)
 
 
-def _check_coco(report: DataReport, root: str, split: str, class_names: Sequence[str], deps: _Deps) -> None:
+def _check_coco(report: DataReport, root: str, split: str, class_names: Sequence[str], deps: _Deps,
+                limits: _Limits) -> None:
     path, folders = formats.coco_paths(root, split)
     deps.stat(path)
     for d in folders:
@@ -280,43 +324,50 @@ def _check_coco(report: DataReport, root: str, split: str, class_names: Sequence
     except DatasetError as e:
         report.add("malformed annotation", path, str(e))
         return
-    index = {n: i for i, n in enumerate(class_names)}
-    cat_class = {}
-    for k, c in enumerate(data["categories"]):
-        try:
-            cat_class[c["id"]] = formats.coco_category_class(path, k, c, index)
-        except DatasetError as e:
-            report.add("unknown class", f"{path}: categories[{k}]", str(e))
-        except (KeyError, TypeError):
-            report.add("malformed annotation", f"{path}: categories[{k}]", f"{path}: categories[{k}]: needs id")
-    images = {}
-    for k, im in enumerate(data["images"]):
-        try:
-            images[im["id"]] = (*formats.coco_image_entry(path, k, im), [])
-        except (DatasetError, TypeError) as e:
-            report.add("malformed annotation", f"{path}: images[{k}]", str(e))
-    cat_ids = {c.get("id") for c in data["categories"] if isinstance(c, dict)}
+    categories, problems = formats.coco_categories(path, data, None if class_names is None else
+                                                   {n: i for i, n in enumerate(class_names)})
+    images, image_problems = formats.coco_images(path, data)
+    for kind, entry, error in problems + image_problems:
+        report.add(kind, entry, str(error))
+    # Categories that failed above count once there, not again for each of their objects.
+    cat_ids = {c.get("id") for c in data["categories"]}
+    cat_class = {cid: i for i, cid in enumerate(categories)}
+    objects: dict = {iid: [] for iid in images}
     for k, a in enumerate(data["annotations"]):
         entry = f"{path}: annotations[{k}]"
         try:
-            # Categories that failed above count once there, not again for each of their objects.
             bbox = formats.coco_object(path, k, a, images, {i: None for i in cat_ids})
         except DatasetError as e:
+            if a.get("image_id") not in images and any(a.get("image_id") == formats._coco_id(im)
+                                                       for im in data["images"]):
+                continue  # an image already reported above (a bad entry): not again for each of its objects
             report.add("unknown class" if "category_id" in str(e) else "malformed annotation", entry, str(e))
             continue
-        except (AttributeError, TypeError):
-            report.add("malformed annotation", entry, f"{entry}: not an object")
-            continue
         if a["category_id"] in cat_class:
-            images[a["image_id"]][3].append((bbox, cat_class[a["category_id"]]))
-    folder = formats.coco_image_folder(data, folders)
-    for k, (file_name, w, h, objs) in enumerate(images.values()):
+            objects[a["image_id"]].append((bbox, cat_class[a["category_id"]], bool(a.get("iscrowd", 0))))
+    folder = formats.coco_image_folder(images, folders)
+    for k, (iid, (file_name, w, h)) in enumerate(images.items()):
         report.num_images += 1
         image = os.path.join(folder, file_name)
-        _check_image(report, image, f"{path}: images[{k}]", deps)
-        b = np.asarray([o[0] for o in objs], np.float64).reshape(-1, 4)
-        xyxy = np.stack([b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]], -1) / [w, h, w, h]
-        _check_boxes(report, f"{path}: {file_name}", xyxy, [o[1] for o in objs])
+        size = _check_image(report, image, f"{path}: images[{k}]", deps)
+        _check_size(report, f"{path}: {file_name}", (w, h), size)
+        objs = objects[iid]
+        _check_boxes(report, f"{path}: {file_name}", formats.coco_xyxy([o[0] for o in objs], w, h),
+                     [o[1] for o in objs], limits, [o[2] for o in objs])
+    _check_ids(report, list(images), [os.path.join(folder, f) for f, _, _ in images.values()], path)
+
+
+def _check_split(report: DataReport, root: str) -> None:
+    """What makes a whole split useless: it lists no image, or none of its images has a usable box (YOLO labels
+    written in pixels, a missing labels/ folder, empty label files): training would learn nothing and
+    evaluation would score NaN."""
+    what = f"split {report.split!r} ({report.source})"
+    if not report.num_images:
+        report.add("no images", root, f"{what}: lists no images")
+    elif not report.num_boxes and not report.fatal:
+        hint = ", ".join(f"{n} {k}" for k, n in report.counts.items()) or "no annotations"
+        report.add("no usable boxes", root, f"{what}: none of its {report.num_images} images has a usable box "
+                   f"({hint}); YOLO labels must be normalized to [0, 1]")
 
 
 # ------------------------------------------------------------------------------------------ entry points
@@ -393,8 +444,12 @@ def check_dataset(data_cfg: Mapping[str, Any], split: str, *, cache_dir: str | N
         return DataReport(split, kind, note=f"nothing on disk to check ({what})")
     if not root:
         raise DatasetError(f"data.{'root' if kind.startswith('files') else kind} is empty: nothing to check")
+    training = split == data_cfg.get("train_split")
+    limits = _Limits(int(data_cfg.get("max_boxes", 64)) if training else None,
+                     bool(data_cfg.get("drop_difficult", True)))
     key = hashlib.sha256(json.dumps([CACHE_VERSION, kind, os.path.abspath(root), os.getcwd(), split,
-                                     None if names is None else list(names)]).encode()).hexdigest()[:32]
+                                     None if names is None else list(names), dataclasses.astuple(limits)]
+                                    ).encode()).hexdigest()[:32]
     cache_dir = cache_dir or _default_cache_dir(root)
     cache_file = os.path.join(cache_dir, f"{key}.json")
     if use_cache and os.path.isfile(cache_file):
@@ -408,18 +463,19 @@ def check_dataset(data_cfg: Mapping[str, Any], split: str, *, cache_dir: str | N
     deps = _Deps()
     report = DataReport(split, f"{kind.removeprefix('files:')} {root}")
     if kind == "files:voc":
-        _check_voc_items(report, _voc_format_items(root, split, deps), names, deps, legacy=False)
+        _check_voc_items(report, _voc_format_items(root, split, deps), names, deps, legacy=False, limits=limits)
     elif kind == "files:yolo":
         deps.stat(root)
         deps.tree(root if os.path.isdir(root) else os.path.dirname(os.path.abspath(root)))
-        _check_yolo(report, root, split, None if names is None else len(names), deps)
+        _check_yolo(report, root, split, None if names is None else len(names), deps, limits)
     elif kind == "files:coco":
         deps.tree(root)
-        _check_coco(report, root, split, names, deps)
+        _check_coco(report, root, split, names, deps, limits)
     else:
 
         devkit = root if kind == "voc_dir" else sources.extract_tarballs(root, data_cfg["extract_dir"] or None)
-        _check_voc_items(report, _legacy_voc_items(devkit, split, deps), names, deps, legacy=True)
+        _check_voc_items(report, _legacy_voc_items(devkit, split, deps), names, deps, legacy=True, limits=limits)
+    _check_split(report, root)
     try:
         os.makedirs(cache_dir, exist_ok=True)
         tmp = f"{cache_file}.{os.getpid()}.tmp"

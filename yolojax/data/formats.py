@@ -17,8 +17,8 @@ files written by ``yolojax.data.synthetic`` from one dataset give the same examp
 Bad input: boxes reaching outside the image are clipped to it and boxes left with no area dropped, with a
 count per file (``DATA_WARNINGS``); an image without a YOLO label file is an image without objects (one
 warning with the count). A class index out of range, a malformed label line, a listed image that does not
-exist or an unknown class name is a ``DatasetError`` (a ValueError) whose one-line message names the file and
-line (or the JSON entry).
+exist, an unknown class name, an image listed twice (or two COCO images with one id), or a text file that is not
+UTF-8 is a ``DatasetError`` (a ValueError) whose one-line message names the file and line (or the JSON entry).
 """
 from __future__ import annotations
 
@@ -31,6 +31,7 @@ import numpy as np
 import yaml
 from absl import logging
 
+from yolojax.config import files as config_files
 from yolojax.data import voc
 from yolojax.ops import boxes as box_lib
 
@@ -114,11 +115,15 @@ def read_names_file(path: str) -> tuple[str, ...]:
     """A darknet ``.names`` file: one class name per line (surrounding blanks stripped, blank lines skipped)."""
     if not os.path.isfile(path):
         raise DatasetError(f"class names file not found: {path}")
-    with open(path, encoding="utf-8") as f:
-        names = tuple(line.strip() for line in f if line.strip())
+    names = tuple(line.strip() for line in _read_text(path).splitlines() if line.strip())
     if not names:
         raise DatasetError(f"{path}: no class names in the file")
     return _check_unique(names, path)
+
+
+def _read_text(path: str) -> str:
+    """A text file of the dataset (``config_files.read_text``): a DatasetError naming the file if not UTF-8."""
+    return config_files.read_text(path, DatasetError)
 
 
 def _check_unique(names: Sequence[str], where: str) -> tuple[str, ...]:
@@ -153,15 +158,14 @@ def _read_list_file(path: str) -> list[tuple[str, str]]:
     """
     base = os.path.dirname(os.path.abspath(path))
     out = []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            entry = line.strip()
-            if not entry or entry.startswith("#"):
-                continue
-            resolved = entry if os.path.isabs(entry) else os.path.normpath(os.path.join(base, entry))
-            if not os.path.isabs(entry) and not os.path.exists(resolved) and os.path.exists(entry):
-                resolved = os.path.abspath(entry)
-            out.append((resolved, f"{path}:{line_no}"))
+    for line_no, line in enumerate(_read_text(path).splitlines(), start=1):
+        entry = line.strip()
+        if not entry or entry.startswith("#"):
+            continue
+        resolved = entry if os.path.isabs(entry) else os.path.normpath(os.path.join(base, entry))
+        if not os.path.isabs(entry) and not os.path.exists(resolved) and os.path.exists(entry):
+            resolved = os.path.abspath(entry)
+        out.append((resolved, f"{path}:{line_no}"))
     return out
 
 
@@ -189,6 +193,19 @@ def _unique_ids(paths: Sequence[str]) -> list[str]:
     return [os.path.splitext(os.path.relpath(os.path.abspath(p), common))[0].replace(os.sep, "/") for p in paths]
 
 
+def repeated_ids(image_ids: Sequence[str], image_paths: Sequence[str]) -> list[tuple[str, str, str]]:
+    """(id, first image, repeated image) for each image id of a split that an earlier image already has: a split
+    lists one image twice (training would weigh it double and evaluation would merge the two)."""
+    first: dict[str, str] = {}
+    out = []
+    for i, p in zip(image_ids, image_paths):
+        if i in first:
+            out.append((i, first[i], p))
+        else:
+            first[i] = p
+    return out
+
+
 class FileSource:
     """Random-access records of a dataset on disk: annotations parsed up front, images read per access.
 
@@ -200,12 +217,8 @@ class FileSource:
     """
 
     def __init__(self, image_paths: Sequence[str], annotations: Sequence[Record], image_ids: Sequence[str]):
-        if len(set(image_ids)) != len(image_ids):
-            seen: dict[str, str] = {}
-            for i, p in zip(image_ids, image_paths):
-                if i in seen:
-                    raise DatasetError(f"image id {i!r} appears twice in the split: {seen[i]} and {p}")
-                seen[i] = p
+        for i, first, again in repeated_ids(image_ids, image_paths)[:1]:
+            raise DatasetError(f"image id {i!r} appears twice in the split: {first} and {again}")
         self.image_paths, self.annotations, self.ids = list(image_paths), list(annotations), list(image_ids)
 
     def __len__(self) -> int:
@@ -271,12 +284,11 @@ def _voc_items(root: str, split: str) -> list[tuple[str, str, str]]:
     items = []
     for voc_dir, image_set in voc_split_dirs(root, split):
         list_path = os.path.join(voc_dir, "ImageSets", "Main", f"{image_set}.txt")
-        with open(list_path, encoding="utf-8") as f:
-            for line_no, line in enumerate(f, start=1):
-                fields = line.split()
-                if fields:
-                    items.append((os.path.join(voc_dir, "Annotations", f"{fields[0]}.xml"), fields[0],
-                                  f"{list_path}:{line_no}"))
+        for line_no, line in enumerate(_read_text(list_path).splitlines(), start=1):
+            fields = line.split()
+            if fields:
+                items.append((os.path.join(voc_dir, "Annotations", f"{fields[0]}.xml"), fields[0],
+                              f"{list_path}:{line_no}"))
     return items
 
 
@@ -336,8 +348,7 @@ _SPLIT_ALIASES = {"val": ("val", "valid", "validation"), "valid": ("valid", "val
 def _load_yaml(path: str) -> dict:
 
     try:
-        with open(path, encoding="utf-8") as f:
-            out = yaml.safe_load(f)
+        out = yaml.safe_load(_read_text(path))
     except yaml.YAMLError as e:
         raise DatasetError(f"{path}: not valid YAML: {str(e).splitlines()[0]}") from None
     if not isinstance(out, dict):
@@ -348,15 +359,14 @@ def _load_yaml(path: str) -> dict:
 def read_darknet_data(path: str) -> dict[str, str]:
     """A darknet ``.data`` file (``key = value`` lines: classes, train, valid, names, backup)."""
     out = {}
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            line = line.strip()
-            if not line or line.startswith("#"):
-                continue
-            key, sep, value = line.partition("=")
-            if not sep:
-                raise DatasetError(f"{path}:{line_no}: expected 'key = value', got {line!r}")
-            out[key.strip()] = value.strip()
+    for line_no, line in enumerate(_read_text(path).splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.partition("=")
+        if not sep:
+            raise DatasetError(f"{path}:{line_no}: expected 'key = value', got {line!r}")
+        out[key.strip()] = value.strip()
     return out
 
 
@@ -452,29 +462,28 @@ def parse_yolo_label(path: str, num_classes: int | None) -> tuple[np.ndarray, np
     >= ``num_classes`` is a DatasetError naming the file and line.
     """
     boxes, classes = [], []
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            where = f"{path}:{line_no}"
-            if len(fields) != 5:
-                raise DatasetError(f"{where}: malformed label line (expected 'class cx cy w h', got "
-                                   f"{len(fields)} fields): {line.strip()!r}")
-            try:
-                c = int(fields[0])
-                cx, cy, w, h = (float(v) for v in fields[1:])
-            except ValueError:
-                raise DatasetError(f"{where}: malformed label line (expected an integer class and 4 numbers): "
-                                   f"{line.strip()!r}") from None
-            if not np.isfinite([cx, cy, w, h]).all() or w < 0 or h < 0:
-                raise DatasetError(f"{where}: malformed label line (sizes must be finite and >= 0): "
-                                   f"{line.strip()!r}")
-            if c < 0 or (num_classes is not None and c >= num_classes):
-                raise DatasetError(f"{where}: class index {c} out of range: the dataset has {num_classes} "
-                                   f"classes (0..{(num_classes or 0) - 1})")
-            boxes.append((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
-            classes.append(c)
+    for line_no, line in enumerate(_read_text(path).splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        where = f"{path}:{line_no}"
+        if len(fields) != 5:
+            raise DatasetError(f"{where}: malformed label line (expected 'class cx cy w h', got "
+                               f"{len(fields)} fields): {line.strip()!r}")
+        try:
+            c = int(fields[0])
+            cx, cy, w, h = (float(v) for v in fields[1:])
+        except ValueError:
+            raise DatasetError(f"{where}: malformed label line (expected an integer class and 4 numbers): "
+                               f"{line.strip()!r}") from None
+        if not np.isfinite([cx, cy, w, h]).all() or w < 0 or h < 0:
+            raise DatasetError(f"{where}: malformed label line (sizes must be finite and >= 0): "
+                               f"{line.strip()!r}")
+        if c < 0 or (num_classes is not None and c >= num_classes):
+            raise DatasetError(f"{where}: class index {c} out of range: the dataset has {num_classes} "
+                               f"classes (0..{(num_classes or 0) - 1})")
+        boxes.append((cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2))
+        classes.append(c)
     return np.asarray(boxes, np.float64).reshape(-1, 4), np.asarray(classes, np.int32)
 
 
@@ -538,41 +547,105 @@ def coco_paths(root: str, split: str) -> tuple[str, list[str]]:
     return ann, folders
 
 
+_COCO_FIELDS = {"images": "id, file_name, width, height", "annotations": "image_id, category_id, bbox",
+                "categories": "id, name"}
+
+
 def _load_coco(path: str) -> dict:
+    """A COCO JSON: an object with the lists "images", "annotations" and "categories" of objects; DatasetError
+    naming the file (and the first entry that is not an object) otherwise."""
     try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
+        data = json.loads(_read_text(path))
     except json.JSONDecodeError as e:
         raise DatasetError(f"{path}: not valid JSON: {e}") from None
-    for key in ("images", "annotations", "categories"):
+    if not isinstance(data, dict):
+        raise DatasetError(f"{path}: expected a JSON object with the lists images, annotations and categories")
+    for key, fields in _COCO_FIELDS.items():
         if not isinstance(data.get(key), list):
             raise DatasetError(f"{path}: missing list {key!r}")
+        bad = next((k for k, entry in enumerate(data[key]) if not isinstance(entry, dict)), None)
+        if bad is not None:
+            raise DatasetError(f"{path}: {key}[{bad}] is {data[key][bad]!r}: expected an object with {fields}")
     return data
+
+
+def _coco_id(entry: Mapping) -> Any:
+    """The "id" of a COCO entry if it is a usable key (a number or a string), else None."""
+    value = entry.get("id")
+    return value if isinstance(value, (int, float, str)) and not isinstance(value, bool) else None
+
+
+Problem = tuple[str, str, DatasetError]  # (check kind, entry, error): yolojax.data.check reports them
 
 
 def coco_category_names(root: str, split: str) -> tuple[str, ...]:
     """Category names of a COCO split's JSON, in category-id order."""
     path = coco_paths(root, split)[0]
-    cats = sorted(_load_coco(path)["categories"], key=lambda c: c["id"])
-    return _check_unique([str(c["name"]) for c in cats], f"{path}: categories")
+    categories, problems = coco_categories(path, _load_coco(path), None)
+    for _, _, error in problems[:1]:
+        raise error
+    cats = sorted(categories.values(), key=lambda c: c[0])
+    return _check_unique([name for _, name in cats], f"{path}: categories")
 
 
-def coco_category_class(path: str, k: int, category: Mapping, index: Mapping[str, int]) -> int:
-    """Class index of ``categories[k]`` of the JSON ``path`` (``index``: class name -> index); DatasetError
-    if its name is not a class."""
-    if str(category.get("name")) not in index:
-        raise DatasetError(f"{path}: categories[{k}] (id {category.get('id')}): class name "
-                           f"{category.get('name')!r} is not one of the given class names ({', '.join(index)})")
-    return index[str(category["name"])]
+def coco_categories(path: str, data: Mapping, class_names: Sequence[str] | None
+                    ) -> tuple[dict[Any, tuple[Any, str]], list[Problem]]:
+    """({category id: (id, name)} of the JSON ``path``'s categories, [problems]): a category without an id or a
+    name, an id given twice ("malformed annotation"), a name not in ``class_names`` ("unknown class"; None: any
+    name)."""
+    out: dict[Any, tuple[Any, str]] = {}
+    first: dict[Any, int] = {}
+    problems: list[Problem] = []
+    for k, category in enumerate(data["categories"]):
+        entry = f"{path}: categories[{k}]"
+        cid, name = _coco_id(category), category.get("name")
+        if cid is None or name is None:
+            problems.append(("malformed annotation", entry, DatasetError(
+                f"{entry}: needs an id (a number) and a name, got {category!r}")))
+        elif cid in first:
+            problems.append(("malformed annotation", entry, DatasetError(
+                f"{entry}: id {cid!r} is already the id of categories[{first[cid]}]")))
+        elif class_names is not None and str(name) not in class_names:
+            problems.append(("unknown class", entry, DatasetError(
+                f"{entry} (id {cid}): class name {name!r} is not one of the given class names "
+                f"({', '.join(class_names)})")))
+            first[cid] = k
+        else:
+            first[cid] = k
+            out[cid] = (cid, str(name))
+    return out, problems
 
 
-def coco_image_entry(path: str, k: int, image: Mapping) -> tuple[str, float, float]:
-    """(file_name, width, height) of ``images[k]`` of the JSON ``path``; DatasetError if a field is missing."""
-    try:
-        image["id"]
-        return str(image["file_name"]), float(image["width"]), float(image["height"])
-    except (KeyError, TypeError, ValueError):
-        raise DatasetError(f"{path}: images[{k}]: needs id, file_name, width and height") from None
+def coco_images(path: str, data: Mapping) -> tuple[dict[Any, tuple[str, float, float]], list[Problem]]:
+    """({image id: (file_name, width, height)} of the JSON ``path``'s images, [problems]): a missing field, a
+    width or height that is not a positive number ("malformed annotation"), an id another image already has
+    ("duplicate image": its boxes would land on the other image)."""
+    out: dict[Any, tuple[str, float, float]] = {}
+    first: dict[Any, int] = {}
+    problems: list[Problem] = []
+    for k, image in enumerate(data["images"]):
+        entry = f"{path}: images[{k}]"
+        iid = _coco_id(image)
+        try:
+            file_name, width, height = str(image["file_name"]), float(image["width"]), float(image["height"])
+            if iid is None:
+                raise KeyError("id")
+        except (KeyError, TypeError, ValueError):
+            problems.append(("malformed annotation", entry, DatasetError(
+                f"{entry}: needs id, file_name, width and height, got {image!r}")))
+            continue
+        if not (np.isfinite([width, height]).all() and width > 0 and height > 0):
+            problems.append(("malformed annotation", entry, DatasetError(
+                f"{entry} (id {iid!r}, {file_name}): width and height must be positive, got {image['width']!r} x "
+                f"{image['height']!r}")))
+        elif iid in first:
+            problems.append(("duplicate image", entry, DatasetError(
+                f"{entry} ({file_name}): id {iid!r} is already the id of images[{first[iid]}] "
+                f"({data['images'][first[iid]].get('file_name')}); each image needs its own id")))
+        else:
+            first[iid] = k
+            out[iid] = (file_name, width, height)
+    return out, problems
 
 
 def coco_object(path: str, k: int, ann: Mapping, images: Mapping, cat_class: Mapping) -> list:
@@ -590,10 +663,17 @@ def coco_object(path: str, k: int, ann: Mapping, images: Mapping, cat_class: Map
     return bbox
 
 
-def coco_image_folder(data: Mapping, folders: Sequence[str]) -> str:
-    """The first of ``folders`` (``coco_paths``) holding the JSON's first image, else the first folder."""
-    return next((d for d in folders if data["images"] and os.path.isfile(
-        os.path.join(d, str(data["images"][0]["file_name"])))), folders[0])
+def coco_image_folder(images: Mapping[Any, tuple[str, float, float]], folders: Sequence[str]) -> str:
+    """The first of ``folders`` (``coco_paths``) holding the first image of ``images`` (``coco_images``), else the
+    first folder."""
+    first = next(iter(images.values()), None)
+    return next((d for d in folders if first is not None and os.path.isfile(os.path.join(d, first[0]))), folders[0])
+
+
+def coco_xyxy(objects: Sequence[Sequence[float]], width: float, height: float) -> np.ndarray:
+    """COCO ``bbox`` [x, y, w, h] in continuous pixels -> normalized xyxy float64 [N, 4]."""
+    b = np.asarray(objects, np.float64).reshape(-1, 4)
+    return np.stack([b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]], -1) / [width, height, width, height]
 
 
 def coco_source(root: str, split: str, class_names: Sequence[str]) -> FileSource:
@@ -602,24 +682,23 @@ def coco_source(root: str, split: str, class_names: Sequence[str]) -> FileSource
     path, folders = coco_paths(root, split)
     data = _load_coco(path)
     index = {n: i for i, n in enumerate(class_names)}
-    cat_class = {}
-    for k, c in enumerate(data["categories"]):
-        cat_class[c["id"]] = coco_category_class(path, k, c, index)
-    images = {}
-    for k, im in enumerate(data["images"]):
-        images[im["id"]] = (*coco_image_entry(path, k, im), [])
+    categories, problems = coco_categories(path, data, index)
+    images, image_problems = coco_images(path, data)
+    for _, _, error in (problems + image_problems)[:1]:
+        raise error
+    cat_class = {cid: index[name] for cid, (_, name) in categories.items()}
+    objects: dict[Any, list] = {iid: [] for iid in images}
     for k, a in enumerate(data["annotations"]):
         bbox = coco_object(path, k, a, images, cat_class)
-        images[a["image_id"]][3].append((bbox, cat_class[a["category_id"]], bool(a.get("iscrowd", 0))))
-    folder = coco_image_folder(data, folders)
+        objects[a["image_id"]].append((bbox, cat_class[a["category_id"]], bool(a.get("iscrowd", 0))))
+    folder = coco_image_folder(images, folders)
     paths, anns = [], []
-    for k, (file_name, w, h, objs) in enumerate(images.values()):
+    for k, (iid, (file_name, w, h)) in enumerate(images.items()):
         image = os.path.join(folder, file_name)
         if not os.path.isfile(image):
             raise DatasetError(f"{path}: images[{k}]: listed image not found: {image}")
-        b = np.asarray([o[0] for o in objs], np.float64).reshape(-1, 4)
-        xyxy = np.stack([b[:, 0], b[:, 1], b[:, 0] + b[:, 2], b[:, 1] + b[:, 3]], -1) / [w, h, w, h]
-        rec = _annotation(xyxy, [o[1] for o in objs], [o[2] for o in objs])
+        objs = objects[iid]
+        rec = _annotation(coco_xyxy([o[0] for o in objs], w, h), [o[1] for o in objs], [o[2] for o in objs])
         paths.append(image)
         anns.append(clean_boxes(rec, f"{path}: {file_name}"))
     return FileSource(paths, anns, _unique_ids(paths))
