@@ -24,7 +24,8 @@ Bad input (never a crash inside a worker, never a NaN downstream):
   * image with no objects: a normal example with an all-False mask;
   * box outside the image: clipped (sources.py), boxes left empty dropped; augmentation drops boxes below
     ``min_box_size_px`` or less than ``min_visible_fraction`` visible;
-  * more objects than ``max_boxes``: the first ``max_boxes`` are kept, with a counted warning.
+  * more objects than ``max_boxes`` in training: the first ``max_boxes`` are kept, with a counted warning (the
+    data check lists each such file); evaluation batches hold every object (see ``EvalData``).
 Warnings are counted in ``sources.DATA_WARNINGS`` of the process that saw them (a worker's own log).
 
 Public API:
@@ -457,11 +458,13 @@ class EvalData:
         return sources.decode_record(self.source[index])
 
     def _batch(self, b: int, *, batch_size: int, image_size: int, process_index: int, process_count: int) -> Batch:
-        """Eval batch ``b`` of this process; indices past the end (or undecodable) are padding (index -1)."""
+        """Eval batch ``b`` of this process; indices past the end (or undecodable) are padding (index -1). Its
+        ground truth holds every object of its images: M = the larger of ``data.max_boxes`` and the most objects
+        of one image of the batch (no object is dropped from evaluation)."""
         per_process = -(-len(self) // process_count)
         begin = process_index * per_process
         end = min(begin + per_process, len(self))
-        images, padded, sizes, idx = [], [], [], []
+        images, examples, sizes, idx = [], [], [], []
         for j in range(batch_size):
             i = begin + b * batch_size + j
             ex = None
@@ -472,16 +475,17 @@ class EvalData:
                     sources.warn_count("corrupt_image", f"{e}; evaluated as padding")
             if ex is None:
                 images.append(np.full((image_size, image_size, 3), augment.GRAY, np.uint8))
-                padded.append(pad_objects({"boxes": np.zeros((0, 4)), "classes": np.zeros(0), "difficult":
-                                           np.zeros(0, bool)}, int(self.cfg["max_boxes"]), with_difficult=True))
+                examples.append({"boxes": np.zeros((0, 4)), "classes": np.zeros(0), "difficult": np.zeros(0, bool)})
                 sizes.append((0, 0))
                 idx.append(-1)
                 continue
             sizes.append(ex["image"].shape[:2])
             ex = augment.eval_preprocess(ex, (image_size, image_size), letterbox_eval=bool(self.cfg["eval_letterbox"]))
             images.append(ex["image"])
-            padded.append(pad_objects(ex, int(self.cfg["max_boxes"]), with_difficult=True))
+            examples.append(ex)
             idx.append(i)
+        capacity = max([int(self.cfg["max_boxes"])] + [len(ex["boxes"]) for ex in examples])
+        padded = [pad_objects(ex, capacity, with_difficult=True) for ex in examples]
         batch = {k: np.stack([p[k] for p in padded]) for k in ("boxes", "classes", "mask", "difficult")}
         batch["image"] = stack_images(images)
         batch["orig_size"] = np.asarray(sizes, np.int32).reshape(batch_size, 2)
@@ -515,7 +519,8 @@ def make_eval_batches(data_cfg: Mapping[str, Any], split: str, batch_size: int, 
       normalized xyxy of the network
       input (= of the original image unless eval_letterbox; see augment.input_boxes_to_original),
       "classes": int32 [B, M] (-1 pad), "mask": bool [B, M], "difficult": bool [B, M],
-      "orig_size": int32 [B, 2] (height, width), "index": int32 [B] (-1 for padding)}.
+      "orig_size": int32 [B, 2] (height, width), "index": int32 [B] (-1 for padding)}; M is ``data.max_boxes``, or
+      more in a batch holding an image with more objects (evaluation counts every ground-truth box).
     Each process gets a contiguous share of the split; all processes yield the same number of batches.
     Use ``EvalData(data_cfg, split).image_id(index)`` / ``.example(index)`` for ids and original examples.
     """

@@ -120,23 +120,67 @@ def _jpeg_ok(data: bytes) -> bool:
 
 
 def decode_image(data: bytes, where: str = "image") -> np.ndarray:
-    """Encoded JPEG/PNG bytes -> uint8 [H, W, 3] RGB; raises CorruptImageError if corrupt or truncated.
+    """Encoded image bytes (JPEG, PNG, or another format OpenCV reads: BMP, WebP, TIFF) -> uint8 [H, W, 3] RGB;
+    raises CorruptImageError if corrupt or truncated.
 
-    The one image decoder of training, evaluation and detection. Grayscale, palette, 16-bit and alpha PNGs and
-    CMYK / grayscale JPEGs come out as 8-bit RGB; a JPEG's EXIF orientation is applied (OpenCV's ``imdecode``
-    does both, as PIL's ``ImageOps.exif_transpose(...).convert("RGB")`` would; tests/test_formats.py checks).
-    libjpeg decodes a truncated JPEG into a partly gray image with only a warning, so truncation is detected
-    from the JPEG's marker structure instead (``_jpeg_ok``); bytes after the end-of-image marker are fine.
+    The one image decoder of training, evaluation, detection and the notebook API (``Detector.predict`` of a path
+    or of bytes). Grayscale, palette, 16-bit (``v >> 8``) and alpha (dropped) PNGs and CMYK / grayscale JPEGs
+    come out as 8-bit RGB; a JPEG's EXIF orientation is applied (OpenCV's ``imdecode`` does both;
+    tests/test_formats.py checks against PIL). :func:`rgb8` applies the same rules to arrays. libjpeg decodes a
+    truncated JPEG into a partly gray image with only a warning, so truncation is detected from the JPEG's marker
+    structure instead (``_jpeg_ok``); bytes after the end-of-image marker are fine.
     """
     import cv2  # local: keeps `import yolojax.data.sources` light
 
-    if not data or not _jpeg_ok(data):
+    if not data or (data[:2] == b"\xff\xd8" and not _jpeg_ok(data)):
         raise CorruptImageError(f"{where}: not a complete JPEG/PNG ({len(data)} bytes)")
     rgb = getattr(cv2, "IMREAD_COLOR_RGB", None)  # OpenCV >= 4.10 decodes straight to RGB: one pass less
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR if rgb is None else rgb)
     if img is None or img.ndim != 3 or img.shape[0] == 0 or img.shape[1] == 0:
-        raise CorruptImageError(f"{where}: cannot be decoded")
+        raise CorruptImageError(f"{where}: cannot be decoded as an image ({len(data)} bytes)")
     return img if rgb is not None else cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+
+
+_FLOAT_SLACK = 0.5 / 255  # a float image may overshoot [0, 1] by less than half a level (rounding)
+
+
+def rgb8(image: Any, where: str = "image") -> np.ndarray:
+    """A decoded image array -> uint8 [H, W, 3] RGB by :func:`decode_image`'s rules: [H, W] and [H, W, 1] gray
+    repeated, [H, W, 4] RGBA without its alpha, uint16 as ``v >> 8`` (how a 16-bit PNG decodes), other integers
+    when in [0, 255], float in [0, 1] as ``round(v * 255)``. ValueError naming ``where`` for another shape or
+    dtype, an empty image, a float image outside [0, 1] (e.g. one in [0, 255]: divide it by 255) or non-finite
+    values."""
+    arr = np.asarray(image)
+    shape = arr.shape
+    if arr.ndim == 2:
+        arr = arr[..., None]
+    if arr.ndim != 3 or arr.shape[-1] not in (1, 3, 4):
+        raise ValueError(f"{where}: expected an image [H, W] (gray), [H, W, 3] (RGB) or [H, W, 4] (RGBA), got an "
+                         f"array of shape {shape}")
+    if arr.shape[0] == 0 or arr.shape[1] == 0:
+        raise ValueError(f"{where}: empty image (shape {shape})")
+    if arr.dtype == np.uint16:
+        arr = (arr >> 8).astype(np.uint8)
+    elif np.issubdtype(arr.dtype, np.floating) or (np.issubdtype(arr.dtype, np.integer) and arr.dtype != np.uint8):
+        is_float = np.issubdtype(arr.dtype, np.floating)
+        if is_float and not np.isfinite(arr).all():
+            raise ValueError(f"{where}: the float image holds NaN or inf")
+        lo, hi = float(arr.min()), float(arr.max())
+        top = 1.0 if is_float else 255.0
+        slack = _FLOAT_SLACK if is_float else 0.0
+        if lo < -slack or hi > top + slack:
+            hint = " (an image in [0, 255]: divide it by 255, or pass uint8)" if is_float and hi <= 255.0 else ""
+            raise ValueError(f"{where}: {'a float' if is_float else f'an {arr.dtype}'} image must be in [0, {top:g}], "
+                             f"got values in [{lo:g}, {hi:g}]{hint}")
+        arr = np.clip(np.round(arr * 255.0), 0, 255) if is_float else arr
+        arr = arr.astype(np.uint8)
+    elif arr.dtype != np.uint8:
+        raise ValueError(f"{where}: expected a uint8, uint16, integer or float image, got dtype {arr.dtype}")
+    if arr.shape[-1] == 1:
+        arr = np.repeat(arr, 3, axis=-1)
+    elif arr.shape[-1] == 4:
+        arr = arr[..., :3]
+    return np.ascontiguousarray(arr)
 
 
 def decode_record(record: Record) -> dict[str, Any]:

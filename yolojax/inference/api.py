@@ -37,6 +37,7 @@ from yolojax.inference.detector import (  # noqa: F401  (the notebook API re-exp
     Detector,
     ImageLike,
     as_uint8_image,
+    check_batch_size,
     detections_to_json,
     load_image,
     save_image,
@@ -223,14 +224,18 @@ def load(source: str | os.PathLike, weights: str | os.PathLike | None = None, **
     """``load(workdir_or_checkpoint, weights="auto", config=None)`` or ``load(cfg_path, weights_path,
     class_names=None)``.
 
-    ``weights`` is which weights: for a yolojax workdir or checkpoint one of "auto" (default: EMA when kept),
-    "ema", "raw" (``load_checkpoint``); for a darknet ``.cfg`` its ``.weights`` file (``load_darknet``). A
-    ``.cfg`` source, or any source with another ``weights``, is darknet.
+    ``weights`` is which weights: for a yolojax workdir or checkpoint (a folder) one of "auto" (default: EMA when
+    kept), "ema", "raw" (``load_checkpoint``; another choice is a LoadError naming it); for a darknet ``.cfg`` its
+    ``.weights`` file (``load_darknet``). A ``.cfg`` source, or a file with another ``weights``, is darknet.
     """
 
     if os.fspath(source).endswith((".onnx", ".jaxexport")):
 
         return export.load_exported(source, **kwargs)
+    if os.path.isdir(os.fspath(source)) and weights is not None and weights not in ema_lib.WEIGHTS:
+        raise LoadError(f"weights={weights!r}: {os.fspath(source)} is a yolojax workdir or checkpoint, whose "
+                        f"weights are one of {', '.join(map(repr, ema_lib.WEIGHTS))} (darknet files: load(cfg, "
+                        "weights))")
     if isinstance(weights, str) and weights in ema_lib.WEIGHTS and not os.fspath(source).endswith(".cfg"):
         return load_checkpoint(source, weights=weights, **kwargs)
     if weights is not None or os.fspath(source).endswith(".cfg"):
@@ -256,6 +261,7 @@ def evaluate(detector: Detector, data_cfg: Any, split: str, evaluators: Sequence
     """
 
 
+    check_batch_size(batch_size)
     data_cfg = ml_collections.ConfigDict(data_cfg.to_dict() if hasattr(data_cfg, "to_dict") else dict(data_cfg))
     data_cfg.eval_letterbox = bool(detector.letterbox)
     h, w = detector.input_hw

@@ -13,28 +13,28 @@ from typing import Any, Iterable, Sequence
 import jax
 import numpy as np
 
-from yolojax.data import augment
+from yolojax.data import augment, sources
 from yolojax.evaluation import loop as eval_loop
 
-ImageLike = Any  # str | os.PathLike (a file) | np.ndarray uint8 [H, W, 3] RGB (or float in [0, 1]) | PIL.Image
+# str | os.PathLike (a file) | bytes (an encoded file) | np.ndarray [H, W, 3] RGB, [H, W] gray or [H, W, 4] RGBA,
+# uint8 / uint16 / float in [0, 1] | PIL.Image
+ImageLike = Any
+_PIL_16BIT_MODES = ("I;16", "I;16L", "I;16B", "I;16N", "I")
 
 
 # --------------------------------------------------------------------------------------------- images
 def load_image(path: str | os.PathLike) -> np.ndarray:
-    """Reads an image file as uint8 ``[H, W, 3]`` RGB (grayscale / RGBA / palette images converted).
+    """Reads an image file as uint8 ``[H, W, 3]`` RGB with the one decoder of training and evaluation
+    (``sources.decode_image``: gray, palette, 16-bit, alpha and CMYK inputs converted the same way).
 
-    Raises FileNotFoundError if ``path`` does not exist, ValueError if it is not a decodable image.
+    Raises FileNotFoundError if ``path`` does not exist, CorruptImageError (a ValueError) naming it if it is not
+    a decodable image.
     """
-    from PIL import Image, UnidentifiedImageError
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"image not found: {path}")
-    try:
-        with Image.open(path) as im:
-            return np.asarray(im.convert("RGB"), np.uint8)
-    except (UnidentifiedImageError, OSError, SyntaxError) as e:  # PIL raises these for bad/truncated files
-        raise ValueError(f"not a readable image: {path} ({type(e).__name__}: {e})") from None
+    with open(path, "rb") as f:
+        return sources.decode_image(f.read(), path)
 
 
 def save_image(image: np.ndarray, path: str | os.PathLike) -> None:
@@ -44,20 +44,36 @@ def save_image(image: np.ndarray, path: str | os.PathLike) -> None:
     Image.fromarray(np.asarray(image, np.uint8)).save(os.fspath(path))
 
 
+def _is_pil(image: Any) -> bool:
+    return hasattr(image, "convert") and hasattr(image, "size") and hasattr(image, "mode")
+
+
 def as_uint8_image(image: ImageLike, name: str = "image") -> np.ndarray:
-    """Any ImageLike -> uint8 ``[H, W, 3]`` RGB. Float arrays are taken as RGB in [0, 1]."""
+    """Any ImageLike -> uint8 ``[H, W, 3]`` RGB: a path or encoded bytes through the one decoder
+    (``sources.decode_image``), an array or a 16-bit PIL image by its rules (``sources.rgb8``: float in [0, 1],
+    uint16 as ``v >> 8``, gray and RGBA converted), another PIL image by ``convert("RGB")``. ValueError naming
+    ``name`` for anything else (None, an empty image, a float image in [0, 255], ...)."""
     if isinstance(image, (str, os.PathLike)):
         return load_image(image)
-    if hasattr(image, "convert") and hasattr(image, "size"):  # a PIL image
-        return np.asarray(image.convert("RGB"), np.uint8)
-    arr = np.asarray(image)
-    if arr.ndim != 3 or arr.shape[-1] != 3:
-        raise ValueError(f"{name}: expected an RGB image [H, W, 3], got shape {arr.shape}")
-    if arr.dtype == np.uint8:
-        return arr
-    if np.issubdtype(arr.dtype, np.floating):
-        return np.clip(np.round(arr * 255.0), 0, 255).astype(np.uint8)
-    raise ValueError(f"{name}: expected uint8 or float in [0, 1], got dtype {arr.dtype}")
+    if isinstance(image, (bytes, bytearray, memoryview)):
+        return sources.decode_image(bytes(image), f"{name} ({len(image)} bytes)")
+    if image is None:
+        raise ValueError(f"{name}: got None; expected a path, encoded bytes, an image array or a PIL image")
+    if _is_pil(image):
+        if image.mode in _PIL_16BIT_MODES:
+            return sources.rgb8(np.asarray(image).astype(np.uint16), name)
+        return sources.rgb8(np.asarray(image.convert("RGB"), np.uint8), name)
+    if isinstance(image, np.ndarray) or np.ndim(image) > 0:
+        return sources.rgb8(image, name)
+    raise ValueError(f"{name}: expected a path, encoded bytes, an image array or a PIL image, got "
+                     f"{type(image).__name__}")
+
+
+def check_batch_size(batch_size: Any, name: str = "batch_size") -> int:
+    """``batch_size`` as an int >= 1; ValueError naming it otherwise."""
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) or batch_size < 1:
+        raise ValueError(f"{name}={batch_size!r}: expected an integer >= 1 (images per device call)")
+    return int(batch_size)
 
 
 # ------------------------------------------------------------------------------------------- detector
@@ -152,8 +168,9 @@ class Detector:
         """Detects objects in one image (returns one dict) or a sequence of images (returns a list).
 
         Args:
-          images: a path, a uint8 [H, W, 3] RGB array (or float in [0, 1]), a PIL image, or a sequence of them
-            (a 4-D array counts as a sequence). Images may differ in size.
+          images: a path, encoded image bytes, an image array (uint8 [H, W, 3] RGB; or [H, W] gray, [H, W, 4]
+            RGBA, uint16, float in [0, 1]: ``as_uint8_image``), a PIL image, or a sequence of them (a 4-D array
+            counts as a sequence). Images may differ in size.
           score_threshold: keep scores above this; default 0.3 (drawing). Use
             ``default_thresholds('eval')`` for mAP.
           iou_threshold: per-class NMS IoU; default the family's (v2 .45, v1 .5).
@@ -162,8 +179,11 @@ class Detector:
         Returns:
           detections dict(s) (module docstring for the keys and box formats).
         """
-        single = isinstance(images, (str, os.PathLike)) or (isinstance(images, np.ndarray) and images.ndim == 3) \
-            or (hasattr(images, "convert") and hasattr(images, "size"))
+        if images is None:
+            raise ValueError("predict: got None; expected an image (a path, bytes, an array, a PIL image) or a "
+                             "sequence of them")
+        single = isinstance(images, (str, os.PathLike, bytes, bytearray, memoryview)) or _is_pil(images) \
+            or (isinstance(images, np.ndarray) and images.ndim in (2, 3))
         items = [images] if single else list(images)
         found = list(self.predict_iter(items, score_threshold=score_threshold, iou_threshold=iou_threshold,
                                        max_detections=max_detections, batch_size=batch_size))
@@ -176,6 +196,7 @@ class Detector:
         (images are read lazily, so a folder of thousands never sits in memory). ``fixed_batch`` pads the
         last batch to ``batch_size`` (one compilation, steady timing) instead of the next power of two.
         An item that cannot be read raises (``load_image``); see ``experiments/detect.py`` for skipping."""
+        check_batch_size(batch_size)
         fn = self.detect_fn(*self.thresholds("draw", score_threshold, iou_threshold), max_detections)
         batch: list[np.ndarray] = []
         for i, image in enumerate(images):

@@ -58,12 +58,30 @@ def family_of(model_name: str) -> str:
 
 def anchors_of(model_cfg: Any) -> np.ndarray:
     """``config.model.anchors`` as float32 ``[A, 2]`` (w, h) in units of the output grid's cells (darknet's
-    convention: the same numbers on every input size; 32-px cells for the stride-32 YOLOv2 models)."""
-    anchors = np.asarray(model_cfg.anchors, np.float32).reshape(-1, 2)
-    num = int(model_cfg.v2.num_anchors)
+    convention: the same numbers on every input size; 32-px cells for the stride-32 YOLOv2 models).
+
+    ValueError naming the field and its value unless it is A = ``config.model.v2.num_anchors`` pairs of finite
+    positive numbers (a flat list, triples or a negative size would otherwise be reshaped into other anchors)."""
+    raw, num = model_cfg.anchors, model_cfg.v2.num_anchors
+    if isinstance(num, bool) or not isinstance(num, int) or num < 1:
+        raise ValueError(f"config.model.v2.num_anchors={num!r}: expected an integer >= 1")
+    rows = list(raw) if isinstance(raw, (list, tuple)) else []
+    lengths = sorted({len(r) if isinstance(r, (list, tuple)) else 1 for r in rows})
+    if not rows or lengths != [2]:
+        shape = (f"{len(rows)} entries of {' or '.join(map(str, lengths))} value(s)" if rows
+                 else f"a {type(raw).__name__}")
+        raise ValueError(f"config.model.anchors={raw!r}: expected {num} (w, h) pairs [A, 2] in grid cells, got "
+                         f"{shape}")
+    try:
+        anchors = np.asarray(rows, np.float64)
+    except (TypeError, ValueError):
+        raise ValueError(f"config.model.anchors={raw!r}: expected numbers") from None
+    if not (np.isfinite(anchors).all() and (anchors > 0).all()):
+        raise ValueError(f"config.model.anchors={raw!r}: every width and height must be a positive number")
     if anchors.shape[0] != num:
-        raise ValueError(f"config.model.anchors has {anchors.shape[0]} anchors but config.model.v2.num_anchors={num}")
-    return anchors
+        raise ValueError(f"config.model.anchors has {anchors.shape[0]} (w, h) pairs but config.model.v2.num_anchors="
+                         f"{num}")
+    return anchors.astype(np.float32)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -336,6 +336,18 @@ def _all_rows(x: jax.Array | np.ndarray) -> np.ndarray:
 _GT_KEYS = ("boxes", "classes", "mask", "difficult", "orig_size", "index")
 
 
+def _common_capacity(batch: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """An eval batch with its ground truth padded to the most objects per image of any host's batch: eval batches
+    hold every object (M varies with the images), and hosts gather rows of one shape."""
+    m = batch["mask"].shape[1]
+    top = int(np.max(_all_rows(np.asarray([m], np.int32)))) if jax.process_count() > 1 else m
+    out = dict(batch)
+    for key, fill in (("boxes", 0.0), ("classes", -1), ("mask", False), ("difficult", False)):
+        widths = [(0, 0), (0, top - m)] + [(0, 0)] * (batch[key].ndim - 2)
+        out[key] = np.pad(batch[key], widths, constant_values=fill)
+    return out
+
+
 def evaluate(steps: Steps, state: TrainState, config: ml_collections.ConfigDict, class_names: tuple[str, ...],
              *, keep_images: int = 0) -> dict[str, Any]:
     """Scores ``state`` on ``config.data.eval_split`` through the one evaluation path (``yolojax.evaluation.loop``),
@@ -355,6 +367,7 @@ def evaluate(steps: Steps, state: TrainState, config: ml_collections.ConfigDict,
 
     def gathered():  # local images (to shard) + every host's ground truth rows
         for batch in data.batches(per_process, size):
+            batch = _common_capacity(batch)
             yield {"image": batch["image"], **{k: _all_rows(batch[k]) for k in _GT_KEYS}}
 
     def detect(batch):
@@ -412,16 +425,72 @@ def check_batch_size(config: ml_collections.ConfigDict, mesh: Mesh) -> int:
     return config.batch_size // n_proc
 
 
-def check_config(config: ml_collections.ConfigDict) -> None:
-    """Cross-field checks that would otherwise fail deep inside jit or after compilation, each naming the fields."""
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
+
+def check_values(config: ml_collections.ConfigDict) -> None:
+    """Each value that would otherwise train silently wrong or fail deep inside a worker or jit, named with its
+    field: counts, sizes and batch sizes positive (input sizes multiples of the 32-px stride), ``total_steps``
+    -1 or positive, a positive finite learning rate, non-negative weight decay and momentum, ``optim.freeze`` a
+    valid regex."""
     for field, value, low in (("log_every_steps", config.log_every_steps, 1),
                               ("checkpoint.every_steps", config.checkpoint.every_steps, 1),
                               ("eval.every_steps", config.eval.every_steps, 0),
-                              ("checkpoint.keep", config.checkpoint.keep, 1)):
-        if not isinstance(value, int) or value < low:
+                              ("checkpoint.keep", config.checkpoint.keep, 1),
+                              ("batch_size", config.batch_size, 1),
+                              ("eval.batch_size", config.eval.batch_size, 1),
+                              ("eval.max_detections", config.eval.max_detections, 1),
+                              ("data.max_boxes", config.data.max_boxes, 1),
+                              ("data.multiscale_every_steps", config.data.multiscale_every_steps, 1),
+                              ("schedule.burn_in_steps", config.schedule.get("burn_in_steps", 0), 0)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < low:
             raise ValueError(f"config.{field}={value!r}: expected an integer >= {low}"
-                             + (" (0 = only at the end)" if low == 0 else ""))
+                             + (" (0 = only at the end)" if field == "eval.every_steps" else ""))
+    if isinstance(config.total_steps, bool) or not isinstance(config.total_steps, int) or \
+            not (config.total_steps == -1 or config.total_steps > 0):
+        raise ValueError(f"config.total_steps={config.total_steps!r}: expected a positive number of steps, or -1 "
+                         f"for config.num_epochs={config.num_epochs!r} epochs")
+    if config.total_steps == -1 and not (_number(config.num_epochs) and config.num_epochs > 0):
+        raise ValueError(f"config.num_epochs={config.num_epochs!r}: expected a positive number (or set "
+                         "config.total_steps)")
+    sizes = [("data.image_size", config.data.image_size), ("data.eval_image_size", config.data.eval_image_size)]
+    sizes += [(f"data.multiscale_sizes[{i}]", v) for i, v in enumerate(config.data.multiscale_sizes)]
+    for field, value in sizes:
+        if isinstance(value, bool) or not isinstance(value, int) or value <= 0 or value % 32:
+            raise ValueError(f"config.{field}={value!r}: expected a positive multiple of 32 (the models' stride)")
+    optim = config.optim
+    if not (_number(optim.base_lr) and optim.base_lr > 0):
+        raise ValueError(f"config.optim.base_lr={optim.base_lr!r}: expected a learning rate > 0")
+    for field in ("weight_decay", "momentum", "grad_clip_norm"):
+        value = optim.get(field, 0.0)
+        if not (_number(value) and value >= 0):
+            raise ValueError(f"config.optim.{field}={value!r}: expected a number >= 0")
+    initialization.freeze_mask({}, optim.get("freeze", ""))  # an invalid regex: named
+
+
+def check_freeze(config: ml_collections.ConfigDict, model: flax.linen.Module) -> None:
+    """ValueError naming ``config.optim.freeze`` when the regex matches no parameter of ``model`` (a typo would
+    otherwise freeze nothing, silently). Traces the model's init (``jax.eval_shape``); nothing is compiled."""
+    regex = config.optim.get("freeze", "")
+    if not regex:
+        return
+    size = int(config.data.image_size)
+    shapes = jax.eval_shape(lambda: model.init({"params": jax.random.key(0), "dropout": jax.random.key(1)},
+                                               jnp.zeros((1, size, size, 3), jnp.float32), train=False))
+    mask = initialization.freeze_mask(shapes["params"], regex)
+    if not any(jax.tree.leaves(mask)):
+        leaves = jax.tree_util.tree_leaves_with_path(shapes["params"])
+        paths = [initialization.path_of("params", kp) for kp, _ in leaves]
+        raise ValueError(f"config.optim.freeze={regex!r} matches no parameter of config.model.name="
+                         f"{config.model.name!r} (paths look like {', '.join(paths[:3])}, ...)")
+
+
+def check_config(config: ml_collections.ConfigDict) -> None:
+    """Cross-field checks that would otherwise fail deep inside jit or after compilation, each naming the fields
+    (:func:`check_values` first)."""
+
+    check_values(config)
     head = families.Head.from_config(config)  # unknown model name / anchors that do not fit: named
     names = sources.class_names(config.data)
     n_data = len(names)
@@ -517,6 +586,7 @@ def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None
     schedule = schedules_lib.build_schedule(config.schedule, base_lr=config.optim.base_lr,
                                             steps_in_epoch=steps_in_epoch, total_steps=total_steps)
     model = build_model(config.model)
+    check_freeze(config, model)
     state = create_train_state(config, model, make_optimizer(config.optim, schedule), mesh, config.data.image_size)
     state = initialize(state, config, model, workdir)
     state = with_fresh_ema(state, config)  # ema_0 = the initialized variables
