@@ -26,6 +26,9 @@ _DISTRIBUTED = flags.DEFINE_bool("distributed", False, "Call jax.distributed.ini
 _COORDINATOR = flags.DEFINE_string("coordinator_address", None, "host:port of process 0 (with --distributed).")
 _NUM_PROCESSES = flags.DEFINE_integer("num_processes", None, "Number of processes (with --distributed).")
 _PROCESS_ID = flags.DEFINE_integer("process_id", None, "This process's index (with --distributed).")
+_ALLOW_CHANGE = flags.DEFINE_bool("allow_config_change", False, "Resume a workdir with a config that changes what its "
+                                  "earlier steps meant (data, batch size, schedule, optimizer, loss, seed); the "
+                                  "change is appended to <workdir>/config_history.jsonl.")
 flags.DEFINE_bool("debug", False, "Show the full traceback of an error instead of one line.")
 flags.mark_flags_as_required(["config", "workdir"])
 
@@ -38,7 +41,7 @@ def main(argv):
         jax.distributed.initialize(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
                                    process_id=_PROCESS_ID.value)
 
-    result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value)
+    result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CHANGE.value)
     if jax.process_index() == 0:
         print(f"final step {result['step']}: mAP@0.5 VOC07={result['map_07']:.4f} area={result['map_area']:.4f}")
     return 0

@@ -215,11 +215,47 @@ def save(mngr, step: int, tree: PyTree, *, meta: Mapping[str, Any], data_state: 
             "weights": ["raw", "ema"] if "ema" in keys else ["raw"], "checksums": checksums}
     args = ocp.args.Composite(state=ocp.args.StandardSave(tree), meta=ocp.args.JsonSave(meta),
                               data=ocp.args.JsonSave({"state": data_state}))
+    _check_directory(mngr, step)
     try:
-        mngr.save(step, args=args, metrics=metrics or None, force=True)
+        with _writing(mngr, step):
+            mngr.save(step, args=args, metrics=metrics or None, force=True)
     except ocp.checkpoint_manager.StepAlreadyExistsError:
         return False
     return True
+
+
+def _check_directory(mngr, step: int) -> None:
+    """Before a save: CheckpointError when the checkpoints folder was deleted during the run; steps deleted from
+    it by hand are forgotten (``mngr.reload()``) instead of failing orbax's clean-up of old steps."""
+    directory = os.fspath(mngr.directory)
+    if not os.path.isdir(directory):
+        raise CheckpointError(f"the checkpoint folder {directory} was deleted during the run: nothing saved at step "
+                              f"{step} (rerun to start again, or restore the folder to resume)")
+    if any(not os.path.isdir(os.path.join(directory, str(s))) for s in mngr.all_steps()):
+        mngr.reload()
+
+
+@contextlib.contextmanager
+def _writing(mngr, step: int | None) -> Iterator[None]:
+    """An orbax write failure (a full disk, a read-only or deleted folder, ...) becomes one CheckpointError line
+    naming the folder, the step and the innermost cause; orbax's own reports of it (its worker threads' logged
+    tracebacks, tensorstore callbacks into closed event loops) are dropped (``quiet_orbax_logs``)."""
+    quiet_orbax_logs()
+    try:
+        yield
+    except (CheckpointError, NonFiniteStateError, ocp.checkpoint_manager.StepAlreadyExistsError):
+        raise
+    except Exception as e:
+        directory = os.fspath(mngr.directory)
+        gone = "; the folder was deleted during the run" if not os.path.isdir(directory) else ""
+        when = f" by step {step}" if step is not None else ""  # (an asynchronous write fails at the next one)
+        raise CheckpointError(f"writing a checkpoint to {directory} failed{when} ({_one_line(e)}{gone})") from e
+
+
+def wait_until_finished(mngr) -> None:
+    """``mngr.wait_until_finished()``: an asynchronous write that failed is one CheckpointError line."""
+    with _writing(mngr, None):
+        mngr.wait_until_finished()
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -243,26 +279,29 @@ def _one_line(e: BaseException) -> str:
 def _no_orphan_reports() -> Iterator[None]:
     """When an orbax read fails, its other pending reads are abandoned and Python prints a traceback for
     each ("Exception ignored in: <coroutine ...>" as it is garbage-collected; "Event loop is closed" from
-    tensorstore's threads completing into orbax's finished event loop). Inside, those reports are dropped
-    (sys.unraisablehook is restored after); any other unraisable goes to the previous hook."""
-    old = sys.unraisablehook
-
-    def hook(unraisable):
-        orphan_read = (inspect.iscoroutine(unraisable.object)
-                       and "orbax" in getattr(getattr(unraisable.object, "cr_code", None), "co_filename", ""))
-        closed_loop = unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == "Event loop is closed"
-        if not (orphan_read or closed_loop):
-            old(unraisable)
-
-    sys.unraisablehook = hook
+    tensorstore's threads completing into orbax's finished event loop). Those reports are dropped
+    (``quiet_orbax_logs``); on a failure, the abandoned reads get a moment to finish and are collected."""
+    quiet_orbax_logs()  # (installs the filter of those reports)
     try:
         yield
     except BaseException:
-        time.sleep(0.1)  # best effort: let the abandoned reads finish while the hook is in place
+        time.sleep(0.1)  # best effort: let the abandoned reads finish while they are still dropped
         raise
     finally:
         gc.collect()
-        sys.unraisablehook = old
+
+
+def _orbax_orphan(unraisable) -> bool:
+    """An unraisable report of orbax's abandoned work: a pending read's coroutine collected, or tensorstore's
+    threads completing into orbax's finished event loop ("Event loop is closed")."""
+    orphan = (inspect.iscoroutine(unraisable.object)
+              and "orbax" in getattr(getattr(unraisable.object, "cr_code", None), "co_filename", ""))
+    return orphan or (unraisable.exc_type is RuntimeError and str(unraisable.exc_value) == "Event loop is closed")
+
+
+def _unraisable_hook(unraisable) -> None:
+    if not _orbax_orphan(unraisable):
+        _unraisable_hook.previous(unraisable)
 
 
 @contextlib.contextmanager
@@ -455,24 +494,32 @@ _VARIABLES = ("params", "batch_stats")
 
 
 class _OrbaxInfoFilter(logging_std.Filter):
-    """Drops the INFO (and DEBUG) records that orbax's own modules log through absl; keeps its warnings and every
-    other module's records."""
+    """Drops the INFO (and DEBUG) records that orbax's own modules log through absl, and the tracebacks its
+    worker threads log for a failed read or write (the same exception reaches the caller, which reports it in
+    one line); keeps its warnings and every other module's records."""
 
     _root = os.path.dirname(os.path.abspath(ocp.__file__)) + os.sep
 
     def filter(self, record: logging_std.LogRecord) -> bool:
-        return record.levelno >= logging_std.WARNING or not os.path.abspath(record.pathname).startswith(self._root)
+        if not os.path.abspath(record.pathname).startswith(self._root):
+            return True
+        return record.levelno >= logging_std.WARNING and not record.exc_info
 
 
 _ORBAX_FILTER = _OrbaxInfoFilter()
 
 
 def quiet_orbax_logs() -> None:
-    """Quiets orbax (it logs every file it reads or writes at INFO through absl) without lowering absl's
-    verbosity: a filter on absl's logger drops orbax's INFO records, and only those. Idempotent."""
+    """Quiets orbax without lowering absl's verbosity: a filter on absl's logger drops orbax's INFO records and
+    its threads' logged tracebacks (:class:`_OrbaxInfoFilter`), and ``sys.unraisablehook`` drops the reports of
+    its abandoned work after a failure (:func:`_orbax_orphan`); every other record and report goes on as
+    before. Idempotent."""
     logger = logging_std.getLogger("absl")
     if _ORBAX_FILTER not in logger.filters:
         logger.addFilter(_ORBAX_FILTER)
+    if sys.unraisablehook is not _unraisable_hook:
+        _unraisable_hook.previous = sys.unraisablehook
+        sys.unraisablehook = _unraisable_hook
 
 
 def resolve_checkpoint_dir(path: str | os.PathLike) -> tuple[str, int | None]:

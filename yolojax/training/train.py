@@ -50,6 +50,7 @@ from yolojax.ops import anchors as anchors_lib
 from yolojax.training import checkpoints, initialization, periodic
 from yolojax.training import ema as ema_lib
 from yolojax.training import schedules as schedules_lib
+from yolojax.training import workdir as workdir_lib
 from yolojax.training import writers as metric_writers
 
 PyTree = Any
@@ -694,8 +695,15 @@ def read_final_metrics(workdir: str) -> dict[str, Any] | None:
     return out if isinstance(out, dict) else None
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
+                       allow_config_change: bool = False) -> dict[str, Any]:
     """Trains ``config`` in ``workdir``, evaluating and checkpointing periodically.
+
+    The run holds the workdir's lock (``yolojax.training.workdir``): WorkdirInUseError (one line naming the
+    holder) when another run has it; a lock left by a killed run is taken over. Before anything is built, a
+    resumed run's config is compared with the saved one: ConfigChangeError for a change of what the earlier
+    steps meant (data, batch size, schedule, optimizer, loss, seed) unless ``allow_config_change``; the config
+    goes to ``config.json`` and, when it changed, to ``config_history.jsonl``.
 
     Resumes from the newest intact checkpoint in ``workdir`` (a damaged one is moved aside and reported;
     CheckpointMismatchError if of another model). Stops with NonFiniteLossError, the last good checkpoint
@@ -706,9 +714,13 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
     to the last step (with its ``final_metrics.json``) trains and evaluates nothing: the saved final metrics are
     returned (train_seconds 0) and the file is kept as it is.
     """
-
-
     workdir = os.path.abspath(workdir)
+    with workdir_lib.hold(workdir):
+        workdir_lib.check_resume(workdir, config, allow=allow_config_change)
+        return _train_and_evaluate(config, workdir)
+
+
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
     exp = build_experiment(config, workdir=workdir)
     mesh, steps, state, total_steps = exp.mesh, exp.steps, exp.state, exp.total_steps
     is_main = jax.process_index() == 0
@@ -743,7 +755,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             logging.info("%s is already trained to step %d of %d: nothing to do (final_metrics.json kept)",
                          workdir, step, total_steps)
         return {**finished, "train_seconds": 0.0, "experiment": exp, "state": state}
-    checkpoints.write_config(workdir, config)
+    workdir_lib.record_config(workdir, config, step=step)
     if is_main:
         describe_data(config, workdir, exp.class_names)
     train_iter = pipeline.make_train_iterator(config.data, seed=config.seed, global_batch_size=config.batch_size,
@@ -809,9 +821,12 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[
             eval_action(step)
     finally:
         bar.close()
-        mngr.wait_until_finished()
-        mngr.close()
-        writer.close()
+        try:
+            checkpoints.wait_until_finished(mngr)  # an asynchronous write that failed: one CheckpointError line
+        finally:
+            with contextlib.suppress(Exception):  # (its failure, if any, was raised just above)
+                mngr.close()
+            writer.close()
     write_final_metrics(workdir, result, (step - int(data_state["step"])) * config.batch_size
                         / max(train_seconds, 1e-9))
     result.update(train_seconds=train_seconds, experiment=exp, state=state)
