@@ -134,6 +134,17 @@ def format_summary(summary: dict) -> str:
             f"    config.model.anchors = ({paste})")
 
 
+def check_output_file(flag: str, path: str | None) -> None:
+    """Before any work: ValueError naming ``flag`` when ``path`` is a folder or its folder does not exist."""
+    if path is None:
+        return
+    if os.path.isdir(path):
+        raise ValueError(f"{flag}={path}: is a folder; give a file path (e.g. {os.path.join(path, 'anchors.json')})")
+    folder = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(folder):
+        raise ValueError(f"{flag}={path}: its folder {folder} does not exist")
+
+
 FLAGS = flags.FlagValues()
 config_flags.DEFINE_config_file("config", None, "A configs/*.py file (or a workdir's config.json), overridable with "
                                 "--config.a.b=v: its data (train split, drop_difficult), data.image_size and "
@@ -174,12 +185,17 @@ def _compute_anchors(argv: list[str]) -> int:
         raise ValueError("give --image_size or --grid, not both")
     if args.image_size is not None and (args.image_size <= 0 or args.image_size % 32):
         raise ValueError(f"--image_size={args.image_size}: expected a positive multiple of 32")
+    for flag in ("json", "plot"):
+        check_output_file(f"--{flag}", getattr(args, flag))
     k, image_size, include_difficult = args.k, args.image_size, args.include_difficult
     before = dict(formats.DATA_WARNINGS)
     if args.config:
         config = args.config
         image_size = image_size or int(config.data.image_size)
-        k = k or int(config.model.v2.num_anchors)
+        if k is None:
+            k = config.model.v2.num_anchors
+            if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+                raise ValueError(f"config.model.v2.num_anchors={k!r}: expected an integer >= 1 (or give --k)")
         include_difficult = include_difficult or not config.data.drop_difficult
         wh = wh_from_data(config.data, config.data.train_split, include_difficult=include_difficult)
     elif args.root:
@@ -194,7 +210,7 @@ def _compute_anchors(argv: list[str]) -> int:
     else:
         wh = wh_from_tfds(args.tfds_split, data_dir=args.tfds_data_dir, include_difficult=include_difficult)
     grid = args.grid if args.grid is not None else (image_size // 32 if image_size else 13)
-    summary = compute(wh, k or 5, grid, restarts=args.restarts, seed=args.seed)
+    summary = compute(wh, 5 if k is None else k, grid, restarts=args.restarts, seed=args.seed)
     summary["boxes_clipped"] = formats.DATA_WARNINGS.get("box_outside_image", 0) - before.get(
         "box_outside_image", 0)
     summary["boxes_dropped"] = formats.DATA_WARNINGS.get("empty_box", 0) - before.get("empty_box", 0)

@@ -77,8 +77,8 @@ flags.DEFINE_float("score_threshold", None, "Model mode: keep scores above (defa
 flags.DEFINE_float("nms_iou", None, "Model mode: NMS IoU (default: the training config's eval.nms_iou_threshold; "
                    "darknet files: v2 0.45, v1 0.5).")
 flags.DEFINE_integer("max_detections", None, "Model mode: detections kept per image (default: the training "
-                     "config's, or 200).")
-flags.DEFINE_integer("batch_size", 8, "Model mode: images per device call.")
+                     "config's, or 200).", lower_bound=1)
+flags.DEFINE_integer("batch_size", 8, "Model mode: images per device call.", lower_bound=1)
 flags.DEFINE_string("out_dir", None, "Model mode: where result files, pr_curves.png and confusion_matrix.png are "
                     "written.")
 

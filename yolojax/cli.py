@@ -13,6 +13,7 @@ Config overrides are ``--config.a.b=value`` in every tool. Tools that read a wor
 """
 from __future__ import annotations
 
+import ast
 import logging
 import os
 import sys
@@ -84,7 +85,7 @@ def invoke(main: Callable[[list[str]], int | None], *, prog: str, argv: Sequence
     except PARSE_ERRORS as e:  # a config override that does not fit (e.g. a misspelled field)
         if debug:
             raise
-        return fail(prog, _override_error(e))
+        return fail(prog, _override_error(e, argv))
     finally:
         sys.argv = saved_argv
     try:
@@ -123,18 +124,42 @@ def print_help(prog: str, flag_values: flags.FlagValues = flags.FLAGS) -> int:
     return 0
 
 
-def _override_error(error: BaseException) -> BaseException | str:
+def _unquoted(text: str) -> str:
+    """``text`` without the layers of Python string quoting that KeyError's repr-like str() adds (ml_collections
+    wraps a KeyError's str() in an AttributeError: ``'\\'base_lrr\\'\\nDid you mean ...'``)."""
+    for _ in range(3):
+        stripped = text.strip()
+        if len(stripped) < 2 or stripped[0] != stripped[-1] or stripped[0] not in "'\"":
+            break
+        try:
+            value = ast.literal_eval(stripped)
+        except (ValueError, SyntaxError):
+            break
+        if not isinstance(value, str):
+            break
+        text = value
+    return text
+
+
+def _override_error(error: BaseException, argv: Sequence[str] = ()) -> BaseException | str:
     """The most helpful message of an override's exception chain: the one with ml_collections' "Did you mean"
-    hint if there is one, else the innermost exception (config_flags wraps an override's KeyError twice)."""
+    hint if there is one, else the innermost exception (config_flags wraps an override's KeyError twice), as one
+    line without Python quoting, after the override it is about (``--config.a.b=v``) when one names the field."""
     chain, seen = [], set()
     while error is not None and id(error) not in seen:
         seen.add(id(error))
         chain.append(error)
         error = error.__cause__ or (None if error.__suppress_context__ else error.__context__)
     found = next((e for e in chain if "did you mean" in str(e).lower()), chain[-1])
-    if isinstance(found, (KeyError, AttributeError)) and found.args:  # their str() is a repr of the message
-        return f"{type(found).__name__}: {' '.join(str(found.args[0]).split())}"
-    return found
+    if not (isinstance(found, (KeyError, AttributeError)) and found.args):
+        return found
+    text = " ".join(_unquoted(str(found.args[0])).split())
+    field = text.split()[0].strip("'\"") if text else ""
+    override = next((a.split("=", 1)[0] for a in argv if a.startswith("--config.") and field
+                     and field in a.split("=", 1)[0].split(".")[1:]), None)
+    if override:
+        text = text.replace(f"'{field}' Did you mean", f"no field '{field}'. Did you mean", 1)
+    return f"{type(found).__name__}: {f'override {override}: ' if override else ''}{text}"
 
 
 def _flag_value(argv: Sequence[str], name: str) -> str | None:

@@ -52,6 +52,7 @@ METADATA_VERSION = 1
 DEFAULT_OPSET = 17
 # Agreement required between an export and the JAX model: max |export - jax| / max |jax| over the raw output.
 CHECK_TOLERANCE = 1e-4
+STABLEHLO_PLATFORMS = ("cpu", "cuda", "rocm", "tpu")  # the lowering platforms of jax.export
 
 
 class ExportError(ValueError):
@@ -400,7 +401,7 @@ class ExportResult:
     """What an export wrote and how well it agrees with the JAX model on ``check_image``."""
 
     path: str
-    rel_error: float  # max |export - jax| / max |jax| over the raw output
+    rel_error: float  # max |export - jax| / max |jax| over the raw output; nan when not checked (not lowered for cpu)
     bytes: int
 
 
@@ -488,6 +489,17 @@ def load_onnx(path: str | os.PathLike, *, threads: int | None = None):
 
 
 # --------------------------------------------------------------------------------------------- StableHLO
+def check_platforms(platforms: Sequence[str] | str) -> tuple[str, ...]:
+    """StableHLO lowering platforms (a sequence, or one comma-separated string) as a tuple; ExportError naming
+    any that is not one of :data:`STABLEHLO_PLATFORMS`, or none given."""
+    given = [p.strip() for p in (platforms.split(",") if isinstance(platforms, str) else platforms)]
+    unknown = [p for p in given if p not in STABLEHLO_PLATFORMS]
+    if unknown or not given or "" in given:
+        raise ExportError(f"platforms={','.join(given)!r}: unknown platform(s) {unknown or given}; expected some of "
+                          f"{', '.join(STABLEHLO_PLATFORMS)}")
+    return tuple(dict.fromkeys(given))
+
+
 def export_stablehlo(detector, path: str | os.PathLike, *, with_nms: bool = False,
                      score_threshold: float | None = None, iou_threshold: float | None = None,
                      max_detections: int = 100, platforms: Sequence[str] = ("cpu",),
@@ -500,9 +512,10 @@ def export_stablehlo(detector, path: str | os.PathLike, *, with_nms: bool = Fals
     ``postprocess.batched_nms`` ({"boxes" [b, K, 4], "scores" [b, K], "classes" [b, K], "count" [b]}) at the
     given thresholds (default: the detector's drawing thresholds). Reload it with
     ``jax.export.deserialize(bytearray(open(path, 'rb').read())).call(images)``: no yolojax or Flax code is
-    needed. ``platforms``: lowering targets (e.g. ("cpu", "cuda")).
+    needed. ``platforms``: lowering targets (e.g. ("cpu", "cuda"); ExportError naming any other before anything
+    is written); the export is checked here when "cpu" is one of them (``rel_error`` nan otherwise).
     """
-
+    platforms = check_platforms(platforms)
 
     path = os.fspath(path)
     h, w = detector.input_hw
