@@ -15,6 +15,7 @@ from typing import Any
 
 import numpy as np
 
+from yolojax.config import files as config_files
 from yolojax.config.classes import VOC_CLASSES
 
 
@@ -44,16 +45,15 @@ def read_image_set(voc_root: str | os.PathLike, year: str | int, image_set: str)
         raise FileNotFoundError(f"image set {image_set!r} not found: {path}")
     ids: list[str] = []
     seen: dict[str, int] = {}
-    with open(path) as f:
-        for line_no, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue
-            if fields[0] in seen:
-                raise ValueError(f"{path}:{line_no}: image id {fields[0]!r} repeated (first on line "
-                                 f"{seen[fields[0]]})")
-            seen[fields[0]] = line_no
-            ids.append(fields[0])
+    for line_no, line in enumerate(config_files.read_text(path).splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue
+        if fields[0] in seen:
+            raise ValueError(f"{path}:{line_no}: image id {fields[0]!r} repeated (first on line "
+                             f"{seen[fields[0]]})")
+        seen[fields[0]] = line_no
+        ids.append(fields[0])
     return ids
 
 

@@ -26,6 +26,7 @@ from typing import Any
 
 import numpy as np
 
+from yolojax.config import files as config_files
 from yolojax.config.classes import VOC_CLASSES
 
 # Recall thresholds of the VOC2007 11-point AP, bit-exact as MATLAB evaluates ``t = 0:0.1:1``: its colon
@@ -282,25 +283,24 @@ def write_results(results_dir: str | os.PathLike, *, image_ids: Sequence[str], b
 def _parse_result_lines(path: str, valid_ids: Any) -> tuple[list[str], np.ndarray]:
     """Line-by-line parse of a result file; raises on the first bad line, naming the file and line."""
     ids, values = [], []
-    with open(path) as f:
-        for line_no, line in enumerate(f, start=1):
-            fields = line.split()
-            if not fields:
-                continue  # blank lines (e.g. a trailing one) carry nothing
-            if len(fields) != 6:
-                raise ValueError(f"{path}:{line_no}: expected 6 fields 'image_id score x1 y1 x2 y2', got "
-                                 f"{len(fields)}: {line.rstrip()!r}")
-            try:
-                numbers = [float(v) for v in fields[1:]]
-            except ValueError:
-                raise ValueError(f"{path}:{line_no}: score and box must be numbers: {line.rstrip()!r}") from None
-            if not all(math.isfinite(v) for v in numbers):
-                raise ValueError(f"{path}:{line_no}: non-finite score or box: {line.rstrip()!r}")
-            if valid_ids is not None and fields[0] not in valid_ids:
-                raise ValueError(f"{path}:{line_no}: image id {fields[0]!r} is not in the image set "
-                                 f"({len(valid_ids)} images)")
-            ids.append(fields[0])
-            values.append(numbers)
+    for line_no, line in enumerate(config_files.read_text(path).splitlines(), start=1):
+        fields = line.split()
+        if not fields:
+            continue  # blank lines (e.g. a trailing one) carry nothing
+        if len(fields) != 6:
+            raise ValueError(f"{path}:{line_no}: expected 6 fields 'image_id score x1 y1 x2 y2', got "
+                             f"{len(fields)}: {line.rstrip()!r}")
+        try:
+            numbers = [float(v) for v in fields[1:]]
+        except ValueError:
+            raise ValueError(f"{path}:{line_no}: score and box must be numbers: {line.rstrip()!r}") from None
+        if not all(math.isfinite(v) for v in numbers):
+            raise ValueError(f"{path}:{line_no}: non-finite score or box: {line.rstrip()!r}")
+        if valid_ids is not None and fields[0] not in valid_ids:
+            raise ValueError(f"{path}:{line_no}: image id {fields[0]!r} is not in the image set "
+                             f"({len(valid_ids)} images)")
+        ids.append(fields[0])
+        values.append(numbers)
     return ids, np.asarray(values, np.float64).reshape(-1, 5)
 
 
@@ -310,8 +310,7 @@ def _parse_result_file(path: str, valid_ids: Any) -> tuple[list[str], np.ndarray
     Fast path: split everything and let numpy convert the numbers in one call; on any problem, fall back to
     the line-by-line parser, which finds and reports the first bad line.
     """
-    with open(path) as f:
-        rows = [line.split() for line in f.read().splitlines()]
+    rows = [line.split() for line in config_files.read_text(path).splitlines()]
     rows = [r for r in rows if r]
     try:  # a ragged file or a non-number raises here
         table = np.array(rows, dtype=str).reshape(len(rows), -1)

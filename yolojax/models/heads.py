@@ -110,6 +110,8 @@ class Head:
             raise ValueError(f"Head.family must be one of {tuple(FAMILIES)}, got {self.family!r}")
         if self.family == "v2" and not self.anchors:
             raise ValueError("a YOLOv2-family head needs anchors [A, 2] (grid cells)")
+        if self.family == "v2" and not (np.isfinite(self.anchors_array).all() and (self.anchors_array > 0).all()):
+            raise ValueError(f"anchors {self.anchors!r}: every width and height must be a positive number")
 
         check_location(self.location, "config.model.v2.location")
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 import contextlib
 import datetime
 import errno
+import fcntl
 import json
 import os
 import socket
@@ -99,8 +100,6 @@ class WorkdirLock:
         self.took_over: dict | None = None
 
     def acquire(self) -> "WorkdirLock":
-        import fcntl  # POSIX only; local so that the module imports everywhere
-
         os.makedirs(self.workdir, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         try:
@@ -140,8 +139,6 @@ class WorkdirLock:
     def release(self) -> None:
         if self.fd is None:
             return
-        import fcntl
-
         try:
             os.ftruncate(self.fd, 0)
             fcntl.flock(self.fd, fcntl.LOCK_UN)
