@@ -56,7 +56,7 @@ def as_uint8_image(image: ImageLike, name: str = "image") -> np.ndarray:
     if isinstance(image, (str, os.PathLike)):
         return load_image(image)
     if isinstance(image, (bytes, bytearray, memoryview)):
-        return sources.decode_image(bytes(image), f"{name} ({len(image)} bytes)")
+        return sources.decode_image(bytes(image), name)
     if image is None:
         raise ValueError(f"{name}: got None; expected a path, encoded bytes, an image array or a PIL image")
     if _is_pil(image):
