@@ -1,5 +1,7 @@
-"""Faults a user meets, walked through the real command: a run that goes non-finite, and a damaged latest
-checkpoint. (The six kinds of checkpoint damage are covered one by one in test_checkpoints.py.)"""
+"""Faults a user meets, walked through the real command: a run that goes non-finite, a damaged latest checkpoint, a
+second run on a held workdir, a run killed at random moments, a disk that fills up. (The six kinds of checkpoint
+damage are covered one by one in test_checkpoints.py; the other items of the bad-input sweep in
+test_nothing_silent.py.)"""
 from __future__ import annotations
 
 import os
@@ -19,10 +21,10 @@ TINY = ["--config", os.path.join(ROOT, "configs", "quickstart.py"), "--config.mo
         "--config.log_every_steps=1", "--config.schedule.burn_in_steps=0"]
 
 
-def _train(workdir, *extra, timeout=600):
+def _train(workdir, *extra, timeout=600, **kwargs):
     env = dict(os.environ)  # (XLA flags of the suite: tests/conftest.py)
     return subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "train.py"), "--workdir", str(workdir),
-                           *TINY, *extra], capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
+                           *TINY, *extra], capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout, **kwargs)
 
 
 def _error_lines(stderr: str) -> list[str]:
@@ -128,7 +130,9 @@ def test_kill_at_random_moments_resumes_bit_identically(tmp_path):
         proc.wait()
         proc.stdout.close()
     assert kills >= 5, f"only {kills} kills happened before the run finished: make it longer"
-    run_to_end(workdir)
+    rerun = run_to_end(workdir)
+    # the last kill left its lock behind: the rerun took it over and said so (absl warning on stderr)
+    assert "took over the stale lock of pid" in rerun.stderr, rerun.stderr[-3000:]
 
     def final_state(d):
         return jax.tree.leaves(ocp.StandardCheckpointer().restore(os.path.join(d, "checkpoints", "120", "state")))
@@ -137,3 +141,52 @@ def test_kill_at_random_moments_resumes_bit_identically(tmp_path):
     assert len(a) == len(b) > 0
     for x, y in zip(a, b):
         np.testing.assert_array_equal(np.asarray(x), np.asarray(y))
+
+
+@pytest.mark.slow
+def test_second_run_on_a_held_workdir_stops_in_one_line_and_the_first_finishes(tmp_path):
+    """Item 2 of the bad-input sweep: both runs exited 0 and the first one's final state was never saved."""
+    import json
+    import socket
+
+    workdir = tmp_path / "run"
+    env = dict(os.environ)
+    first = subprocess.Popen([sys.executable, os.path.join(ROOT, "experiments", "train.py"), "--workdir", str(workdir),
+                              *TINY, "--config.total_steps=40", "--config.checkpoint.every_steps=20",
+                              "--config.eval.every_steps=0"],
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=ROOT, env=env)
+    try:
+        for line in first.stdout:  # training: the lock is held
+            if line.startswith("step "):
+                break
+        second = _train(workdir, "--config.total_steps=40", "--config.optim.base_lr=0.5")
+        assert second.returncode == 1, second.stderr[-3000:]
+        line = _error_lines(second.stderr)
+        assert len(line) == 1 and line[0].startswith("train: error: WorkdirInUseError: "), second.stderr[-3000:]
+        assert f"in use by pid {first.pid} on host {socket.gethostname()}, started 20" in line[0]
+        out, err = first.communicate(timeout=600)
+    finally:
+        first.kill()
+    assert first.returncode == 0, err[-3000:]
+    assert "final step 40" in out
+    assert os.path.isdir(workdir / "checkpoints" / "40")  # the first run's final state is saved
+    assert json.load(open(workdir / "config.json"))["optim"]["base_lr"] != 0.5  # and its config is the record
+    assert (workdir / "lock").read_text() == ""  # released
+
+
+@pytest.mark.slow
+def test_full_disk_stops_in_one_line(tmp_path):
+    """Item 14: a checkpoint write that fails (here a file-size limit of 1 MiB: EFBIG, as ENOSPC, from tensorstore)
+    printed ~50 orbax tracebacks before the one line."""
+    import resource
+
+    def limit():
+        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))  # the checkpoint's data file is larger
+
+    proc = _train(tmp_path / "run", "--config.total_steps=2", "--config.checkpoint.every_steps=1",
+                  "--config.eval.every_steps=0", preexec_fn=limit)
+    assert proc.returncode == 1, proc.stderr[-3000:]
+    lines = _error_lines(proc.stderr)
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert lines[0].startswith(f"train: error: CheckpointError: writing a checkpoint to {tmp_path / 'run'}"
+                               "/checkpoints failed by step 1: File too large (errno 27): ValueError: ")

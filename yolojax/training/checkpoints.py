@@ -30,6 +30,7 @@ import inspect
 import json
 import logging as logging_std
 import os
+import re
 import shutil
 import sys
 import time
@@ -249,7 +250,9 @@ def _writing(mngr, step: int | None) -> Iterator[None]:
         directory = os.fspath(mngr.directory)
         gone = "; the folder was deleted during the run" if not os.path.isdir(directory) else ""
         when = f" by step {step}" if step is not None else ""  # (an asynchronous write fails at the next one)
-        raise CheckpointError(f"writing a checkpoint to {directory} failed{when} ({_one_line(e)}{gone})") from e
+        code = re.search(r"os_error_code='?(\d+)", str(e))  # tensorstore's errno, at the end of a long message
+        why = f"{os.strerror(int(code.group(1)))} (errno {code.group(1)}): " if code else ""
+        raise CheckpointError(f"writing a checkpoint to {directory} failed{when}: {why}{_one_line(e)}{gone}") from e
 
 
 def wait_until_finished(mngr) -> None:
@@ -502,21 +505,32 @@ class _OrbaxInfoFilter(logging_std.Filter):
 
     def filter(self, record: logging_std.LogRecord) -> bool:
         if not os.path.abspath(record.pathname).startswith(self._root):
-            return True
+            return self._foreign(record)
         return record.levelno >= logging_std.WARNING and not record.exc_info
+
+    def _foreign(self, record: logging_std.LogRecord) -> bool:
+        """Another module's record: dropped only when it carries an exception raised inside orbax (asyncio's
+        "exception was never retrieved" for the sibling writes of a failed one)."""
+        tb = record.exc_info[2] if record.exc_info else None
+        while tb is not None:
+            if os.path.abspath(tb.tb_frame.f_code.co_filename).startswith(self._root):
+                return False
+            tb = tb.tb_next
+        return True
 
 
 _ORBAX_FILTER = _OrbaxInfoFilter()
 
 
 def quiet_orbax_logs() -> None:
-    """Quiets orbax without lowering absl's verbosity: a filter on absl's logger drops orbax's INFO records and
-    its threads' logged tracebacks (:class:`_OrbaxInfoFilter`), and ``sys.unraisablehook`` drops the reports of
-    its abandoned work after a failure (:func:`_orbax_orphan`); every other record and report goes on as
-    before. Idempotent."""
-    logger = logging_std.getLogger("absl")
-    if _ORBAX_FILTER not in logger.filters:
-        logger.addFilter(_ORBAX_FILTER)
+    """Quiets orbax without lowering absl's verbosity: a filter on absl's (and asyncio's) logger drops orbax's
+    INFO records and the tracebacks logged for its failed work (:class:`_OrbaxInfoFilter`), and
+    ``sys.unraisablehook`` drops the reports of its abandoned work after a failure (:func:`_orbax_orphan`); every
+    other record and report goes on as before. Idempotent."""
+    for name in ("absl", "asyncio"):
+        logger = logging_std.getLogger(name)
+        if _ORBAX_FILTER not in logger.filters:
+            logger.addFilter(_ORBAX_FILTER)
     if sys.unraisablehook is not _unraisable_hook:
         _unraisable_hook.previous = sys.unraisablehook
         sys.unraisablehook = _unraisable_hook
