@@ -21,10 +21,10 @@ TINY = ["--config", os.path.join(ROOT, "configs", "quickstart.py"), "--config.mo
         "--config.log_every_steps=1", "--config.schedule.burn_in_steps=0"]
 
 
-def _train(workdir, *extra, timeout=600, **kwargs):
+def _train(workdir, *extra, timeout=600):
     env = dict(os.environ)  # (XLA flags of the suite: tests/conftest.py)
     return subprocess.run([sys.executable, os.path.join(ROOT, "experiments", "train.py"), "--workdir", str(workdir),
-                           *TINY, *extra], capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout, **kwargs)
+                           *TINY, *extra], capture_output=True, text=True, cwd=ROOT, env=env, timeout=timeout)
 
 
 def _error_lines(stderr: str) -> list[str]:
@@ -178,13 +178,12 @@ def test_second_run_on_a_held_workdir_stops_in_one_line_and_the_first_finishes(t
 def test_full_disk_stops_in_one_line(tmp_path):
     """Item 14: a checkpoint write that fails (here a file-size limit of 1 MiB: EFBIG, as ENOSPC, from tensorstore)
     printed ~50 orbax tracebacks before the one line."""
-    import resource
-
-    def limit():
-        resource.setrlimit(resource.RLIMIT_FSIZE, (1 << 20, 1 << 20))  # the checkpoint's data file is larger
-
-    proc = _train(tmp_path / "run", "--config.total_steps=2", "--config.checkpoint.every_steps=1",
-                  "--config.eval.every_steps=0", preexec_fn=limit)
+    # The checkpoint's data file is larger than 1 MiB (ulimit -f counts KiB; Python ignores SIGXFSZ: write fails).
+    limit = ["bash", "-c", 'ulimit -f 1024 && exec "$@"', "limited", sys.executable]
+    proc = subprocess.run([*limit, os.path.join(ROOT, "experiments", "train.py"), "--workdir", str(tmp_path / "run"),
+                           *TINY, "--config.total_steps=2", "--config.checkpoint.every_steps=1",
+                           "--config.eval.every_steps=0"],
+                          capture_output=True, text=True, cwd=ROOT, env=dict(os.environ), timeout=600)
     assert proc.returncode == 1, proc.stderr[-3000:]
     lines = _error_lines(proc.stderr)
     assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
