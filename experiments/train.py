@@ -4,7 +4,10 @@
       [--config.optim.base_lr=5e-4] [--config.total_steps=100]
   python experiments/train.py --config runs/yolov2/config.json --workdir runs/yolov2_more   # a saved config
 
-Re-running the same command on the same workdir resumes from its newest intact checkpoint. Multi-host: start
+Re-running the same command on the same workdir resumes from its newest intact checkpoint; a resumed run whose
+config changes the data, batch size, schedule, optimizer, loss or seed stops naming the fields, unless
+--allow_config_change (the change goes to <workdir>/config_history.jsonl). One run at a time: a second run on a
+workdir in use stops naming the holder (pid, host, start time); a killed run's lock is taken over. Multi-host: start
 one process per host with --distributed (jax.distributed.initialize() reads the cluster from the environment,
 or pass --coordinator_address/--num_processes/--process_id). Bad input ends with one line
 ``train: error: ...`` and exit status 1 (--debug shows the traceback).
