@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 import os
 import shutil
 import signal
@@ -32,6 +33,16 @@ EXPERIMENTS = os.path.join(ROOT, "experiments")
 
 
 # ------------------------------------------------------------------------------------------------ helpers
+@pytest.fixture(autouse=True)
+def _absl_logger_as_it_was():
+    """The tools run in this process (``cli.invoke``) filter absl's logger for their output; later test files in
+    this worker see it as it was."""
+    logger = logging.getLogger("absl")
+    filters = list(logger.filters)
+    yield
+    logger.filters[:] = filters
+
+
 def _tiny_config(**overrides):
     from test_train import tiny_config  # the 64-px, width-1/8 quickstart of the training tests
 
