@@ -29,7 +29,8 @@ def _train(workdir, *extra, timeout=600):
 
 
 def _error_lines(stderr: str) -> list[str]:
-    return [line for line in stderr.strip().splitlines() if line.strip()]
+    """stderr less the run's INFO log lines (absl's "I<mmdd> ..." progress lines)."""
+    return [line for line in stderr.strip().splitlines() if line.strip() and not re.match(r"I\d{4} ", line)]
 
 
 def _all_finite_on_disk(workdir) -> list[int]:

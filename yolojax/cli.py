@@ -75,8 +75,18 @@ def invoke(main: Callable[[list[str]], int | None], *, prog: str, argv: Sequence
     absl_logging.set_verbosity(absl_logging.INFO)
     logging.getLogger("jax").setLevel(logging.WARNING)  # its INFO lines (backends it did not find) are noise here
     absl_logger = logging.getLogger("absl")
-    if _THIRD_PARTY_INFO not in absl_logger.filters:
+    added = _THIRD_PARTY_INFO not in absl_logger.filters
+    if added:
         absl_logger.addFilter(_THIRD_PARTY_INFO)
+    try:
+        return _parse_and_run(main, prog, argv, flag_values, debug)
+    finally:  # an in-process call leaves the caller's logging as it found it
+        if added:
+            absl_logger.removeFilter(_THIRD_PARTY_INFO)
+
+
+def _parse_and_run(main: Callable[[list[str]], int | None], prog: str, argv: list[str],
+                   flag_values: flags.FlagValues, debug: bool) -> int:
     saved_argv, sys.argv = sys.argv, argv  # ml_collections reads the --config.a.b overrides from sys.argv
     try:
         rest = flag_values(argv)
