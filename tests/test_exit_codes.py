@@ -3,6 +3,7 @@ prints exactly one line on stderr, without a traceback, naming the file, field o
 from __future__ import annotations
 
 import os
+import re
 import subprocess
 import sys
 
@@ -13,6 +14,20 @@ QUICK = os.path.join(ROOT, "configs", "quickstart.py")
 TINY = [f"--config={QUICK}", "--config.model.width=0.125", "--config.data.image_size=64",
         "--config.data.eval_image_size=64", "--config.data.synthetic.num_train=8", "--config.batch_size=2",
         "--config.eval.batch_size=2", "--config.progress_bar=False", "--config.total_steps=1"]
+
+
+def _error_lines(stderr: str) -> list[str]:
+    """stderr less the run's INFO log records (absl's "I<mmdd> ..." lines and their indented continuation, e.g.
+    the data check's report): what is left is what the run says went wrong."""
+    lines, in_info = [], False
+    for line in stderr.splitlines():
+        if re.match(r"I\d{4} ", line):
+            in_info = True
+        elif not (in_info and line[:1].isspace()):
+            in_info = False
+            if line.strip():
+                lines.append(line)
+    return lines
 
 
 @pytest.fixture(scope="module")
@@ -132,7 +147,7 @@ def test_bad_input_exits_1_with_one_line(case, files):
     argv, named = _cases(files)[case]
     env = dict(os.environ)  # (XLA flags of the suite: tests/conftest.py)
     proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    lines = _error_lines(proc.stderr)
     assert proc.returncode == 1, (proc.returncode, proc.stdout[-1500:], proc.stderr[-3000:])
     assert len(lines) == 1, proc.stderr[-3000:]
     assert "Traceback" not in proc.stderr and ": error: " in lines[0], lines[0]
@@ -145,7 +160,7 @@ def test_batch_that_does_not_split_over_devices(tmp_path):
     argv = [os.path.join(ROOT, "experiments", "train.py"), "--workdir", str(tmp_path / "w"), *TINY,
             "--config.batch_size=6"]
     proc = subprocess.run([sys.executable, *argv], capture_output=True, text=True, cwd=ROOT, env=env, timeout=300)
-    lines = [line for line in proc.stderr.splitlines() if line.strip()]
+    lines = _error_lines(proc.stderr)
     assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-3000:]
     assert "config.batch_size=6 does not split over 4 devices" in lines[0]
 
