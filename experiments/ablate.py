@@ -239,5 +239,4 @@ def _main(argv: list[str]) -> int:
 
 
 if __name__ == "__main__":
-
     cli.run(_main, prog="ablate")

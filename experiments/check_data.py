@@ -8,7 +8,6 @@ config's data.train_split and data.eval_split. Reports are cached (--cache_dir; 
 """
 
 
-
 from absl import app, flags
 from ml_collections import config_flags
 
@@ -43,5 +42,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-
     cli.run(main, prog="check_data")

@@ -46,7 +46,6 @@ def wh_from_voc(voc_root: str, years: list[str], image_set: str, *,
     are VOC 1-based pixel xyxy in the XML, normalized exactly as the data pipeline does
     (``sources.voc_boxes_to_normalized``, TFDS's and darknet's convention: w = (xmax - xmin) / width).
     """
-
     chunks = []
     for year in years:
         for image_id, ann in voc.iter_annotations(voc_root, year, image_set):
@@ -64,7 +63,6 @@ def wh_from_voc(voc_root: str, years: list[str], image_set: str, *,
 def wh_from_tfds(split: str, *, data_dir: str | None = None, include_difficult: bool = False) -> np.ndarray:
     """Normalized (w, h) ``[N, 2]`` of every object of a named split ("07+12", "2007_trainval", ...) of the
     prepared TFDS VOC (``yolojax.data.sources``; only the annotations are read, images stay encoded)."""
-
     return wh_from_data(dict(pipeline.default_data_config(), source="tfds", tfds_data_dir=data_dir or ""), split,
                         include_difficult=include_difficult)
 
@@ -73,7 +71,6 @@ def wh_from_data(data_cfg, split: str, *, include_difficult: bool = False) -> np
     """Normalized (w, h) ``[N, 2]`` of the objects of ``split`` of any configured dataset (``config.data``:
     VOC, TFDS, synthetic, or your own VOC / YOLO / COCO files), from the same cleaned records training reads
     (``sources.box_shapes``)."""
-
     wh = sources.box_shapes(data_cfg, split, include_difficult=include_difficult)
     if not len(wh):
         raise ValueError(f"split {split!r} of the dataset has no objects")

@@ -39,7 +39,6 @@ DEFAULT_CONFIGS = {
 
 
 def default_config(fields):
-
     key = (fields["name"], fields.get("v2", {}).get("passthrough") if fields["name"] == "yolov2" else None)
     name, variant = DEFAULT_CONFIGS[key]
     path = os.path.join(_REPO, "configs", f"{name}.py") + (f":{variant}" if variant else "")
@@ -80,5 +79,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-
     cli.run(main, prog="convert_darknet")

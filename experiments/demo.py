@@ -55,5 +55,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-
     cli.run(main, prog="demo")

@@ -75,7 +75,6 @@ def load_detector(args: argparse.Namespace):
     """The detector named by the flags (exactly one of workdir / checkpoint / darknet files / export), run
     by JAX or, with --backend onnx, by onnxruntime on an ONNX export of it."""
     if args.exported:
-
         return export.load_exported(args.exported)
     detector = _load_model(args)
     if args.backend == "onnx":
@@ -88,7 +87,6 @@ def load_detector(args: argparse.Namespace):
 
 
 def _load_model(args: argparse.Namespace):
-
     given = [n for n in ("workdir", "checkpoint", "darknet_cfg") if getattr(args, n)]
     if len(given) != 1 or bool(args.darknet_cfg) != bool(args.darknet_weights):
         raise ValueError("give exactly one model: --workdir, --checkpoint, or --darknet_cfg with --darknet_weights")
@@ -102,7 +100,6 @@ def _load_model(args: argparse.Namespace):
 
 def run(args: argparse.Namespace) -> tuple[int, list[str]]:
     """Detects on every input; returns (images written, paths that could not be read and were skipped)."""
-
     videos = [s for s in args.inputs if video.is_video_source(s)]
     # fail on a bad path before spending time on the model
     paths = expand_inputs([s for s in args.inputs if s not in videos]) if len(videos) < len(args.inputs) else []

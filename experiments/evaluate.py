@@ -89,7 +89,6 @@ _METRICS = {"both": "both", "true": "07", "false": "area"}
 
 def evaluate_result_files() -> dict:
     """Results-file mode: annotations + devkit result files -> ``VOCEvaluator.compute()`` dict."""
-
     evaluator = evaluation.VOCEvaluator(iou_threshold=FLAGS.iou)
     coco = coco_metrics.COCOEvaluator(class_names=evaluator.class_names)
     for image_id, ann in voc.iter_annotations(FLAGS.voc_root, FLAGS.year, FLAGS.image_set):
@@ -121,7 +120,6 @@ def _first(*values):
 def model_dataset(detector_config) -> tuple:
     """(data config, split) that model mode scores: --voc_root/--year/--image_set, --tfds_split, or (with
     --workdir) the training config's own dataset and --split (default: its eval split)."""
-
     if FLAGS.voc_root is not None and FLAGS.tfds_split is not None:
         raise app.UsageError("give at most one of --voc_root / --tfds_split")
     if FLAGS.voc_root is not None or FLAGS.tfds_split is not None:
@@ -239,12 +237,10 @@ def main(argv: list[str]) -> int:
     report(result)
     logging.info("evaluated %d images in %.2f s", result["num_images"], time.perf_counter() - start)
     if result.get("unreadable_images"):
-
         return cli.fail("evaluate", f"{result['unreadable_images']} image(s) could not be read and were not scored "
                                     "(named in the warnings above)")
     return 0
 
 
 if __name__ == "__main__":
-
     cli.run(main, prog="evaluate")

@@ -44,7 +44,6 @@ flags.DEFINE_bool("debug", False, "Show the full traceback of an error instead o
 
 
 def load_detector(args: argparse.Namespace):
-
     if bool(args.workdir) == bool(args.darknet_cfg) or bool(args.darknet_cfg) != bool(args.darknet_weights):
         raise ValueError("give exactly one model: --workdir, or --darknet_cfg with --darknet_weights")
     if args.darknet_cfg:
@@ -55,7 +54,6 @@ def load_detector(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> list:
-
     formats = [f.strip() for f in args.formats.split(",") if f.strip()]
     unknown = sorted(set(formats) - {"onnx", "stablehlo"})
     if unknown or not formats:

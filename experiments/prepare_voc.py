@@ -29,5 +29,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-
     cli.run(main, prog="prepare_voc")

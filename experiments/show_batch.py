@@ -51,10 +51,8 @@ def main(argv) -> int:
                                       process_index=0, process_count=1)
     batch = next(it)
     # What the network sees: with the colour jitter placed on the device, apply it here as the train step does.
-
     batch["image"] = np.asarray(photometric.train_inputs(batch["image"], batch.get("photometric")))
     grid = draw_batch(batch, sources.class_names(data_cfg), min(_NUM.value, len(batch["image"])))
-
     api.save_image(grid, _OUT.value)
     print(f"wrote {_OUT.value}: {min(_NUM.value, len(batch['image']))} images at {batch['image'].shape[1]} px, "
           f"{int(batch['mask'].sum())} boxes")
@@ -62,5 +60,4 @@ def main(argv) -> int:
 
 
 if __name__ == "__main__":
-
     cli.run(main, prog="show_batch")

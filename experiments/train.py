@@ -14,7 +14,6 @@ or pass --coordinator_address/--num_processes/--process_id). Bad input ends with
 """
 
 
-
 import jax
 from absl import app, flags
 from ml_collections import config_flags
@@ -51,5 +50,4 @@ def main(argv):
 
 
 if __name__ == "__main__":
-
     cli.run(main, prog="train")

@@ -226,7 +226,6 @@ def head_from_cfg(sections: tuple[Section, ...]) -> Head:
 def model_config_fields(model: nn.Module, sections: tuple[Section, ...]) -> dict[str, Any]:
     """``config.model`` fields (see yolojax.models.build_model) describing a hand-written module, plus the
     cfg's anchors for YOLOv2. Raises ValueError for the generic network (no training config describes it)."""
-
     if isinstance(model, (YOLOv2, TinyYOLOv2, YOLOv1ConvAnchors)):
         regions = [s for s in sections if s.type == "region"]
         # as written in the cfg (python floats; cfg_anchors' float32 would print as 1.0800000429153442)

@@ -270,7 +270,6 @@ def _check_voc_items(report: DataReport, items: Iterable[tuple[str, str, str]], 
 
 
 def _legacy_voc_items(devkit: str, split: str, deps: _Deps) -> list[tuple[str, str, str]]:
-
     items = []
     for year, image_set in sources._check_split(split):
         voc_dir = voc.voc_year_dir(devkit, year)
@@ -374,7 +373,6 @@ def _check_split(report: DataReport, root: str) -> None:
 def _identity(data_cfg: Mapping[str, Any], split: str) -> tuple[str, str, tuple[str, ...] | None]:
     """(kind, root folder, names) of the configured dataset: kind "files:<fmt>", "voc_dir", "voc_tarballs",
     "tfds" or "synthetic"; names None where any name is accepted (discovered from the annotations)."""
-
     kind = data_cfg["source"]
     if sources._check_format(data_cfg):
         fmt, root = data_cfg["format"], data_cfg["root"]
@@ -472,7 +470,6 @@ def check_dataset(data_cfg: Mapping[str, Any], split: str, *, cache_dir: str | N
         deps.tree(root)
         _check_coco(report, root, split, names, deps, limits)
     else:
-
         devkit = root if kind == "voc_dir" else sources.extract_tarballs(root, data_cfg["extract_dir"] or None)
         _check_voc_items(report, _legacy_voc_items(devkit, split, deps), names, deps, legacy=True, limits=limits)
     _check_split(report, root)

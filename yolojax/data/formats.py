@@ -346,7 +346,6 @@ _SPLIT_ALIASES = {"val": ("val", "valid", "validation"), "valid": ("valid", "val
 
 
 def _load_yaml(path: str) -> dict:
-
     try:
         out = yaml.safe_load(_read_text(path))
     except yaml.YAMLError as e:

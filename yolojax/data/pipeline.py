@@ -385,7 +385,6 @@ class TrainIterator:
         it_ds = ds.to_iter_dataset(read)
         single_threaded_cv2()
         if int(self.cfg["num_workers"]) > 0:
-
             if not flags.FLAGS.is_parsed():  # grain's workers read absl flags; notebooks and tests never parse
                 flags.FLAGS.mark_as_parsed()
             it_ds = it_ds.mp_prefetch(grain.MultiprocessingOptions(num_workers=int(self.cfg["num_workers"])))

@@ -205,9 +205,7 @@ class VocDevkitSource:
     Uses ``yolojax.data.voc.parse_annotation`` / ``read_image_set``; boxes normalized by the XML's
     ``<size>`` exactly as the TFDS builder does.
     """
-
     def __init__(self, devkit_dir: str, year: str, image_set: str):
-
         self.devkit_dir, self.year, self.image_set = str(devkit_dir), str(year), image_set
         self.voc_dir = voc.voc_year_dir(self.devkit_dir, self.year)
         self.ids = list(voc.read_image_set(self.devkit_dir, self.year, image_set))
@@ -222,7 +220,6 @@ class VocDevkitSource:
         return self.ids[index]
 
     def _annotation(self, index: int) -> Record:
-
         rec = self._annotations.get(index)
         if rec is None:
             xml = os.path.join(self.voc_dir, "Annotations", f"{self.ids[index]}.xml")
@@ -272,7 +269,6 @@ def make_voc_tarballs(devkit_dir: str, year: str, out_dir: str) -> dict[str, str
     its files (as the real ones do). Returns {"trainval": path, "test": path} (a part is skipped if its
     image set is missing).
     """
-
     os.makedirs(out_dir, exist_ok=True)
     root = os.path.dirname(os.path.abspath(devkit_dir))
     rel = os.path.join(os.path.basename(os.path.abspath(devkit_dir)), f"VOC{year}")
@@ -383,7 +379,6 @@ class TfdsVocSource:
     not subtract the 1-based offset) are turned back into XML pixels with the image size from the JPEG
     header and normalized with ``voc_boxes_to_normalized``, so records equal the VOCdevkit ones bit for bit.
     """
-
     def __init__(self, data_dir: str | None, year: str, image_set: str):
         self.data_dir, self.year, self.image_set = data_dir, str(year), image_set
         self._ds = None
@@ -488,7 +483,6 @@ def class_names(data_cfg: Mapping[str, Any]) -> tuple[str, ...]:
     if _check_format(data_cfg):
         return formats.dataset_class_names(data_cfg)
     if data_cfg["source"] == "synthetic":
-
         return synthetic.class_names(data_cfg["synthetic"]["num_classes"])
     return VOC_CLASSES
 
@@ -522,7 +516,6 @@ def make_source(data_cfg: Mapping[str, Any], split: str):
     if _check_format(data_cfg):
         return formats.dataset_source(data_cfg, split)
     if kind == "synthetic":
-
         return synthetic.SyntheticSource(data_cfg["synthetic"], split)
     parts = _check_split(split)
     if kind == "tfds":

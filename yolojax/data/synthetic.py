@@ -196,7 +196,6 @@ class SyntheticSource:
       cfg: ``data_cfg.synthetic`` (see ``default_synthetic_config``).
       split: "train" or "eval"; each has its own seed stream.
     """
-
     def __init__(self, cfg: Mapping[str, Any], split: str = "train"):
         if split not in SPLITS:
             raise ValueError(f"synthetic split: expected one of {tuple(SPLITS)}, got {split!r}")
@@ -327,7 +326,6 @@ def write_dataset(root: str, fmt: str, cfg: Mapping[str, Any], *, class_names: t
     Returns:
       The ``data.root`` to read it with: ``root`` (voc, coco) or ``root/data.yaml`` (yolo).
     """
-
     if fmt not in ("voc", "yolo", "coco"):
         raise ValueError(f"write_dataset: format must be 'voc', 'yolo' or 'coco', got {fmt!r}")
     cfg = dict(cfg)
@@ -392,7 +390,6 @@ def write_dataset(root: str, fmt: str, cfg: Mapping[str, Any], *, class_names: t
             with open(os.path.join(root, "annotations", f"instances_{split}.json"), "w") as f:
                 json.dump({"images": coco_images, "annotations": coco_anns, "categories": cats}, f)
     if fmt == "yolo":
-
         with open(os.path.join(root, "data.yaml"), "w") as f:
             yaml.safe_dump({"path": ".", "train": "images/train", "val": "images/val",
                             "names": {k: n for k, n in enumerate(names)}}, f, sort_keys=False)

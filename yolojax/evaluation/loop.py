@@ -32,7 +32,6 @@ Batch = Mapping[str, np.ndarray]
 def original_boxes(boxes: np.ndarray, orig_hw: tuple[int, int], input_hw: tuple[int, int], letterbox: bool
                    ) -> np.ndarray:
     """``[K, 4]`` normalized xyxy of the network input -> normalized xyxy of the original image (float64)."""
-
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     if not letterbox:
         return boxes
@@ -44,7 +43,6 @@ def devkit_detections(boxes: np.ndarray, orig_hw: tuple[int, int], input_hw: tup
                       letterbox: bool) -> np.ndarray:
     """Detections ``[K, 4]`` normalized xyxy of the network input -> ``[K, 4]`` VOC 1-based pixel xyxy of the
     original image, clipped to it (darknet's result-file conversion)."""
-
     height, width = orig_hw
     norm = np.clip(original_boxes(boxes, orig_hw, input_hw, letterbox), 0.0, 1.0)
     return evaluation.normalized_to_devkit_px(norm, width, height)
@@ -53,7 +51,6 @@ def devkit_detections(boxes: np.ndarray, orig_hw: tuple[int, int], input_hw: tup
 def devkit_ground_truth(boxes: np.ndarray, orig_hw: tuple[int, int], input_hw: tuple[int, int],
                         letterbox: bool) -> np.ndarray:
     """Ground truth ``[M, 4]`` normalized xyxy of the network input -> the annotation's 1-based pixel xyxy."""
-
     height, width = orig_hw
     return box_lib.normalized_to_voc_px(original_boxes(boxes, orig_hw, input_hw, letterbox), width, height)
 
@@ -119,7 +116,6 @@ def make_evaluators(class_names: Sequence[str], iou_threshold: float = 0.5) -> l
     """The evaluators every evaluation runs: the devkit-exact ``VOCEvaluator`` (first; its mAPs are the ones
     logged, checkpointed as "best" and compared with the papers) and the COCO-style ``COCOEvaluator``
     (AP@[.5:.95], AP50, AP75, by area, 101-point, at most 100 detections per image; difficult = crowd)."""
-
     return [evaluation.VOCEvaluator(class_names=class_names, iou_threshold=iou_threshold),
             coco_metrics.COCOEvaluator(class_names=class_names)]
 

@@ -64,7 +64,6 @@ def draw(image: ImageLike, detections: dict, *, score_threshold: float = 0.0, li
     Returns:
       uint8 [H, W, 3] RGB.
     """
-
     return drawing.draw_detections(as_uint8_image(image), detections, score_threshold=score_threshold,
                                    line_width=line_width)
 
@@ -102,7 +101,6 @@ def class_names_of(config, workdir: str | None = None) -> tuple[str, ...]:
     """The class names a training config's model learned, in index order: ``<workdir>/class_names.names``
     (saved when they were discovered from the annotations), else the dataset's (``sources.class_names``), else
     generic ``class_<i>`` names when the dataset is not here any more."""
-
     num = int(config.model.num_classes)
     saved = os.path.join(workdir, "class_names.names") if workdir else ""
     names: tuple[str, ...] = ()
@@ -110,7 +108,6 @@ def class_names_of(config, workdir: str | None = None) -> tuple[str, ...]:
         names = formats.read_names_file(saved)
     else:
         try:
-
             names = tuple(sources.class_names(config.data))
         except (ValueError, OSError, KeyError, AttributeError):  # a dataset that is not here any more
             names = VOC_CLASSES if num == len(VOC_CLASSES) else ()
@@ -135,7 +132,6 @@ def load_checkpoint(path: str | os.PathLike, *, config: Any = None, step: int | 
     ``data.eval_image_size`` unless ``image_size`` is given (YOLOv2 family: any multiple of 32; YOLOv1's fully
     connected layers fix its size).
     """
-
     try:
         ema_lib.check_choice(weights)
     except ValueError as e:
@@ -177,7 +173,6 @@ def _check_image_size(image_size: int | None, family: str, native: int, where: s
 
 def read_names(path: str | os.PathLike) -> tuple[str, ...]:
     """Class names of a darknet ``.names`` file (``formats.read_names_file``: one per line, blank lines skipped)."""
-
     return formats.read_names_file(os.fspath(path))
 
 
@@ -190,7 +185,6 @@ def load_darknet(cfg_path: str | os.PathLike, weights_path: str | os.PathLike, *
     is a backbone, not a detector: error). ``class_names`` default to VOC's when the cfg has 20 classes.
     ``image_size`` overrides the cfg's input size (YOLOv2: a multiple of 32; YOLOv1: only its own).
     """
-
     for what, p in (("darknet cfg", cfg_path), ("darknet weights", weights_path)):
         if not os.path.isfile(p):
             raise FileNotFoundError(f"{what} not found: {p}")
@@ -228,9 +222,7 @@ def load(source: str | os.PathLike, weights: str | os.PathLike | None = None, **
     kept), "ema", "raw" (``load_checkpoint``; another choice is a LoadError naming it); for a darknet ``.cfg`` its
     ``.weights`` file (``load_darknet``). A ``.cfg`` source, or a file with another ``weights``, is darknet.
     """
-
     if os.fspath(source).endswith((".onnx", ".jaxexport")):
-
         return export.load_exported(source, **kwargs)
     if os.path.isdir(os.fspath(source)) and weights is not None and weights not in ema_lib.WEIGHTS:
         raise LoadError(f"weights={weights!r}: {os.fspath(source)} is a yolojax workdir or checkpoint, whose "

@@ -93,7 +93,6 @@ class Detector:
         "" for darknet files and exports.
       step: the training step of a yolojax checkpoint (None for darknet files and exports).
     """
-
     model: Any
     variables: dict
     head: Any
@@ -106,7 +105,6 @@ class Detector:
     _compiled: dict = dataclasses.field(default_factory=dict, repr=False, compare=False)
 
     def __post_init__(self):
-
         if len(self.class_names) != self.head.num_classes:
             raise ValueError(f"Detector: {len(self.class_names)} class names for a {self.head.num_classes}-class head")
         # On the device once, not copied from host memory on every call (darknet variables are numpy).
@@ -139,7 +137,6 @@ class Detector:
         per thresholds (one compilation per batch shape)."""
         key = (float(score_threshold), float(iou_threshold), int(max_detections))
         if key not in self._compiled:
-
             def detect(variables, images):
                 return self.head.forward_detect(self.model.apply, variables, images, score_threshold=key[0],
                                                 iou_threshold=key[1], max_detections=key[2])
@@ -156,7 +153,6 @@ class Detector:
 
     def preprocess(self, image: np.ndarray) -> np.ndarray:
         """uint8 [H, W, 3] -> uint8 network input [h, w, 3] (the evaluation resize or letterbox)."""
-
         example = {"image": image, "boxes": np.zeros((0, 4), np.float32), "classes": np.zeros(0, np.int32),
                    "difficult": np.zeros(0, bool), "truncated": np.zeros(0, bool)}
         h, w = self.input_hw
@@ -211,7 +207,6 @@ class Detector:
             yield from self._run_batch(fn, batch, size)
 
     def _run_batch(self, fn, originals: list[np.ndarray], padded_size: int) -> list[dict]:
-
         h, w = self.input_hw
         inputs = np.zeros((padded_size, h, w, 3), np.uint8)
         for i, image in enumerate(originals):

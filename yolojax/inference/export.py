@@ -79,7 +79,6 @@ def detector_metadata(detector, *, outputs: str = "raw", output_shape: Sequence[
 
 
 def _detector_from_metadata(meta: dict, model, source: str):
-
     if meta.get("format_version") != METADATA_VERSION:
         raise ExportError(f"{source}: yolojax metadata format_version {meta.get('format_version')!r}, "
                           f"expected {METADATA_VERSION}")
@@ -95,7 +94,6 @@ def _detector_from_metadata(meta: dict, model, source: str):
 
 def raw_output_shape(detector, batch: int = 1) -> tuple[int, ...]:
     """Shape of ``detector.model.apply(variables, images [batch, h, w, 3])`` (computed abstractly)."""
-
     h, w = detector.input_hw
     out = jax.eval_shape(lambda v, x: detector.model.apply(v, x, train=False), detector.variables,
                          jax.ShapeDtypeStruct((batch, h, w, 3), jnp.float32))
@@ -124,7 +122,6 @@ def check_image(detector, batch: int = 2) -> np.ndarray:
 
 @functools.lru_cache(maxsize=16)
 def _jitted_forward(model):
-
     return jax.jit(lambda v, x: model.apply(v, x, train=False))
 
 
@@ -167,7 +164,6 @@ class _Graph:
 def _module_sections(detector):
     """(darknet sections of the detector's module at its input size, the op its [reorg] layers compute
     ('darknet' | 'space_to_depth'), darknet-layout blobs per weighted layer index)."""
-
     model = detector.model
     reorg_impl = "darknet"
     if isinstance(model, YOLOv2) and model.reorg_impl != "darknet":
@@ -186,12 +182,10 @@ def _module_sections(detector):
 
 
 def _bn_epsilon(model) -> float:
-
     return float(getattr(model, "bn_epsilon", BN_EPSILON))
 
 
 def _activation(g: _Graph, x: str, name: str, where: str) -> str:
-
     if name == "leaky":
         return g.op("LeakyRelu", [x], alpha=LEAKY_SLOPE)
     if name == "linear":
@@ -202,7 +196,6 @@ def _activation(g: _Graph, x: str, name: str, where: str) -> str:
 def _network_nodes(g: _Graph, detector, images: str) -> tuple[str, int]:
     """Adds the network (NHWC ``images`` -> raw output in NCHW, or [N, D] after a connected layer) to ``g``.
     Returns (output value name, its rank)."""
-
     sections, reorg_impl, blobs = _module_sections(detector)
     eps = _bn_epsilon(detector.model)
     infos = infer_layers(sections)
@@ -442,7 +435,6 @@ def export_onnx(detector, path: str | os.PathLike, *, with_nms: bool = False, op
 def read_onnx_metadata(path: str | os.PathLike) -> dict:
     """The yolojax metadata of an exported ONNX file (ExportError if it has none)."""
     import onnx
-
     path = os.fspath(path)
     if not os.path.isfile(path):
         raise FileNotFoundError(f"ONNX file not found: {path}")
@@ -467,7 +459,6 @@ class _OnnxModel:
         return self.session.run(["outputs"], {"images": np.ascontiguousarray(images, np.float32)})[0]
 
     def apply(self, variables, images, train: bool = False):
-
         del variables, train
         out = jax.ShapeDtypeStruct((images.shape[0], *self.output_shape), np.float32)
         return jax.pure_callback(self.run, out, images, vmap_method="sequential")
@@ -570,7 +561,6 @@ class _ExportedModel:
 def load_stablehlo(path: str | os.PathLike):
     """A Detector whose network is the raw-output StableHLO export at ``path`` (metadata from
     ``path + '.json'``)."""
-
     path = os.fspath(path)
     for p in (path, path + ".json"):
         if not os.path.isfile(p):

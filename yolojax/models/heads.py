@@ -50,7 +50,6 @@ DRAW_SCORE_THRESHOLD = 0.3
 
 def family_of(model_name: str) -> str:
     """'v1' or 'v2' for a ``config.model.name``; ValueError naming the field for an unknown model."""
-
     if model_name not in MODEL_FAMILIES:
         raise ValueError(f"config.model.name={model_name!r}: expected one of {tuple(MODEL_FAMILIES)}")
     return MODEL_FAMILIES[model_name]
@@ -145,7 +144,6 @@ class Head:
     def decode(self, outputs):
         """Raw outputs -> (boxes ``[B, N, 4]`` normalized xyxy of the network input, scores ``[B, N, C]``).
         Jit-able; v2 accepts darknet's flat channel order ``[B, S, S, A*(5+C)]`` as well."""
-
         if self.family == "v1":
             return postprocess.decode_yolov1(outputs, grid_size=self.grid_size, boxes_per_cell=self.boxes_per_cell,
                                              num_classes=self.num_classes, sqrt=self.sqrt)
@@ -176,7 +174,6 @@ class Head:
         """``loss(outputs, boxes, classes, mask, seen) -> (total, parts)`` with ``loss_options`` (``config.loss``)
         passed as keywords, so a misspelled option is a TypeError naming it. For v1, ``sqrt`` is both a loss
         option and part of the head (the decoder must agree): the head's value is used."""
-
         options = dict(loss_options)
         if self.family == "v1":
             options["sqrt"] = self.sqrt

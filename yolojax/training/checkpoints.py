@@ -79,7 +79,6 @@ class Restored:
       data_state: the data-iterator state saved with it (None for a variables-only checkpoint).
       skipped: (step, reason) for each newer step found damaged and moved aside before this one.
     """
-
     step: int
     tree: PyTree
     meta: dict
@@ -102,7 +101,6 @@ class _Damage(Exception):
 def _flat(tree: PyTree) -> dict[str, Any]:
     """{"params/conv1/kernel": leaf}: orbax's own flattening (namedtuple fields by name, sequence items by
     index), so that the paths of a tree and of its checkpoint metadata agree."""
-
     return {"/".join(str(k) for k in keys): leaf for keys, leaf in ocp.tree.to_flat_dict(tree).items()}
 
 
@@ -151,7 +149,6 @@ def make_manager(workdir: str | os.PathLike, *, keep: int = 3, keep_best: bool =
     with ``keep_best``, the one with the highest ``metrics[best_metric]`` among steps saved with metrics.
     Close it (``mngr.close()``) when done; with ``async_save`` call ``mngr.wait_until_finished()`` before
     reading what was saved."""
-
     quiet_orbax_logs()
     policies = [cm.LatestN(n=keep)]
     if keep_best:
@@ -196,7 +193,6 @@ def save(mngr, step: int, tree: PyTree, *, meta: Mapping[str, Any], data_state: 
       data_state: JSON-serializable data-iterator state.
       metrics: e.g. {"map": 0.71}; given to orbax for best-checkpoint preservation and stored in meta.
     """
-
     step = int(step)
     if step in mngr.all_steps():
         logging.info("checkpoint step %d already in %s; not rewritten", step, mngr.directory)
@@ -321,7 +317,6 @@ def _reading(what: str) -> Iterator[None]:
 
 
 def _read_json(mngr, step: int, item: str) -> Any:
-
     with _reading(f"reading {item}"):
         value = mngr.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))[item]
         if value is None:
@@ -331,7 +326,6 @@ def _read_json(mngr, step: int, item: str) -> Any:
 
 def _state_metadata(step_dir: str) -> dict[str, Any]:
     """{path: ArrayMetadata-like (shape, dtype)} of the step's state item, from its _METADATA."""
-
     handler = ocp.PyTreeCheckpointHandler()
     try:
         with _reading("reading state metadata"):
@@ -377,7 +371,6 @@ def _read_step(mngr, step: int, make_target: Callable[[Mapping[str, Any]], tuple
 
     ``make_target(stored_metadata_tree)`` gives (item, restore_args) for orbax's partial PyTree restore.
     Raises _Damage for anything wrong with the files, CheckpointMismatchError for another model/shape."""
-
     step_dir = os.path.join(os.fspath(mngr.directory), str(step))
     meta = _read_json(mngr, step, "meta")
     if not isinstance(meta, dict):
@@ -479,7 +472,6 @@ def restore(mngr, target: PyTree, *, step: int | None = None,
     CheckpointError if every one was damaged, CheckpointMismatchError if the state's structure or shapes
     differ from ``target`` (a code or config change, not damage).
     """
-
     if not isinstance(target, Mapping):
         raise TypeError(f"target must be a dict of the state's top-level entries, got {type(target).__name__}")
 
@@ -554,7 +546,6 @@ def resolve_checkpoint_dir(path: str | os.PathLike) -> tuple[str, int | None]:
 
 
 def _read_manager(directory: str):
-
     quiet_orbax_logs()
     options = ocp.CheckpointManagerOptions(create=False)  # (read_only=True logs two warnings per call)
     return ocp.CheckpointManager(directory, options=options, item_names=ITEMS)

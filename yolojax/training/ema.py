@@ -80,7 +80,6 @@ def update(ema: Mapping[str, PyTree], variables: Mapping[str, PyTree], t: jax.Ar
     new = {"params": variables["params"], "batch_stats": variables.get("batch_stats") or {}}
     out = optax.incremental_update(new, dict(ema), step_size=1.0 - d)
     if freeze or freeze_stats:
-
         if freeze:
             frozen = initialization.freeze_mask(out["params"], regex=freeze)
             out["params"] = jax.tree.map(lambda f, old, cur: old if f else cur, frozen, ema["params"],

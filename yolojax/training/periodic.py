@@ -47,12 +47,10 @@ class Profile:
 
     def before_step(self, step: int) -> None:
         if self.enabled and not self._active and step == self.start_step:
-
             jax.profiler.start_trace(self.log_dir)
             self._active = True
 
     def __call__(self, step: int, *, is_last: bool = False) -> None:
         if self._active and (step >= self.start_step + self.num_steps or is_last):
-
             jax.profiler.stop_trace()
             self._active = False

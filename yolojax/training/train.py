@@ -57,7 +57,6 @@ PyTree = Any
 Batch = Mapping[str, np.ndarray]
 
 
-
 # ----------------------------------------------------------------------------------------------------------
 # State and optimizer
 # ----------------------------------------------------------------------------------------------------------
@@ -72,7 +71,6 @@ class TrainState(train_state.TrainState):
     ``ema``: None, or with ``config.optim.ema.decay > 0`` the moving average ``{"params", "batch_stats"}``
     of the variables (``yolojax.training.ema``), updated by every train step.
     """
-
     batch_stats: PyTree = None
     rng: jax.Array = None
     seen: jax.Array = None
@@ -108,7 +106,6 @@ def make_optimizer(optim_cfg: ml_collections.ConfigDict, schedule: optax.Schedul
         raise ValueError(f"config.optim.name={optim_cfg.name!r}: expected 'sgd' or 'adam'")
     tx = optax.chain(*parts)
     if optim_cfg.get("freeze", ""):
-
         tx = initialization.freeze(tx, functools.partial(initialization.freeze_mask, regex=optim_cfg.freeze))
     return tx
 
@@ -204,7 +201,6 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], *, loss_fn: Ca
     ``ema``: d_t of this step) and 'state_finite' (1.0 when every parameter, batch statistic, optimizer and
     EMA leaf of the new state is finite; the loop stops on 0 before any checkpoint holds that state).
     """
-
     dropout_rng = jax.random.fold_in(state.rng, state.step)
     images = photometric.train_inputs(batch["image"], batch.get("photometric"))
 
@@ -219,7 +215,6 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], *, loss_fn: Ca
     new_state = state.apply_gradients(grads=grads)
     new_stats = mutated.get("batch_stats", state.batch_stats) if state.batch_stats else state.batch_stats
     if freeze_stats and state.batch_stats:
-
         new_stats = initialization.keep_frozen_stats(new_stats, state.batch_stats, freeze_stats)
     new_state = new_state.replace(batch_stats=new_stats, seen=state.seen + batch["image"].shape[0])
     extra = {}
@@ -360,7 +355,6 @@ def evaluate(steps: Steps, state: TrainState, config: ml_collections.ConfigDict,
     the first ``keep_images`` eval images with their detections and ground truth (``plots.EvalImages``, for
     drawing; the same images at every evaluation).
     """
-
     data = pipeline.EvalData(config.data, config.data.eval_split)
     size = int(config.data.eval_image_size)
     per_process = config.eval.batch_size // jax.process_count()
@@ -520,7 +514,6 @@ def initialize(state: TrainState, config: ml_collections.ConfigDict, model: flax
     yolojax checkpoint by path and shape (``init.checkpoint``, a workdir or checkpoint dir; its EMA weights when it
     holds them, ``checkpoints.restore_variables``' default). What was copied
     and what kept its random initialization goes to the log and to ``<workdir>/init_report.json``."""
-
     init = config.init
     if not (init.darknet_weights or init.checkpoint):
         return state
@@ -573,7 +566,6 @@ class Experiment:
 def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None,
                      workdir: str | None = None) -> Experiment:
     """Model, schedule, optimizer, initial (replicated, ``config.init``-initialized) state and jitted steps."""
-
     check_config(config)
     enable_compilation_cache(config.get("compilation_cache_dir", ""))  # configs saved before the field: off
 
@@ -607,7 +599,6 @@ def describe_data(config: ml_collections.ConfigDict, workdir: str, class_names: 
     ``<workdir>/class_names.names`` when they were discovered from the annotations, and warns when the config's
     anchors fit the training boxes far worse than k-means would (``anchors.anchor_fit_warning``; the usual
     cause is anchors made for another input size)."""
-
     data = config.data
     if data.source != "files":
         return
