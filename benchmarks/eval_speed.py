@@ -21,7 +21,7 @@ import time
 import numpy as np
 
 from yolojax.config.classes import VOC_CLASSES
-from yolojax.evaluation import voc as evaluation
+from yolojax.evaluation import voc
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -75,7 +75,7 @@ def make_synthetic_voc(root: str, *, num_images: int, num_detections: int, seed:
     far_cls = rng.integers(0, len(VOC_CLASSES), size=n_far)
     image_idx = np.concatenate([near_img, far_img])
     results_dir = os.path.join(root, "results")
-    evaluation.write_results(
+    voc.write_results(
         results_dir, image_ids=[ids[i] for i in image_idx], boxes=np.concatenate([near_box, far_box]),
         scores=rng.random(num_detections).round(6), classes=np.concatenate([near_cls, far_cls]),
         prefix="comp4", image_set="test")

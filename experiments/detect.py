@@ -30,7 +30,8 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from yolojax import cli
-from yolojax.inference import api, drawing, export, video
+from yolojax.evaluation import plots
+from yolojax.inference import api, export, video
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
@@ -146,7 +147,7 @@ def run(args: argparse.Namespace) -> tuple[int, list[str]]:
         path, name = readable[i]
         ext = os.path.splitext(path)[1].lower()
         out_image = os.path.join(args.out_dir, name + (ext if ext in (".jpg", ".jpeg", ".png") else ".png"))
-        api.save_image(drawing.draw_detections(originals[i], found), out_image)
+        api.save_image(plots.draw_detections(originals[i], found), out_image)
         originals[i] = None  # drawn: free it
         height, width = found["image_size"]
         with open(os.path.join(args.out_dir, name + ".json"), "w") as f:

@@ -13,7 +13,8 @@ from ml_collections import config_flags
 
 from yolojax import cli
 from yolojax.data import photometric, pipeline, sources
-from yolojax.inference import api, drawing
+from yolojax.evaluation import plots
+from yolojax.inference import api
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file with a .data section (default: synthetic).")
 _OUT = flags.DEFINE_string("out", "batch.png", "Output PNG.")
@@ -23,16 +24,16 @@ _SEED = flags.DEFINE_integer("seed", None, "Data seed (default: config.seed or 0
 
 
 def draw_batch(batch: dict, names: tuple[str, ...], num: int) -> np.ndarray:
-    """Training batch -> uint8 grid (``yolojax.inference.drawing``) with each image's boxes and class names."""
+    """Training batch -> uint8 grid (``yolojax.evaluation.plots``) with each image's boxes and class names."""
 
-    images = drawing.to_uint8(batch["image"][:num])
+    images = plots.to_uint8(batch["image"][:num])
     tiles = []
     for i, img in enumerate(images):
         mask = np.asarray(batch["mask"][i], bool)
         classes = np.asarray(batch["classes"][i])[mask]
-        tiles.append(drawing.draw_boxes(img, np.asarray(batch["boxes"][i])[mask], classes,
+        tiles.append(plots.draw_boxes(img, np.asarray(batch["boxes"][i])[mask], classes,
                                         [names[c] if c < len(names) else str(c) for c in classes], line_width=1))
-    return drawing.tile(tiles)
+    return plots.tile(tiles)
 
 
 def main(argv) -> int:

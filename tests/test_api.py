@@ -27,9 +27,9 @@ def detector():
     model = build_model(default_model_config(dict(name="tiny_yolov2", num_classes=3, width=0.125)))
     variables = jax.jit(lambda k: model.init(k, jnp.zeros((1, SIZE, SIZE, 3)), train=False))(jax.random.key(0))
     anchors = np.array([[1.0, 1.5], [2.0, 1.0], [0.5, 0.5], [1.5, 1.5], [1.0, 1.0]], np.float32)
-    from yolojax.models import heads as families
+    from yolojax.models import heads
 
-    head = families.Head("v2", 3, anchors=tuple(map(tuple, anchors.tolist())))
+    head = heads.Head("v2", 3, anchors=tuple(map(tuple, anchors.tolist())))
     return api.Detector(model=model, variables=variables, head=head, input_hw=(SIZE, SIZE),
                         class_names=("red", "green", "blue"), description="test")
 
@@ -152,9 +152,9 @@ def test_draw_exact_pixels():
     found = {"boxes": np.array([[0.25, 0.25, 0.75, 0.75]], np.float32), "scores": np.array([0.9], np.float32),
              "classes": np.array([1]), "class_names": ["cat"]}
     out = api.draw(image, found, line_width=1)
-    from yolojax.inference import drawing
+    from yolojax.evaluation import plots
 
-    colour = drawing.PALETTE[1]
+    colour = plots.PALETTE[1]
     # The rectangle spans x 30..90, y 25..75 (inclusive); the label sits above its top-left corner.
     for x, y in ((90, 50), (90, 75), (60, 75), (30, 75), (30, 50)):
         assert tuple(out[y, x]) == colour, (x, y)

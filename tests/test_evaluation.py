@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from yolojax.config.classes import VOC_CLASSES
-from yolojax.evaluation import voc as evaluation
+from yolojax.evaluation import voc
 
 CLASSES = ("cat", "dog", "person")
 
@@ -107,7 +107,7 @@ def _random_case(seed, num_images=40, identical_gt=True):
 
 
 def _evaluator_from_case(gt, dets, iou_threshold):
-    ev = evaluation.VOCEvaluator(CLASSES, iou_threshold=iou_threshold)
+    ev = voc.VOCEvaluator(CLASSES, iou_threshold=iou_threshold)
     for image_id, objects in gt.items():
         mine = [d for d in dets if d[0] == image_id]
         ev.add(image_id,
@@ -140,7 +140,7 @@ def test_matches_devkit_transcription(seed, iou_threshold, tmp_path):
 def _hand_case():
     """One class. Image a: g1, g2 (difficult). Image b: g3, g4. Detections, best first: d1 on g1 (TP), d2 on
     g1 again (FP, duplicate), d3 on g2 (difficult: ignored), d4 on g3 (TP), d5 on nothing (FP)."""
-    ev = evaluation.VOCEvaluator(("cat",))
+    ev = voc.VOCEvaluator(("cat",))
     g = np.array([[1, 1, 50, 50], [100, 100, 150, 150]], float)
     ev.add("a", det_boxes=np.array([g[0], g[0] + 1, g[1]]), det_scores=[0.9, 0.8, 0.7], det_classes=[0, 0, 0],
            gt_boxes=g, gt_classes=[0, 0], gt_difficult=[False, True])
@@ -163,7 +163,7 @@ def test_hand_computed_ap():
 def test_one_based_inclusive_iou_and_threshold_inclusive():
     # Devkit IoU of [1,1,10,10] and [1,1,10,20] is 10*10 / (10*20) = 0.5 exactly (+1 widths): a TP at 0.5.
     # Without the +1 it would be 81/171 < 0.5.
-    ev = evaluation.VOCEvaluator(("cat",), iou_threshold=0.5)
+    ev = voc.VOCEvaluator(("cat",), iou_threshold=0.5)
     ev.add("a", det_boxes=[[1, 1, 10, 10]], det_scores=[1.0], det_classes=[0],
            gt_boxes=[[1, 1, 10, 20]], gt_classes=[0], gt_difficult=[False])
     assert ev.compute()["ap_area"][0] == 1.0
@@ -172,12 +172,12 @@ def test_one_based_inclusive_iou_and_threshold_inclusive():
 def test_voc07_recall_thresholds_as_matlab():
     # npos = 5 and three TPs: recall reaches exactly 0.6, which MATLAB's 0:0.1:1 counts (0.6 is the nearest
     # double); np.arange(0, 1.1, 0.1) has 0.6000000000000001 and would give 6/11.
-    ev = evaluation.VOCEvaluator(("cat",))
+    ev = voc.VOCEvaluator(("cat",))
     boxes = np.array([[1, 1, 10, 10], [20, 20, 30, 30], [40, 40, 50, 50], [60, 60, 70, 70], [80, 80, 90, 90]])
     ev.add("a", det_boxes=boxes[:3], det_scores=[0.9, 0.8, 0.7], det_classes=[0, 0, 0],
            gt_boxes=boxes, gt_classes=[0] * 5, gt_difficult=[False] * 5)
     assert ev.compute()["ap_07"][0] == pytest.approx(7 / 11, abs=1e-15)
-    assert evaluation.VOC07_RECALL_THRESHOLDS == tuple(_matlab_colon(0.0, 0.1, 1.0))
+    assert voc.VOC07_RECALL_THRESHOLDS == tuple(_matlab_colon(0.0, 0.1, 1.0))
 
 
 def test_ground_truth_as_detections_gives_map_one():
@@ -192,21 +192,21 @@ def test_ground_truth_as_detections_gives_map_one():
 
 
 def test_class_without_ground_truth_is_null_and_left_out(tmp_path):
-    ev = evaluation.VOCEvaluator(("cat", "dog"))
+    ev = voc.VOCEvaluator(("cat", "dog"))
     ev.add("a", det_boxes=[[1, 1, 10, 10], [1, 1, 10, 10]], det_scores=[0.9, 0.8], det_classes=[0, 1],
            gt_boxes=[[1, 1, 10, 10], [5, 5, 9, 9]], gt_classes=[0, 1], gt_difficult=[False, True])
     with pytest.warns(UserWarning, match="no non-difficult ground truth for class\\(es\\) 'dog': AP undefined"):
         result = ev.compute()
     assert np.isnan(result["ap_07"][1]) and result["map_area"] == 1.0
     assert result["map_07"] == pytest.approx(1.0, abs=1e-15)
-    as_json = json.loads(json.dumps(evaluation.result_to_json(result)))
+    as_json = json.loads(json.dumps(voc.result_to_json(result)))
     assert as_json["ap_area"] == {"cat": 1.0, "dog": None} and as_json["map_area"] == 1.0
-    table = evaluation.format_table(result)
+    table = voc.format_table(result)
     assert "n/a" in table and "100.00" in table
 
 
 def test_padding_rows_skipped_and_bad_inputs():
-    ev = evaluation.VOCEvaluator(("cat",))
+    ev = voc.VOCEvaluator(("cat",))
     ev.add("a", det_boxes=[[1, 1, 10, 10], [0, 0, 0, 0]], det_scores=[0.9, 0.0], det_classes=[0, -1],
            gt_boxes=[[1, 1, 10, 10], [0, 0, 0, 0]], gt_classes=[0, -1], gt_difficult=[False, False])
     result = ev.compute()
@@ -232,23 +232,23 @@ def test_result_file_errors_name_file_and_line(tmp_path):
     _write(tmp_path / "comp4_det_test_cat.txt", "000001 0.5 1 1 10 10\n\n000002 0.4 1 1 10 10\n")
     bad = _write(tmp_path / "comp4_det_test_dog.txt", "000001 0.5 1 1 10 10\n000002 0.4 1 1 10\n")
     with pytest.raises(ValueError, match=rf"{bad}:2: expected 6 fields"):
-        evaluation.read_results(tmp_path, class_names=names)
+        voc.read_results(tmp_path, class_names=names)
     _write(bad, "000001 0.5 1 1 10 10\n000002 high 1 1 10 10\n")
     with pytest.raises(ValueError, match=rf"{bad}:2: score and box must be numbers"):
-        evaluation.read_results(tmp_path, class_names=names)
+        voc.read_results(tmp_path, class_names=names)
     _write(bad, "000001 0.5 1 1 10 10\n000001 0.5 1 1 10 10\n000003 0.4 1 1 10 10\n")
     with pytest.raises(ValueError, match=rf"{bad}:3: image id '000003' is not in the image set"):
-        evaluation.read_results(tmp_path, class_names=names, image_ids=["000001", "000002"])
+        voc.read_results(tmp_path, class_names=names, image_ids=["000001", "000002"])
     # The same check through the evaluator, whose image set is the registered ground truth.
-    ev = evaluation.VOCEvaluator(names)
+    ev = voc.VOCEvaluator(names)
     for i in ("000001", "000002"):
         ev.add_ground_truth(i, boxes=[[1, 1, 10, 10]], classes=[0], difficult=[False])
     with pytest.raises(ValueError, match=rf"{bad}:3: image id '000003'"):
         ev.add_result_files(tmp_path)
     with pytest.raises(FileNotFoundError, match="comp3_det_test_cat.txt"):
-        evaluation.read_results(tmp_path, prefix="comp3", class_names=names)
+        voc.read_results(tmp_path, prefix="comp3", class_names=names)
     _write(bad, "000001 0.5 1 1 10 10\n")
-    results = evaluation.read_results(tmp_path, class_names=names, image_ids={"000001", "000002"})
+    results = voc.read_results(tmp_path, class_names=names, image_ids={"000001", "000002"})
     assert results["cat"]["image_ids"] == ["000001", "000002"]  # blank line skipped
     np.testing.assert_array_equal(results["cat"]["scores"], [0.5, 0.4])
     np.testing.assert_array_equal(results["dog"]["boxes"], [[1, 1, 10, 10]])
@@ -256,23 +256,23 @@ def test_result_file_errors_name_file_and_line(tmp_path):
 
 def test_write_results_format_and_round_trip(tmp_path):
     boxes = np.array([[1.5, 2.0, 30.25, 40.0], [5.0, 6.0, 7.0, 8.0]])
-    paths = evaluation.write_results(tmp_path, image_ids=["000005", "000007"], boxes=boxes,
-                                     scores=[0.1 + 0.2, 0.25], classes=[2, 2], prefix="comp4", image_set="val")
+    paths = voc.write_results(tmp_path, image_ids=["000005", "000007"], boxes=boxes,
+                              scores=[0.1 + 0.2, 0.25], classes=[2, 2], prefix="comp4", image_set="val")
     assert len(paths) == len(VOC_CLASSES)
     text = (tmp_path / "comp4_det_val_bird.txt").read_text()
     assert text == "000005 0.30000000000000004 1.5 2.0 30.25 40.0\n000007 0.25 5.0 6.0 7.0 8.0\n"
     assert (tmp_path / "comp4_det_val_cat.txt").read_text() == ""
-    back = evaluation.read_results(tmp_path, image_set="val")["bird"]
+    back = voc.read_results(tmp_path, image_set="val")["bird"]
     np.testing.assert_array_equal(back["boxes"], boxes)
     np.testing.assert_array_equal(back["scores"], [0.1 + 0.2, 0.25])
 
 
 def test_normalized_to_devkit_px():
     # x * w + 1, clipped to [1, w] (darknet print_detector_detections).
-    out = evaluation.normalized_to_devkit_px(np.array([[-0.1, 0.25, 0.5, 1.2]]), width=200, height=100)
+    out = voc.normalized_to_devkit_px(np.array([[-0.1, 0.25, 0.5, 1.2]]), width=200, height=100)
     np.testing.assert_allclose(out, [[1.0, 26.0, 101.0, 100.0]])
-    out = evaluation.normalized_to_devkit_px(np.zeros((2, 3, 4)) + 0.5, width=np.array([10, 20])[:, None],
-                                             height=np.array([4, 8])[:, None])
+    out = voc.normalized_to_devkit_px(np.zeros((2, 3, 4)) + 0.5, width=np.array([10, 20])[:, None],
+                                      height=np.array([4, 8])[:, None])
     np.testing.assert_allclose(out[1, 0], [11.0, 5.0, 11.0, 5.0])
 
 
@@ -291,9 +291,9 @@ def _tiny_devkit(root):
     (year_dir / "Annotations" / "000002.xml").write_text(
         f"<annotation>{size}{obj.format('cat', 0, 10, 10, 40, 40)}</annotation>")
     # cat: TP on image 1, FP, TP on image 2 -> recall 1/2, 1/2, 1; precision 1, 1/2, 2/3.
-    evaluation.write_results(root / "results", image_ids=["000001", "000002", "000002"],
-                             boxes=[[1, 1, 50, 50], [60, 60, 99, 99], [10, 10, 40, 40]], scores=[0.9, 0.8, 0.7],
-                             classes=[7, 7, 7], prefix="comp4", image_set="test")
+    voc.write_results(root / "results", image_ids=["000001", "000002", "000002"],
+                      boxes=[[1, 1, 50, 50], [60, 60, 99, 99], [10, 10, 40, 40]], scores=[0.9, 0.8, 0.7],
+                      classes=[7, 7, 7], prefix="comp4", image_set="test")
 
 
 def _run_evaluate(*args):

@@ -230,10 +230,10 @@ def test_unsupported_layer_is_named(tmp_path):
                    "activation=leaky\n\n[connected]\noutput=30\nactivation=linear\n\n[detection]\nclasses=0\n"
                    "side=1\nnum=6\ncoords=4\n")
     model, variables = dk.load(cfg)
-    from yolojax.models import heads as families
+    from yolojax.models import heads
 
     det = yolojax.inference.api.Detector(model=model, variables=variables, input_hw=(32, 32), class_names=(),
-                               head=families.Head("v1", 0, grid_size=1, boxes_per_cell=6))
+                               head=heads.Head("v1", 0, grid_size=1, boxes_per_cell=6))
     with pytest.raises(export.ExportError, match=r"layer 0 \[local\]"):
         export.to_onnx(det)
 

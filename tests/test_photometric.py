@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from yolojax.data import augment, photometric, pipeline, synthetic
+from yolojax.ops.images import to_float
 
 _hsv_adjust = jax.jit(photometric.hsv_adjust)
 
@@ -143,7 +144,7 @@ def test_switches_and_float_conversion(images):
     np.testing.assert_array_equal(out, images.astype(np.float32) * np.float32(1 / 255))
     # Hand values: the host's former float batch, x / 255.
     x = np.array([[[0, 255, 51], [102, 1, 128]]], np.uint8)
-    np.testing.assert_allclose(np.asarray(photometric.to_float(x)), x / 255.0, rtol=1e-6)
+    np.testing.assert_allclose(np.asarray(to_float(x)), x / 255.0, rtol=1e-6)
     floats = np.full((1, 2, 2, 3), 0.25, np.float32)  # float batches pass through unchanged
     np.testing.assert_array_equal(np.asarray(photometric.train_inputs(floats)), floats)
     sat_only = pipeline.augment_preset("none")

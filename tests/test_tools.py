@@ -455,3 +455,18 @@ def test_yolov1_checkpoint_and_its_darknet_export_agree(synthetic_voc, tmp_path)
     np.testing.assert_allclose(a["scores"], b["scores"], rtol=1e-4, atol=1e-6)
     with pytest.raises(yolojax.LoadError, match="fix the input at 64 px"):
         yolojax.load(workdir, image_size=96)
+
+
+def test_detect_and_export_take_config_overrides(tiny_models, synthetic_voc, tmp_path, capsys):
+    """``--config.a.b=v`` without ``--config`` applies to the workdir's config.json, in detect.py and export.py."""
+    detect = _load_script("experiments/detect.py")
+    rc = detect.main(["--workdir", tiny_models["workdir"], f"--config.data.eval_image_size={2 * IMAGE_SIZE}",
+                      "--out_dir", str(tmp_path / "o"), _jpegs(synthetic_voc)[0]])
+    out = capsys.readouterr().out
+    assert rc == 0 and f"input {2 * IMAGE_SIZE}x{2 * IMAGE_SIZE}" in out, out  # the saved config says IMAGE_SIZE
+    export = _load_script("experiments/export.py")
+    rc = export.main(["--workdir", tiny_models["workdir"], "--config.model.width=0.25", "--out_dir",
+                      str(tmp_path / "e")])
+    err = capsys.readouterr().err.strip()
+    assert rc == 1 and "CheckpointMismatchError" in err and "model.width" in err, err
+    assert not (tmp_path / "e").exists() or not os.listdir(tmp_path / "e")

@@ -22,7 +22,7 @@ from typing import Callable, Sequence
 from absl import app, flags
 from absl import logging as absl_logging
 
-from yolojax.config import files as saved_config
+from yolojax.config import files as config_files
 
 USER_ERRORS = (ValueError, OSError, FloatingPointError)
 # A config override naming a field that does not exist raises AttributeError / KeyError while the flags are parsed.
@@ -199,7 +199,7 @@ def json_configs(argv: list[str], flag: str = "config") -> list[str]:
     """Rewrites ``--config path/config.json`` (a training workdir's saved config) into the config-file flag's
     ``--config yolojax/config/files.py:path/config.json``; other arguments are unchanged."""
 
-    loader = saved_config.__file__
+    loader = config_files.__file__
     out, i = [], 0
     while i < len(argv):
         arg = argv[i]

@@ -21,7 +21,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from yolojax.ops.images import to_float  # noqa: F401  (the one uint8 -> float conversion; re-exported)
+from yolojax.ops.images import to_float
 
 _HSV_SHIFT = 12  # OpenCV's fixed-point shift in RGB2HSV_b
 

@@ -92,7 +92,7 @@ def _write_objects(example: Mapping[str, Any], out: Mapping[str, np.ndarray]) ->
 
 
 def stack_images(images: Sequence[np.ndarray]) -> np.ndarray:
-    """uint8 [H, W, 3] images -> uint8 [B, H, W, 3] (the device converts to float: ``photometric.to_float``)."""
+    """uint8 [H, W, 3] images -> uint8 [B, H, W, 3] (the device converts to float: ``yolojax.ops.images.to_float``)."""
     return np.stack(images)
 
 
@@ -514,7 +514,7 @@ def make_eval_batches(data_cfg: Mapping[str, Any], split: str, batch_size: int, 
     """Evaluation batches of ``split`` for this process (deterministic, no augmentation).
 
     Yields:
-      {"image": uint8 [B, S, S, 3] RGB (``photometric.to_float`` on the device), "boxes": float32 [B, M, 4]
+      {"image": uint8 [B, S, S, 3] RGB (``yolojax.ops.images.to_float`` on the device), "boxes": float32 [B, M, 4]
       normalized xyxy of the network
       input (= of the original image unless eval_letterbox; see augment.input_boxes_to_original),
       "classes": int32 [B, M] (-1 pad), "mask": bool [B, M], "difficult": bool [B, M],

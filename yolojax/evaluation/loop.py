@@ -7,7 +7,7 @@ Training-time evaluation (``yolojax.training.train``) and ``experiments/evaluate
 Conversions, per image (``docs/conventions.md``):
   * detections leave the network as normalized xyxy of the network input; the letterbox (if the input was
     letterboxed) is undone (``augment.input_boxes_to_original``), the boxes are clipped to the image and turned
-    into the devkit's 1-based pixels the way darknet writes result files (``evaluation.normalized_to_devkit_px``);
+    into the devkit's 1-based pixels the way darknet writes result files (``voc.normalized_to_devkit_px``);
   * ground truth comes from the same batch: its normalized boxes, letterbox undone, back to the annotation's
     1-based pixels (``boxes.normalized_to_voc_px``, the inverse of how the sources read the XML).
 Padding rows of a batch (``index == -1``: past the end of the split, or an image that could not be decoded)
@@ -21,9 +21,8 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from yolojax.data import augment
-from yolojax.evaluation import analysis
+from yolojax.evaluation import analysis, voc
 from yolojax.evaluation import coco as coco_metrics
-from yolojax.evaluation import voc as evaluation
 from yolojax.ops import boxes as box_lib
 
 Batch = Mapping[str, np.ndarray]
@@ -45,7 +44,7 @@ def devkit_detections(boxes: np.ndarray, orig_hw: tuple[int, int], input_hw: tup
     original image, clipped to it (darknet's result-file conversion)."""
     height, width = orig_hw
     norm = np.clip(original_boxes(boxes, orig_hw, input_hw, letterbox), 0.0, 1.0)
-    return evaluation.normalized_to_devkit_px(norm, width, height)
+    return voc.normalized_to_devkit_px(norm, width, height)
 
 
 def devkit_ground_truth(boxes: np.ndarray, orig_hw: tuple[int, int], input_hw: tuple[int, int],
@@ -116,7 +115,7 @@ def make_evaluators(class_names: Sequence[str], iou_threshold: float = 0.5) -> l
     """The evaluators every evaluation runs: the devkit-exact ``VOCEvaluator`` (first; its mAPs are the ones
     logged, checkpointed as "best" and compared with the papers) and the COCO-style ``COCOEvaluator``
     (AP@[.5:.95], AP50, AP75, by area, 101-point, at most 100 detections per image; difficult = crowd)."""
-    return [evaluation.VOCEvaluator(class_names=class_names, iou_threshold=iou_threshold),
+    return [voc.VOCEvaluator(class_names=class_names, iou_threshold=iou_threshold),
             coco_metrics.COCOEvaluator(class_names=class_names)]
 
 

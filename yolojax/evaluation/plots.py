@@ -3,7 +3,7 @@ the TensorBoard images), the precision-recall and confusion-matrix figures, and 
 
 Boxes are normalized xyxy of the image they are drawn on; images are uint8 ``[H, W, 3]`` RGB. PIL and matplotlib
 only (imported when drawing), no JAX, so drawing never starts a device and training can draw on the host from the
-detections evaluation already has. ``yolojax.inference.drawing`` re-exports the box drawer for the API.
+detections evaluation already has.
 """
 from __future__ import annotations
 

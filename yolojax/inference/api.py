@@ -32,7 +32,8 @@ from yolojax.config import files as config_files
 from yolojax.config.classes import VOC_CLASSES
 from yolojax.data import formats, pipeline, sources
 from yolojax.evaluation import loop as eval_loop
-from yolojax.inference import drawing, export
+from yolojax.evaluation import plots
+from yolojax.inference import export
 from yolojax.inference.detector import (  # noqa: F401  (the notebook API re-exports them)
     Detector,
     ImageLike,
@@ -42,8 +43,7 @@ from yolojax.inference.detector import (  # noqa: F401  (the notebook API re-exp
     load_image,
     save_image,
 )
-from yolojax.models import build_model
-from yolojax.models import heads as families
+from yolojax.models import build_model, heads
 from yolojax.training import checkpoints
 from yolojax.training import ema as ema_lib
 
@@ -54,7 +54,7 @@ class LoadError(ValueError):
 
 # -------------------------------------------------------------------------------------------- drawing
 def draw(image: ImageLike, detections: dict, *, score_threshold: float = 0.0, line_width: int = 2) -> np.ndarray:
-    """Draws boxes with "class score" labels on a copy of ``image`` (``yolojax.inference.drawing``).
+    """Draws boxes with "class score" labels on a copy of ``image`` (``yolojax.evaluation.plots``).
 
     Args:
       image: the original image (uint8 [H, W, 3] RGB, path or PIL image) the detections were made on.
@@ -64,7 +64,7 @@ def draw(image: ImageLike, detections: dict, *, score_threshold: float = 0.0, li
     Returns:
       uint8 [H, W, 3] RGB.
     """
-    return drawing.draw_detections(as_uint8_image(image), detections, score_threshold=score_threshold,
+    return plots.draw_detections(as_uint8_image(image), detections, score_threshold=score_threshold,
                                    line_width=line_width)
 
 
@@ -139,7 +139,7 @@ def load_checkpoint(path: str | os.PathLike, *, config: Any = None, step: int | 
     workdir, path_step = _resolve_checkpoint(path)
     step = path_step if step is None else step
     config = load_config(workdir_config_path(workdir) if config is None else config)
-    head = families.Head.from_config(config)
+    head = heads.Head.from_config(config)
     train_size = int(config.data.eval_image_size)
     _check_image_size(image_size, head.family, train_size, workdir)
     image_size = image_size or train_size

@@ -43,8 +43,7 @@ import numpy as np
 from yolojax.darknet import mapping
 from yolojax.darknet.cfg import conv_padding, infer_layers, maxpool_params, output_layer_index
 from yolojax.inference.detector import Detector, load_image
-from yolojax.models import YOLOv2
-from yolojax.models import heads as families
+from yolojax.models import YOLOv2, heads
 from yolojax.models.layers import BN_EPSILON, LEAKY_SLOPE, darknet_pool_padding
 
 METADATA_KEY = "yolojax"
@@ -83,9 +82,9 @@ def _detector_from_metadata(meta: dict, model, source: str):
         raise ExportError(f"{source}: yolojax metadata format_version {meta.get('format_version')!r}, "
                           f"expected {METADATA_VERSION}")
     anchors = None if meta["anchors"] is None else tuple(map(tuple, np.asarray(meta["anchors"], np.float64).tolist()))
-    head = families.Head(meta["family"], len(meta["class_names"]), anchors=anchors, grid_size=meta["grid_size"],
-                         boxes_per_cell=meta["boxes_per_cell"], sqrt=meta["sqrt"],
-                         location=meta.get("location", "direct"))
+    head = heads.Head(meta["family"], len(meta["class_names"]), anchors=anchors, grid_size=meta["grid_size"],
+                      boxes_per_cell=meta["boxes_per_cell"], sqrt=meta["sqrt"],
+                      location=meta.get("location", "direct"))
     return Detector(
         model=model, variables={}, head=head, input_hw=tuple(meta["input_hw"]),
         class_names=tuple(meta["class_names"]),

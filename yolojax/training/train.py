@@ -44,8 +44,7 @@ from tqdm import tqdm
 from yolojax.data import check, formats, photometric, pipeline, sources
 from yolojax.evaluation import loop as eval_loop
 from yolojax.evaluation import plots
-from yolojax.models import build_model
-from yolojax.models import heads as families
+from yolojax.models import build_model, heads
 from yolojax.ops import anchors as anchors_lib
 from yolojax.training import checkpoints, initialization, periodic
 from yolojax.training import ema as ema_lib
@@ -230,7 +229,7 @@ def train_step(state: TrainState, batch: Mapping[str, jax.Array], *, loss_fn: Ca
     return new_state, metrics
 
 
-def eval_step(state: TrainState, images: jax.Array, *, head: families.Head,
+def eval_step(state: TrainState, images: jax.Array, *, head: heads.Head,
               nms_kwargs: Mapping[str, Any]) -> dict[str, jax.Array]:
     """Forward pass, decode and fixed-size per-class NMS, all on device (``Head.forward_detect``).
 
@@ -254,7 +253,7 @@ def make_steps(config: ml_collections.ConfigDict, mesh: Mesh, abstract_state: Tr
                schedule: optax.Schedule) -> Steps:
     """Jits train/eval steps with explicit shardings. jit caches one executable per input shape, so
     multi-scale training compiles once per size (10 sizes at most in the paper's recipe)."""
-    head = families.Head.from_config(config)
+    head = heads.Head.from_config(config)
     state_sharding = jax.tree.map(lambda _: replicated(mesh), abstract_state)
     data = batch_sharding(mesh)
     freeze_stats = config.optim.freeze if config.optim.get("freeze_batch_stats", True) else ""
@@ -388,7 +387,7 @@ def log_evaluation(writer: metric_writers.MetricWriter, step: int, result: Mappi
     images, start = None, time.perf_counter()
     if config.eval.get("tensorboard_images", True):
         images = plots.evaluation_images(result, result.get("images"), score_threshold=config.eval.score_threshold,
-                                         draw_score_threshold=families.DRAW_SCORE_THRESHOLD, title=title)
+                                         draw_score_threshold=heads.DRAW_SCORE_THRESHOLD, title=title)
     metric_writers.write_evaluation(writer, step, result, prefix=prefix, images=images)
     return time.perf_counter() - start if images else 0.0
 
@@ -486,7 +485,7 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     (:func:`check_values` first)."""
 
     check_values(config)
-    head = families.Head.from_config(config)  # unknown model name / anchors that do not fit: named
+    head = heads.Head.from_config(config)  # unknown model name / anchors that do not fit: named
     names = sources.class_names(config.data)
     n_data = len(names)
     if head.num_classes != n_data:
@@ -604,7 +603,7 @@ def describe_data(config: ml_collections.ConfigDict, workdir: str, class_names: 
         return
     if not data.get("class_names") and not data.get("names_file"):
         formats.save_class_names(workdir, class_names)
-    head = families.Head.from_config(config)
+    head = heads.Head.from_config(config)
     if head.family == "v2":
         wh = sources.box_shapes(data, data.train_split)
         grid = int(data.image_size) // 32
