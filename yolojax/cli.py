@@ -10,13 +10,18 @@ library) is a bug and keeps its traceback.
 Every tool answers ``--help`` (exit 0) with its docstring and its own flags; ``--helpfull`` lists every flag.
 Config overrides are ``--config.a.b=value`` in every tool. Tools that read a workdir (``evaluate``, ``detect``,
 ``export``) apply overrides given without ``--config`` to the workdir's ``config.json``.
+
+A tool whose modes differ in weight names the heavy modules of one mode with :func:`lazy_import` at its top, so
+the light mode starts without them (``evaluate.py --results_dir`` runs without JAX, grain or OpenCV).
 """
 from __future__ import annotations
 
 import ast
+import importlib.util
 import logging
 import os
 import sys
+import types
 from typing import Callable, Sequence
 
 from absl import app, flags
@@ -28,6 +33,25 @@ USER_ERRORS = (ValueError, OSError, FloatingPointError)
 # A config override naming a field that does not exist raises AttributeError / KeyError while the flags are parsed.
 PARSE_ERRORS = USER_ERRORS + (AttributeError, KeyError)
 HELP_FLAGS = ("-h", "--help", "-?", "--helpshort", "--help=true")
+
+
+def lazy_import(name: str) -> types.ModuleType:
+    """Module ``name``, loaded when one of its attributes is first used (``importlib.util.LazyLoader``, the
+    recipe of the importlib documentation); its parent packages load now. Already imported: that module."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        raise ModuleNotFoundError(f"no module named {name!r}", name=name)
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, module)
+    return module
 
 
 def one_line(error: BaseException) -> str:

@@ -70,7 +70,7 @@ def _group_rank(keys: np.ndarray) -> np.ndarray:
 
 
 def match_detections(d_key: np.ndarray, d_box: np.ndarray, g_key: np.ndarray, g_box: np.ndarray,
-                     g_crowd: np.ndarray, g_ignore: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                     g_crowd: np.ndarray, g_ignore: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """pycocotools' greedy matching (``COCOeval.evaluateImg``) of every (image, class) group at once, for all
     IoU thresholds and all area ranges.
 
@@ -80,7 +80,9 @@ def match_detections(d_key: np.ndarray, d_box: np.ndarray, g_key: np.ndarray, g_
       g_key ``[M]`` (sorted, ground truth of a group in annotation order), g_box ``[M, 4]`` xywh, g_crowd
         ``[M]``; g_ignore ``[A, M]``: ignored ground truth per area range (crowd or out of the range).
 
-    Returns (matched ``[A, T, D]``, matched_ignored ``[A, T, D]``: matched to an ignored ground truth).
+    Returns (candidates ``[N]``: the detections with IoU >= the lowest threshold with some ground truth of their
+    group, the only ones that can match; matched ``[A, T, N]``, matched_ignored ``[A, T, N]``: matched to an ignored
+    ground truth). The other detections match nothing.
 
     Per group, threshold and area range, each detection in turn takes, among the ground truths not yet taken
     (crowd ones are never taken) with IoU >= the threshold, a non-ignored one if there is any, the one of
@@ -88,14 +90,13 @@ def match_detections(d_key: np.ndarray, d_box: np.ndarray, g_key: np.ndarray, g_
     runs on those pairs ("edges"), one step per detection rank within a group, every group in the same step.
     """
     num_a, num_t, num_d = g_ignore.shape[0], len(IOU_THRESHOLDS), len(d_key)
-    matched = np.zeros((num_a, num_t, num_d), bool)
-    matched_ignored = np.zeros((num_a, num_t, num_d), bool)
+    none = (np.zeros(0, np.int64), np.zeros((num_a, num_t, 0), bool), np.zeros((num_a, num_t, 0), bool))
     # Ground truths of each detection's group: g_key[first[d] : first[d] + count[d]].
     first = np.searchsorted(g_key, d_key, side="left")
     count = np.searchsorted(g_key, d_key, side="right") - first
     total = int(count.sum())
     if total == 0:
-        return matched, matched_ignored
+        return none
     e_det = np.repeat(np.arange(num_d), count)
     e_gt = first[e_det] + (np.arange(total) - np.repeat(np.cumsum(count) - count, count))
     e_iou = _paired_iou(d_box[e_det], g_box[e_gt], g_crowd[e_gt])
@@ -103,34 +104,96 @@ def match_detections(d_key: np.ndarray, d_box: np.ndarray, g_key: np.ndarray, g_
     keep = e_iou >= thr[0]
     e_det, e_gt, e_iou = e_det[keep], e_gt[keep], e_iou[keep]
     if not len(e_det):
-        return matched, matched_ignored
+        return none
     # Candidates (detections with an edge) ranked within their group; edges by (rank, detection, IoU, gt) so a
     # step is a slice, a detection's edges are adjacent and its preferred edge is the last one that qualifies.
-    cands = np.unique(e_det)
+    cands, e_cand, edges_of = np.unique(e_det, return_inverse=True, return_counts=True)
     cand_rank = _group_rank(d_key[cands])
-    e_rank = cand_rank[np.searchsorted(cands, e_det)]
-    order = np.lexsort((e_gt, e_iou, e_det, e_rank))
-    e_det, e_gt, e_iou, e_rank = e_det[order], e_gt[order], e_iou[order], e_rank[order]
-    e_crowd = g_crowd[e_gt]
+    # A step: the candidates of one rank, those with one edge (most; no choice to make) and then the others.
+    e_step = 2 * cand_rank[e_cand] + (edges_of[e_cand] > 1)
+    order = np.lexsort((e_gt, e_iou, e_cand, e_step))
+    e_cand, e_gt, e_iou, e_step = e_cand[order], e_gt[order], e_iou[order], e_step[order]
+    e_crowd = g_crowd[e_gt][:, None, None]
     e_ignore = g_ignore[:, e_gt].T[:, :, None]  # [E, A, 1]
-    e_reach = e_iou[:, None] >= thr[None, :]  # [E, T]
+    e_reach = (e_iou[:, None] >= thr[None, :])[:, None, :]  # [E, 1, T]
     taken = np.zeros((g_key.shape[0], num_a, num_t), bool)
-    steps = np.searchsorted(e_rank, np.arange(int(e_rank[-1]) + 2))
-    for lo, hi in zip(steps[:-1], steps[1:]):
-        det, gt = e_det[lo:hi], e_gt[lo:hi]
-        ok = e_reach[lo:hi, None, :] & (~taken[gt] | e_crowd[lo:hi, None, None])  # [E, A, T]
-        pos = np.arange(hi - lo)[:, None, None]
-        starts = np.flatnonzero(np.r_[True, det[1:] != det[:-1]])
-        best_kept = np.maximum.reduceat(np.where(ok & ~e_ignore[lo:hi], pos, -1), starts, axis=0)  # [n, A, T]
-        best_ignored = np.maximum.reduceat(np.where(ok & e_ignore[lo:hi], pos, -1), starts, axis=0)
-        best = np.where(best_kept >= 0, best_kept, best_ignored)
-        hit = best >= 0
-        d = det[starts]
-        matched[:, :, d] = hit.transpose(1, 2, 0)
-        matched_ignored[:, :, d] = (hit & (best_kept < 0)).transpose(1, 2, 0)
+    matched = np.zeros((len(cands), num_a, num_t), bool)
+    matched_ignored = np.zeros((len(cands), num_a, num_t), bool)
+    steps = np.searchsorted(e_step, np.arange(int(e_step[-1]) + 2))
+    for step, (lo, hi) in enumerate(zip(steps[:-1], steps[1:])):
+        if lo == hi:
+            continue
+        cand, gt = e_cand[lo:hi], e_gt[lo:hi]
+        ok = e_reach[lo:hi] & (~taken[gt] | e_crowd[lo:hi])  # [E, A, T]
+        if step % 2 == 0:  # one edge each
+            hit, hit_ignored, c, hit_gt = ok, ok & e_ignore[lo:hi], cand, gt[:, None, None]
+        else:
+            pos = np.arange(hi - lo)[:, None, None]
+            starts = np.flatnonzero(np.r_[True, cand[1:] != cand[:-1]])
+            best_kept = np.maximum.reduceat(np.where(ok & ~e_ignore[lo:hi], pos, -1), starts, axis=0)  # [n, A, T]
+            best_ignored = np.maximum.reduceat(np.where(ok & e_ignore[lo:hi], pos, -1), starts, axis=0)
+            best = np.where(best_kept >= 0, best_kept, best_ignored)
+            hit, hit_ignored, c, hit_gt = best >= 0, (best < 0) == (best_kept >= 0), cand[starts], gt[best]
+            hit_ignored &= hit
+        matched[c] = hit
+        matched_ignored[c] = hit_ignored
         n_hit, a_hit, t_hit = np.nonzero(hit)
-        taken[gt[best[n_hit, a_hit, t_hit]], a_hit, t_hit] = True
-    return matched, matched_ignored
+        taken[np.broadcast_to(hit_gt, hit.shape)[n_hit, a_hit, t_hit], a_hit, t_hit] = True
+    matched, matched_ignored = matched.transpose(1, 2, 0), matched_ignored.transpose(1, 2, 0)
+    return cands, matched, matched_ignored
+
+
+_FP, _TP, _IGNORED = 0, 1, 2
+
+
+def _accumulate(cls: np.ndarray, counts: np.ndarray, true_pos: tuple[np.ndarray, ...],
+                fixes: tuple[np.ndarray, ...], npig: np.ndarray, reach: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """pycocotools' ``accumulate`` for one maxDets, every class, area range and threshold at once.
+
+    Args:
+      cls ``[D]``: class of each detection, in accumulation order (by class, then descending score, image, rank).
+      counts ``[A, D]``: the detection counts (as a false positive) if it matches nothing: inside the area range.
+      true_pos: (area range, threshold, position) of every true positive, in that order.
+      fixes: (area range, threshold, position, +1 / -1) in that order, where a detection counts otherwise than
+        ``counts`` says: +1, a true positive outside the area range; -1, matched to an ignored ground truth.
+      npig ``[C, A]``: non-ignored ground truths; reach ``[C, A, R]``: for each recall threshold, the number of
+        true positives - 1 at which recall (tp / npig) first reaches it (``>= npig`` when it never does).
+
+    Returns (precision ``[A, T, C, R]``, recall ``[A, T, C]``), meaningful where npig > 0.
+
+    pycocotools samples the precision envelope (the max of tp / (tp + fp) from a position on) at the first position
+    where recall reaches each threshold. That position is a true positive (or the first detection, for a
+    threshold of 0, where the envelope is the same as at the first true positive), and between true positives
+    precision only falls, so the envelope is needed at the true positives only.
+    """
+    num_a, num_d = counts.shape
+    num_t, num_c = len(IOU_THRESHOLDS), npig.shape[0]
+    starts = np.searchsorted(cls, np.arange(num_c))
+    run = np.concatenate([np.zeros((num_a, 1), np.int64), np.cumsum(counts, axis=1, dtype=np.int64)], axis=1)
+    a_i, t_i, p = true_pos
+    k_i = cls[p]
+    # tp + fp up to each true positive, within its class: counts, plus the fixes in its row up to it.
+    f_a, f_t, f_p, f_v = fixes
+    f_key = (f_a * num_t + f_t) * (num_d + 1) + f_p
+    f_run = np.r_[0, np.cumsum(f_v, dtype=np.int64)]
+    row_key = (a_i * num_t + t_i) * (num_d + 1)
+    fixed = (f_run[np.searchsorted(f_key, row_key + p, side="right")]
+             - f_run[np.searchsorted(f_key, row_key + starts[k_i], side="left")])
+    counted = run[a_i, p + 1] - run[a_i, starts[k_i]] + fixed
+    row = (a_i * num_t + t_i) * num_c + k_i  # non-decreasing: true_pos is ordered by (a, t, position)
+    num_tp = np.bincount(row, minlength=num_a * num_t * num_c)
+    n = np.arange(len(row)) - (np.cumsum(num_tp) - num_tp)[row]  # true positives before this one in its row
+    width = int(num_tp.max(initial=0)) + 1
+    envelope = np.zeros((num_a * num_t * num_c, width))
+    envelope[row, n] = (n + 1) / (counted + np.spacing(1))
+    envelope = np.maximum.accumulate(envelope[:, ::-1], axis=1)[:, ::-1].reshape(num_a, num_t, num_c, width)
+    num_tp = num_tp.reshape(num_a, num_t, num_c)
+    reach = reach.transpose(1, 0, 2)[:, None]  # [A, 1, C, R]
+    hit = reach < num_tp[..., None]  # [A, T, C, R]
+    idx = np.broadcast_to(np.minimum(reach, width - 1), hit.shape)
+    precision = np.where(hit, np.take_along_axis(envelope, idx, axis=3), 0.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return precision, num_tp / npig.T[:, None, :]
 
 
 def _concat(chunks: list, tails: list[tuple]) -> list[np.ndarray]:
@@ -233,7 +296,9 @@ class COCOEvaluator:
         """Every detection kept (at most ``max_detections`` per image and class), in accumulation order (class,
         descending score, image, rank in its image and class), with its matching; and the ground-truth counts.
 
-        Returns (classes [D], rank [D], matched [A, T, D], ignored [A, T, D], non-ignored ground truths [C, A]).
+        Returns (classes [D], rank [D], counts [A, D] (inside the area range), the positions of the detections that
+        may match [N] (ascending), their outcome [A, T, N] (``_FP``, ``_TP`` or ``_IGNORED``: matched to an ignored
+        ground truth or unmatched outside the area range), non-ignored ground truths [C, A]).
         """
         num_c = len(self.class_names)
         g_img, g_box, g_cls, g_crowd = _concat(self._gt, [(), (4,), (), ()])
@@ -250,19 +315,34 @@ class COCOEvaluator:
         np.add.at(npig, g_cls, (~g_ignore).T.astype(np.int64))
         # Detections by (image, class), descending score, insertion order on ties; the first max_detections.
         d_key = d_img * num_c + d_cls
-        order = np.lexsort((np.arange(len(d_key)), -d_score, d_key))
+        order = np.argsort(-d_score, kind="stable")
+        order = order[np.argsort(d_key[order], kind="stable")]
         d_key, d_box, d_score, d_cls, d_img = d_key[order], d_box[order], d_score[order], d_cls[order], d_img[order]
         rank = _group_rank(d_key)
         kept = rank < self.max_detections
         d_key, d_box, d_score, d_cls, d_img, rank = (x[kept] for x in (d_key, d_box, d_score, d_cls, d_img, rank))
-        matched, matched_ignored = match_detections(d_key, d_box, g_key, g_box, g_crowd, g_ignore)
+        cands, matched, matched_ignored = match_detections(d_key, d_box, g_key, g_box, g_crowd, g_ignore)
         d_area = d_box[:, 2] * d_box[:, 3]
-        outside = ((d_area[None, :] < lo) | (d_area[None, :] > hi))[:, None, :]  # [A, 1, D]
-        ignored = np.where(matched, matched_ignored, outside)
+        outside = (d_area[None, :] < lo) | (d_area[None, :] > hi)  # [A, D]
         # Accumulation order (pycocotools: per class, images in order, each image's detections by score, then
         # a stable sort by descending score).
-        order = np.lexsort((rank, d_img, -d_score, d_cls))
-        return d_cls[order], rank[order], matched[:, :, order], ignored[:, :, order], npig
+        order = np.argsort(-d_score, kind="stable")  # ties keep (image, rank) order
+        order = order[np.argsort(d_cls[order].astype(np.int16 if num_c < 2 ** 15 else np.int64), kind="stable")]
+        position = np.empty_like(order)
+        position[order] = np.arange(len(order))
+        counts = ~outside
+        by_pos = np.argsort(position[cands])
+        cand_pos = position[cands[by_pos]]
+        hit, hit_ignored = matched[:, :, by_pos], matched_ignored[:, :, by_pos]
+        counts_c = counts[:, None, cands[by_pos]]
+        true_pos = hit & ~hit_ignored
+        a_i, t_i, j = np.nonzero(true_pos)
+        # +1: a true positive outside the area range; -1: matched to an ignored ground truth inside it.
+        fix = (true_pos & ~counts_c).astype(np.int8) - (hit & hit_ignored & counts_c)
+        f_a, f_t, f_j = np.nonzero(fix)
+        true_pos = (a_i, t_i, cand_pos[j])
+        fixes = (f_a, f_t, cand_pos[f_j], fix[f_a, f_t, f_j].astype(np.int64))
+        return d_cls[order], rank[order], counts[:, order], true_pos, fixes, npig
 
     def compute(self) -> dict[str, Any]:
         """COCO-style metrics.
@@ -277,30 +357,27 @@ class COCOEvaluator:
         areas, max_dets = list(AREA_RANGES), (1, 10, self.max_detections)
         precision = -np.ones((num_t, num_r, num_c, len(areas), len(max_dets)))
         recall = -np.ones((num_t, num_c, len(areas), len(max_dets)))
-        d_cls, rank, matched, ignored, npig = self._evaluated()
-        bounds = np.searchsorted(d_cls, np.arange(num_c + 1))
-        for k in range(num_c):
-            has_gt = np.flatnonzero(npig[k] > 0)  # area ranges with ground truth to average over
-            if not len(has_gt):
-                continue
-            sl = slice(bounds[k], bounds[k + 1])
-            for mi, m in enumerate(max_dets):
-                sel = rank[sl] < m
-                tm, ig = matched[has_gt, :, sl][..., sel], ignored[has_gt, :, sl][..., sel]  # [a, T, n]
-                tp = np.cumsum(tm & ~ig, axis=-1, dtype=np.float64)
-                fp = np.cumsum(~tm & ~ig, axis=-1, dtype=np.float64)
-                nd = tp.shape[-1]
-                rc = tp / npig[k, has_gt][:, None, None]
-                pr = tp / (fp + tp + np.spacing(1))
-                recall[:, k, has_gt, mi] = (rc[..., -1] if nd else np.zeros(rc.shape[:2])).T
-                pr = np.maximum.accumulate(pr[..., ::-1], axis=-1)[..., ::-1]
-                for j, ai in enumerate(has_gt):
-                    for t in range(num_t):
-                        inds = np.searchsorted(rc[j, t], RECALL_THRESHOLDS, side="left")
-                        q = np.zeros(num_r)
-                        valid = inds < nd
-                        q[valid] = pr[j, t, inds[valid]]
-                        precision[t, :, k, ai, mi] = q
+        d_cls, rank, counts, true_pos, fixes, npig = self._evaluated()
+        # Recall after the j-th true positive is j / npig; the first j reaching each recall threshold.
+        with np.errstate(divide="ignore", invalid="ignore"):
+            reach = np.array([[np.searchsorted(np.arange(1, n + 1) / n, RECALL_THRESHOLDS, side="left") for n in row]
+                              for row in npig])  # [C, A, R]
+        undefined = (npig == 0).T  # [A, C]
+        for mi, m in enumerate(max_dets):
+            keep = rank < m
+            if keep.all():
+                p, r = _accumulate(d_cls, counts, true_pos, fixes, npig, reach)
+            else:
+                kept_pos = np.cumsum(keep) - 1
+                tp_keep, fix_keep = keep[true_pos[2]], keep[fixes[2]]
+                p, r = _accumulate(d_cls[keep], counts[:, keep],
+                                   (*(x[tp_keep] for x in true_pos[:2]), kept_pos[true_pos[2][tp_keep]]),
+                                   (*(x[fix_keep] for x in fixes[:2]), kept_pos[fixes[2][fix_keep]],
+                                    fixes[3][fix_keep]), npig, reach)
+            p[np.broadcast_to(undefined[:, None, :, None], p.shape)] = -1
+            r[np.broadcast_to(undefined[:, None, :], r.shape)] = -1
+            precision[..., mi] = p.transpose(1, 3, 2, 0)
+            recall[..., mi] = r.transpose(1, 2, 0)
 
         def mean(x: np.ndarray) -> float:
             x = x[x > -1]

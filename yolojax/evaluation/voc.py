@@ -18,6 +18,7 @@ Boxes are VOC 1-based pixel ``xyxy`` everywhere in this module (``voc_px``). No 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 import warnings
@@ -307,18 +308,24 @@ def _parse_result_lines(path: str, valid_ids: Any) -> tuple[list[str], np.ndarra
 def _parse_result_file(path: str, valid_ids: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
     """One devkit result file -> (image ids, scores [D], boxes [D, 4]); errors name the file and line.
 
-    Fast path: split everything and let numpy convert the numbers in one call; on any problem, fall back to
-    the line-by-line parser, which finds and reports the first bad line.
+    Fast path: split every line, check that each has 6 fields, convert the numbers with ``float`` in one pass;
+    on any problem, fall back to the line-by-line parser, which finds and reports the first bad line.
     """
     rows = [line.split() for line in config_files.read_text(path).splitlines()]
-    rows = [r for r in rows if r]
-    try:  # a ragged file or a non-number raises here
-        table = np.array(rows, dtype=str).reshape(len(rows), -1)
-        values = table[:, 1:].astype(np.float64) if table.shape[1] == 6 else None
-    except ValueError:
-        values = None
-    ids = [r[0] for r in rows]
-    unknown_id = valid_ids is not None and not all(map(valid_ids.__contains__, ids))
+    lengths = set(map(len, rows))
+    if 0 in lengths:  # blank lines
+        rows = [r for r in rows if r]
+        lengths.discard(0)
+    values = None
+    if lengths <= {6}:
+        tokens = list(itertools.chain.from_iterable(rows))
+        ids = tokens[0::6]
+        del tokens[0::6]
+        try:
+            values = np.array(list(map(float, tokens)), np.float64).reshape(-1, 5)
+        except ValueError:
+            values = None
+    unknown_id = values is not None and valid_ids is not None and not all(map(valid_ids.__contains__, ids))
     if values is None or not np.all(np.isfinite(values)) or unknown_id:
         ids, values = _parse_result_lines(path, valid_ids)
     return ids, values[:, 0], values[:, 1:]
