@@ -64,3 +64,28 @@ def test_train_with_an_absolute_config_path_from_another_directory(tmp_path):
         cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (workdir / "config.json").is_file() and (workdir / "final_metrics.json").is_file()
+
+
+def _child_pid_and_square(x):
+    return os.getpid(), x * x
+
+
+def _fail(name):
+    raise FileNotFoundError(f"no such file: {name}")
+
+
+def test_in_background_returns_the_result_or_raises_the_error():
+    wait = cli.in_background(_child_pid_and_square, 7)
+    pid, value = wait()
+    assert value == 49
+    assert pid != os.getpid() or len(os.sched_getaffinity(0)) < 2  # a second process where one can run
+    with pytest.raises(FileNotFoundError, match="no such file: x.txt"):
+        cli.in_background(_fail, "x.txt")()
+
+
+def test_lazy_import_loads_on_first_use():
+    code = ("import sys\nfrom yolojax import cli\nm = cli.lazy_import('yolojax.data.pipeline')\n"
+            "print('grain' in sys.modules, end=' ')\nm.make_eval_batches\nprint('grain' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False True"

@@ -13,16 +13,21 @@ Config overrides are ``--config.a.b=value`` in every tool. Tools that read a wor
 
 A tool whose modes differ in weight names the heavy modules of one mode with :func:`lazy_import` at its top, so
 the light mode starts without them (``evaluate.py --results_dir`` runs without JAX, grain or OpenCV).
+:func:`in_background` runs a job in a forked process beside the tool's own work (``evaluate.py`` reads the result
+files while it parses the annotations).
 """
 from __future__ import annotations
 
 import ast
+import atexit
 import importlib.util
 import logging
 import os
+import pickle
+import signal
 import sys
 import types
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 from absl import app, flags
 from absl import logging as absl_logging
@@ -52,6 +57,59 @@ def lazy_import(name: str) -> types.ModuleType:
     if parent:
         setattr(sys.modules[parent], child, module)
     return module
+
+
+def in_background(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[], Any]:
+    """Starts ``fn(*args, **kwargs)`` in a forked child process and returns ``wait()``, which returns its result
+    (pickled back) or raises its exception. Where the OS does not fork or one CPU is all there is, ``fn`` runs in
+    ``wait()`` itself. A ``wait`` never called: the child is ended when the process exits. For CPU-bound jobs that
+    need nothing but their arguments (no threads, devices or open files shared with the parent)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if not hasattr(os, "fork") or cpus < 2:
+        return lambda: fn(*args, **kwargs)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: run, send the outcome, leave without the parent's exit handlers
+        status = 0
+        try:
+            os.close(read_fd)
+            try:
+                outcome = (True, fn(*args, **kwargs))
+            except Exception as e:  # re-raised in the parent
+                outcome = (False, e)
+            with os.fdopen(write_fd, "wb") as f:
+                pickle.dump(outcome, f, protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException:
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    done = []
+
+    def wait() -> Any:
+        if done:
+            raise RuntimeError("in_background: wait() called twice")
+        done.append(True)
+        with os.fdopen(read_fd, "rb") as f:
+            try:
+                ok, value = pickle.load(f)
+            except EOFError:
+                ok, value = False, RuntimeError(f"in_background: the child running {fn.__name__} ended without a "
+                                                "result")
+        os.waitpid(pid, 0)
+        if not ok:
+            raise value
+        return value
+
+    def end_child() -> None:
+        if not done:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+    atexit.register(end_child)
+    return wait
 
 
 def one_line(error: BaseException) -> str:

@@ -7,6 +7,7 @@ convert with ``yolojax.ops.boxes.voc_px_to_normalized``). Every error names the 
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import xml.etree.ElementTree as ET
@@ -59,12 +60,13 @@ def read_image_set(voc_root: str | os.PathLike, year: str | int, image_set: str)
 
 def _text(node: ET.Element, field: str, where: str, path: str, default: str | None = None) -> str:
     """Text of the child ``field`` of ``node``; missing/empty is an error unless a default is given."""
-    child = node.find(field)
-    if child is None or child.text is None or not child.text.strip():
+    text = node.findtext(field)
+    text = text.strip() if text is not None else ""
+    if not text:
         if default is not None:
             return default
         raise ValueError(f"{path}: {where}: missing field <{field}>")
-    return child.text.strip()
+    return text
 
 
 def _number(node: ET.Element, field: str, where: str, path: str, default: str | None = None) -> float:
@@ -84,6 +86,11 @@ def _flag(node: ET.Element, field: str, where: str, path: str) -> bool:
     if value not in (0.0, 1.0):
         raise ValueError(f"{path}: {where}: field <{field}> must be 0 or 1, got {value:g}")
     return bool(value)
+
+
+@functools.lru_cache(maxsize=16)
+def _class_index(class_names: tuple[str, ...]) -> dict[str, int]:
+    return {name: i for i, name in enumerate(class_names)}
 
 
 def parse_annotation(xml_path: str | os.PathLike,
@@ -110,7 +117,7 @@ def parse_annotation(xml_path: str | os.PathLike,
     width, height = _number(size, "width", "<size>", path), _number(size, "height", "<size>", path)
     if width <= 0 or height <= 0:
         raise ValueError(f"{path}: <size>: width and height must be positive, got {width:g} x {height:g}")
-    class_index = None if class_names is None else {name: i for i, name in enumerate(class_names)}
+    class_index = None if class_names is None else _class_index(tuple(class_names))
     boxes, names, classes, difficult, truncated = [], [], [], [], []
     for k, obj in enumerate(root.findall("object")):  # direct children only: skips person-layout <part>s
         where = f"object {k}"
@@ -122,7 +129,8 @@ def parse_annotation(xml_path: str | os.PathLike,
         bndbox = obj.find("bndbox")
         if bndbox is None:
             raise ValueError(f"{path}: {where}: missing field <bndbox>")
-        box = [_number(bndbox, f, f"{where} <bndbox>", path) for f in ("xmin", "ymin", "xmax", "ymax")]
+        box_where = f"{where} <bndbox>"
+        box = [_number(bndbox, f, box_where, path) for f in ("xmin", "ymin", "xmax", "ymax")]
         if box[2] < box[0] or box[3] < box[1]:
             raise ValueError(f"{path}: {where} <bndbox>: xmax < xmin or ymax < ymin: "
                              f"xmin={box[0]:g} ymin={box[1]:g} xmax={box[2]:g} ymax={box[3]:g}")
