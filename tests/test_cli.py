@@ -3,6 +3,7 @@ any working directory, and reports an internal error (a bug) with its traceback.
 from __future__ import annotations
 
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -89,3 +90,11 @@ def test_lazy_import_loads_on_first_use():
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "False True"
+
+
+def test_keep_freed_memory_applies_with_glibc():
+    code = "from yolojax import cli\nprint(cli.keep_freed_memory())"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    expected = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert proc.stdout.strip() == str(expected)
