@@ -64,9 +64,9 @@ def _paired_iou(det: np.ndarray, gt: np.ndarray, crowd: np.ndarray) -> np.ndarra
 
 def _group_rank(keys: np.ndarray) -> np.ndarray:
     """Position of each element within its run of equal ``keys`` (``keys`` sorted): 0, 1, ... per run."""
-    n = len(keys)
-    first = np.r_[True, keys[1:] != keys[:-1]] if n else np.zeros(0, bool)
-    return np.arange(n) - np.maximum.accumulate(np.where(first, np.arange(n), 0)) if n else np.zeros(0, np.int64)
+    index = np.arange(len(keys))
+    first = np.r_[True, keys[1:] != keys[:-1]] if len(keys) else np.zeros(0, bool)
+    return index - np.maximum.accumulate(np.where(first, index, 0)) if len(keys) else index
 
 
 def match_detections(d_key: np.ndarray, d_box: np.ndarray, g_key: np.ndarray, g_box: np.ndarray,
@@ -133,8 +133,8 @@ def match_detections(d_key: np.ndarray, d_box: np.ndarray, g_key: np.ndarray, g_
             best_kept = np.maximum.reduceat(np.where(ok & ~e_ignore[lo:hi], pos, -1), starts, axis=0)  # [n, A, T]
             best_ignored = np.maximum.reduceat(np.where(ok & e_ignore[lo:hi], pos, -1), starts, axis=0)
             best = np.where(best_kept >= 0, best_kept, best_ignored)
-            hit, hit_ignored, c, hit_gt = best >= 0, (best < 0) == (best_kept >= 0), cand[starts], gt[best]
-            hit_ignored &= hit
+            hit, c, hit_gt = best >= 0, cand[starts], gt[best]
+            hit_ignored = hit & (best_kept < 0)  # nothing kept qualified: an ignored ground truth took it
         matched[c] = hit
         matched_ignored[c] = hit_ignored
         n_hit, a_hit, t_hit = np.nonzero(hit)
