@@ -112,7 +112,8 @@ def evaluate_result_files() -> dict:
     for ev in evaluators:
         ev.add_images(image_ids, **gt)
         ev.add_results(results)
-    return evaluators_lib.compute(evaluators)
+    coco = cli.in_background(evaluators[1].compute)  # the COCO-style metrics in a second process, beside VOC's
+    return evaluators_lib.compute(evaluators, pending={1: coco})
 
 
 def _first(*values):

@@ -2,7 +2,7 @@
 results-file mode uses them without JAX; ``loop`` feeds them from eval batches)."""
 from __future__ import annotations
 
-from typing import Any, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 from yolojax.evaluation import analysis
 from yolojax.evaluation import coco as coco_metrics
@@ -18,18 +18,21 @@ def make_evaluators(class_names: Sequence[str], iou_threshold: float = 0.5) -> l
             coco_metrics.COCOEvaluator(class_names=class_names)]
 
 
-def compute(evaluators: Sequence[Any]) -> dict[str, Any]:
+def compute(evaluators: Sequence[Any], pending: Mapping[int, Callable[[], dict[str, Any]]] | None = None
+            ) -> dict[str, Any]:
     """The VOC evaluator's ``compute()`` dict, plus "analysis": the confusion matrix and false-positive breakdown
     (``analysis.analyze``, from the same devkit matching), and "coco": the COCO-style summary numbers (floats)
-    when a COCO evaluator ran."""
+    when a COCO evaluator ran. ``pending``: by evaluator index, a function that returns that evaluator's
+    ``compute()`` (e.g. computed in another process), called once the VOC part is done."""
 
+    pending = pending or {}
     voc_evaluator = evaluators[0]
     matches = voc_evaluator.matches()
     result = dict(voc_evaluator.compute(matches))
     result["analysis"] = analysis.analyze(voc_evaluator.arrays(), matches, voc_evaluator.class_names,
                                           voc_evaluator.iou_threshold)
-    for ev in evaluators[1:]:
-        coco = ev.compute()
+    for i, ev in enumerate(evaluators[1:], start=1):
+        coco = pending[i]() if i in pending else ev.compute()
         result["coco"] = {k: coco[k] for k in coco_metrics.COCO_SUMMARY_KEYS}
         result["coco_full"] = coco
     return result
