@@ -37,6 +37,7 @@ import optax
 import torch
 from torch import nn
 
+from yolojax import cli
 from yolojax.config import files
 from yolojax.models import build_model
 from yolojax.training import train
@@ -219,6 +220,7 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=2, help="timings per variant (the best counts)")
     parser.add_argument("--profile", action="store_true", help="print the top XLA operations of the yolojax step")
     args = parser.parse_args()
+    cli.keep_freed_memory()  # as the entry points do, before JAX starts its threads (both sides get it)
     print(f"{os.cpu_count()} CPUs, jax {jax.__version__} ({jax.default_backend()}), torch {torch.__version__} "
           f"({torch.get_num_threads()} threads); load average {os.getloadavg()[0]:.1f}")
     for name in args.models.split(","):
