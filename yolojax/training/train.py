@@ -335,10 +335,7 @@ def evaluated_state(state: TrainState) -> tuple[TrainState, str]:
 
 def _all_rows(x: jax.Array | np.ndarray) -> np.ndarray:
     """A global array sharded over 'data', or host-local rows -> the rows of every host in process order, on
-    every host (``multihost_utils.process_allgather``; one host: its own rows, without the gather's per-shape
-    compilation and device round trip)."""
-    if jax.process_count() == 1:
-        return np.asarray(x)
+    every host (``multihost_utils.process_allgather``; one host: its own rows)."""
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))
 
 
