@@ -39,9 +39,17 @@ def main(argv):
     result = train.train_and_evaluate(config, workdir)
     exp, state = result["experiment"], result["state"]
 
-    # The first held-out images again, their detections drawn with the one drawer (yolojax.evaluation.plots).
-    kept = train.evaluate(exp.steps, train.evaluated_state(state)[0], config, exp.class_names,
-                          keep_images=_NUM_IMAGES.value)["images"]  # the weights the printed mAP is of
+    # The first held-out images, their detections drawn with the one drawer (yolojax.evaluation.plots): those the
+    # final evaluation kept, or (a finished workdir, more images asked) the first images evaluated again.
+    kept = result.get("images")
+    if kept is None or len(kept) < _NUM_IMAGES.value:
+        kept = train.evaluate(exp.steps, train.evaluated_state(state)[0], config, exp.class_names,
+                              keep_images=_NUM_IMAGES.value)["images"]  # the weights the printed mAP is of
+    if len(kept) > _NUM_IMAGES.value:
+        first = plots.EvalImages(_NUM_IMAGES.value)
+        first.images, first.detections, first.truth = (rows[:_NUM_IMAGES.value] for rows in
+                                                       (kept.images, kept.detections, kept.truth))
+        kept = first
     picture = os.path.join(workdir, "detections.png")
     api.save_image(plots.detection_grid(kept, exp.class_names, score_threshold=_DRAW_SCORE.value, truth=False),
                    picture)

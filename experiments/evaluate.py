@@ -37,13 +37,18 @@ import numpy as np
 from absl import app, flags, logging
 
 from yolojax import cli
-from yolojax.data import pipeline, sources, voc
+from yolojax.config.classes import VOC_CLASSES
+from yolojax.data import voc
 from yolojax.evaluation import analysis, plots
 from yolojax.evaluation import coco as coco_metrics
-from yolojax.evaluation import loop as eval_loop
+from yolojax.evaluation import evaluators as evaluators_lib
 from yolojax.evaluation import voc as evaluation
-from yolojax.inference import api
-from yolojax.training import writers
+
+# Model mode's modules (JAX, grain, OpenCV, TensorBoard) load on first use: results-file mode starts without them.
+pipeline = cli.lazy_import("yolojax.data.pipeline")
+sources = cli.lazy_import("yolojax.data.sources")
+api = cli.lazy_import("yolojax.inference.api")
+writers = cli.lazy_import("yolojax.training.writers")
 
 flags.DEFINE_string("results_dir", None, "Folder with devkit result files (results-file mode).")
 flags.DEFINE_string("prefix", "comp4", "Result file prefix: <prefix>_det_<image_set>_<class>.txt.")
@@ -88,28 +93,27 @@ _METRICS = {"both": "both", "true": "07", "false": "area"}
 
 
 def evaluate_result_files() -> dict:
-    """Results-file mode: annotations + devkit result files -> ``VOCEvaluator.compute()`` dict."""
-    evaluator = evaluation.VOCEvaluator(iou_threshold=FLAGS.iou)
-    coco = coco_metrics.COCOEvaluator(class_names=evaluator.class_names)
-    for image_id, ann in voc.iter_annotations(FLAGS.voc_root, FLAGS.year, FLAGS.image_set):
-        for ev in (evaluator, coco):
-            ev.add_ground_truth(image_id, boxes=ann["boxes_px"], classes=ann["classes"], difficult=ann["difficult"])
-    results = evaluation.read_results(FLAGS.results_dir, prefix=FLAGS.prefix, image_set=FLAGS.image_set,
-                                      class_names=evaluator.class_names, image_ids=set(evaluator.image_ids),
-                                      allow_missing=FLAGS.allow_missing)
+    """Results-file mode: annotations + devkit result files (each file read once) -> the evaluators' metrics
+    (``evaluators.compute``)."""
 
-    ids = np.concatenate([np.asarray(results[n]["image_ids"], dtype=object) for n in evaluator.class_names])
-    boxes = np.concatenate([np.asarray(results[n]["boxes"], np.float64).reshape(-1, 4) for n in evaluator.class_names])
-    scores = np.concatenate([np.asarray(results[n]["scores"], np.float64) for n in evaluator.class_names])
-    classes = np.concatenate([np.full(len(results[n]["scores"]), c) for c, n in enumerate(evaluator.class_names)])
-    order = np.argsort(ids, kind="stable")
-    starts = np.flatnonzero(np.r_[True, ids[order][1:] != ids[order][:-1]]) if len(ids) else []
-    for a, b in zip(starts, list(starts[1:]) + [len(ids)]):
-        rows = order[a:b]
-        coco.add_detections(ids[rows[0]], boxes=boxes[rows], scores=scores[rows], classes=classes[rows])
-    evaluator.add_result_files(FLAGS.results_dir, prefix=FLAGS.prefix, image_set=FLAGS.image_set,
-                               allow_missing=FLAGS.allow_missing)
-    return eval_loop.compute([evaluator, coco])
+    evaluators = evaluators_lib.make_evaluators(VOC_CLASSES, FLAGS.iou)
+    # The result files are read in a second process while this one parses the annotations.
+    results = cli.in_background(evaluation.read_results, FLAGS.results_dir, prefix=FLAGS.prefix,
+                                image_set=FLAGS.image_set, class_names=evaluators[0].class_names,
+                                image_ids=set(voc.read_image_set(FLAGS.voc_root, FLAGS.year, FLAGS.image_set)),
+                                allow_missing=FLAGS.allow_missing)
+    annotations = list(voc.iter_annotations(FLAGS.voc_root, FLAGS.year, FLAGS.image_set))
+    image_ids = [image_id for image_id, _ in annotations]
+    gt = {"gt_image": np.repeat(np.arange(len(annotations)), [len(a["classes"]) for _, a in annotations]),
+          "gt_boxes": np.concatenate([a["boxes_px"] for _, a in annotations] + [np.zeros((0, 4), np.float32)]),
+          "gt_classes": np.concatenate([a["classes"] for _, a in annotations] + [np.zeros(0, np.int32)]),
+          "gt_difficult": np.concatenate([a["difficult"] for _, a in annotations] + [np.zeros(0, bool)])}
+    results = results()
+    for ev in evaluators:
+        ev.add_images(image_ids, **gt)
+        ev.add_results(results)
+    coco = cli.in_background(evaluators[1].compute)  # the COCO-style metrics in a second process, beside VOC's
+    return evaluators_lib.compute(evaluators, pending={1: coco})
 
 
 def _first(*values):
@@ -120,6 +124,7 @@ def _first(*values):
 def model_dataset(detector_config) -> tuple:
     """(data config, split) that model mode scores: --voc_root/--year/--image_set, --tfds_split, or (with
     --workdir) the training config's own dataset and --split (default: its eval split)."""
+
     if FLAGS.voc_root is not None and FLAGS.tfds_split is not None:
         raise app.UsageError("give at most one of --voc_root / --tfds_split")
     if FLAGS.voc_root is not None or FLAGS.tfds_split is not None:
@@ -155,7 +160,7 @@ def evaluate_model() -> dict:
     data_cfg, split = model_dataset(config)
     print(f"evaluate: {detector.description}, input {detector.input_hw[1]}x{detector.input_hw[0]}, split {split!r}",
           flush=True)
-    evaluators = eval_loop.make_evaluators(detector.class_names, FLAGS.iou)
+    evaluators = evaluators_lib.make_evaluators(detector.class_names, FLAGS.iou)
     unreadable_before = sources.DATA_WARNINGS.get("corrupt_image", 0)
     # A workdir is scored with its own config's thresholds (what training-time evaluation used).
     own = config.eval if config is not None else {}
@@ -170,7 +175,7 @@ def evaluate_model() -> dict:
     unreadable = sources.DATA_WARNINGS.get("corrupt_image", 0) - unreadable_before
     voc_evaluator = evaluators[0]
     voc_evaluator.write_results(FLAGS.out_dir, prefix=FLAGS.prefix, image_set=FLAGS.image_set)
-    result = eval_loop.compute(evaluators)
+    result = evaluators_lib.compute(evaluators)
     start = time.perf_counter()
     pictures = plots.evaluation_images(result, kept, score_threshold=score_threshold,
                                        draw_score_threshold=detector.default_thresholds("draw")["score_threshold"],
@@ -237,10 +242,12 @@ def main(argv: list[str]) -> int:
     report(result)
     logging.info("evaluated %d images in %.2f s", result["num_images"], time.perf_counter() - start)
     if result.get("unreadable_images"):
+
         return cli.fail("evaluate", f"{result['unreadable_images']} image(s) could not be read and were not scored "
                                     "(named in the warnings above)")
     return 0
 
 
 if __name__ == "__main__":
+
     cli.run(main, prog="evaluate")

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 
 from yolojax.evaluation import analysis, voc
-from yolojax.evaluation import loop as eval_loop
+from yolojax.evaluation import evaluators as evaluators_lib
 
 
 def _hand_case() -> voc.VOCEvaluator:
@@ -34,7 +34,7 @@ def _hand_case() -> voc.VOCEvaluator:
 
 def test_confusion_matrix_and_breakdown_hand_counted():
     ev = _hand_case()
-    result = eval_loop.compute([ev])
+    result = evaluators_lib.compute([ev])
     found = result["analysis"]
     # rows true (a, b, background), columns predicted (a, b, background)
     np.testing.assert_array_equal(found["matrix"], [[2, 0, 0],   # a1, a2 found; the difficult box left out
@@ -72,7 +72,7 @@ def test_confusion_takes_the_highest_scored_false_positive_and_a_box_once():
            det_boxes=np.array([[1, 1, 90, 90], [1, 1, 100, 100]], np.float64),
            det_scores=np.array([0.6, 0.8]), det_classes=np.array([0, 0]))
     with pytest.warns(UserWarning, match="no non-difficult ground truth for class.*'a'"):
-        found = eval_loop.compute([ev])["analysis"]
+        found = evaluators_lib.compute([ev])["analysis"]
     np.testing.assert_array_equal(found["matrix"], [[0, 0, 0], [1, 0, 0], [1, 0, 0]])
     np.testing.assert_array_equal(found["errors"], [[0, 2, 0, 0], [0, 0, 0, 0]])
 
@@ -82,6 +82,6 @@ def test_no_detections_all_missed():
     ev.add("im", gt_boxes=np.array([[1, 1, 10, 10]], np.float64), gt_classes=np.array([0]),
            gt_difficult=np.array([False]), det_boxes=np.zeros((0, 4)), det_scores=np.zeros(0),
            det_classes=np.zeros(0, int))
-    found = eval_loop.compute([ev])["analysis"]
+    found = evaluators_lib.compute([ev])["analysis"]
     np.testing.assert_array_equal(found["matrix"], [[0, 1], [0, 0]])
     assert analysis.to_json(found)["error_breakdown"]["a"]["background"] is None

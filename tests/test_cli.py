@@ -3,6 +3,7 @@ any working directory, and reports an internal error (a bug) with its traceback.
 from __future__ import annotations
 
 import os
+import platform
 import re
 import subprocess
 import sys
@@ -10,7 +11,7 @@ import sys
 import pytest
 from absl import flags
 
-from helpers import ROOT
+from helpers import ROOT, subprocess_env
 from yolojax import cli
 
 EXPERIMENTS = sorted(f[:-3] for f in os.listdir(os.path.join(ROOT, "experiments")) if f.endswith(".py"))
@@ -64,3 +65,48 @@ def test_train_with_an_absolute_config_path_from_another_directory(tmp_path):
         cwd=tmp_path, capture_output=True, text=True, timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert (workdir / "config.json").is_file() and (workdir / "final_metrics.json").is_file()
+
+
+_IN_BACKGROUND = """
+import os, sys
+from yolojax import cli
+def square(x):
+    return os.getpid(), x * x
+def fail(name):
+    raise FileNotFoundError(f"no such file: {name}")
+if sys.argv[1] == "jax":
+    import jax  # noqa: F401  (its runtime threads: no fork then)
+pid, value = cli.in_background(square, 7)()
+try:
+    cli.in_background(fail, "x.txt")()
+    error = "none"
+except FileNotFoundError as e:
+    error = str(e)
+print(value, "child" if pid != os.getpid() else "inline", error)
+"""
+
+
+@pytest.mark.parametrize("loaded", ["numpy", "jax"])
+def test_in_background_returns_the_result_or_raises_the_error(loaded):
+    proc = subprocess.run([sys.executable, "-c", _IN_BACKGROUND, loaded], capture_output=True, text=True,
+                          env=subprocess_env(), cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    forks = loaded == "numpy" and len(os.sched_getaffinity(0)) >= 2
+    assert proc.stdout.split() == ["49", "child" if forks else "inline", "no", "such", "file:", "x.txt"]
+    assert "fork" not in proc.stderr  # no "os.fork() was called ... multithreaded" warning
+
+
+def test_lazy_import_loads_on_first_use():
+    code = ("import sys\nfrom yolojax import cli\nm = cli.lazy_import('yolojax.data.pipeline')\n"
+            "print('grain' in sys.modules, end=' ')\nm.make_eval_batches\nprint('grain' in sys.modules)")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "False True"
+
+
+def test_keep_freed_memory_applies_with_glibc():
+    code = "from yolojax import cli\nprint(cli.keep_freed_memory())"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    expected = sys.platform.startswith("linux") and platform.libc_ver()[0] == "glibc"
+    assert proc.stdout.strip() == str(expected)

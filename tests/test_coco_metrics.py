@@ -102,6 +102,71 @@ def test_equals_pycocotools(seed):
     assert 0.05 < res["AP"] < 0.95 and res["AP50"] > res["AP75"]  # not a degenerate case
 
 
+def _clustered_case(seed, num_images=30):
+    """Clusters of overlapping ground truths of one class (some duplicated exactly: IoU ties; some crowd) with
+    many detections around each, so detections compete for ground truth and often overlap several."""
+    rng = np.random.default_rng(seed)
+    images = []
+    for _ in range(num_images):
+        w, h = 400, 400
+        gt, cls, crowd, dets, scores, dcls = [], [], [], [], [], []
+        for _ in range(int(rng.integers(1, 4))):
+            c = int(rng.integers(len(NAMES)))
+            cx, cy = rng.uniform(60, 340, 2)
+            for _ in range(int(rng.integers(1, 7))):
+                side = np.exp(rng.uniform(np.log(10), np.log(150)))
+                x0, y0 = cx + rng.normal(0, side / 4, 2) - side / 2
+                box = np.clip([x0, y0, x0 + side, y0 + side * np.exp(rng.uniform(-0.3, 0.3))], 1, 400)
+                for _ in range(2 if rng.uniform() < 0.2 else 1):  # an exact duplicate now and then
+                    gt.append(box)
+                    cls.append(c)
+                    crowd.append(rng.uniform() < 0.1)
+            for _ in range(int(rng.integers(0, 15))):
+                g = gt[int(rng.integers(len(gt) - 1, len(gt)))] if rng.uniform() < 0.3 else gt[-1]
+                d = np.asarray(g) + rng.normal(0, 6, 4)
+                d[2:] = np.maximum(d[2:], d[:2] + 1)
+                dets.append(d)
+                dcls.append(c)
+                scores.append(np.round(rng.uniform(0, 1), 2))
+        images.append(dict(width=w, height=h, gt=np.array(gt).reshape(-1, 4), cls=np.array(cls, np.int64),
+                           crowd=np.array(crowd, bool), det=np.array(dets).reshape(-1, 4),
+                           score=np.array(scores), dcls=np.array(dcls, np.int64)))
+    return images
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_equals_pycocotools_on_clusters(seed):
+    images = _clustered_case(seed)
+    stats, precision, recall = _pycocotools_stats(images)
+    res = _ours(images)
+    ours = np.array([res[k] for k in coco_metrics.COCO_SUMMARY_KEYS])
+    np.testing.assert_allclose(np.nan_to_num(ours, nan=-1.0), stats, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(res["precision"], precision, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(res["recall"], recall, rtol=0, atol=1e-6)
+
+
+def test_bulk_input_equals_per_image_input():
+    """add_images + add_results (evaluate.py's results-file mode) give what add_ground_truth + add_detections give."""
+    images = _random_case(5)
+    per_image = _ours(images)
+    ev = coco_metrics.COCOEvaluator(NAMES)
+    ids = [f"img{i}" for i in range(len(images))]
+    ev.add_images(ids, gt_image=np.repeat(np.arange(len(images)), [len(im["gt"]) for im in images]),
+                  gt_boxes=np.concatenate([im["gt"] for im in images]),
+                  gt_classes=np.concatenate([im["cls"] for im in images]),
+                  gt_difficult=np.concatenate([im["crowd"] for im in images]))
+    results = {}
+    for k, name in enumerate(NAMES):  # per class, in image order (as result files list them)
+        rows = [(ids[i], s, b) for i, im in enumerate(images) for b, s, c in zip(im["det"], im["score"], im["dcls"])
+                if c == k]
+        results[name] = {"image_ids": [r[0] for r in rows], "scores": np.array([r[1] for r in rows]),
+                         "boxes": np.array([r[2] for r in rows]).reshape(-1, 4)}
+    ev.add_results(results)
+    bulk = ev.compute()
+    np.testing.assert_array_equal(bulk["precision"], per_image["precision"])
+    np.testing.assert_array_equal(bulk["recall"], per_image["recall"])
+
+
 def test_hand_computed_case():
     # One image, one class: GT [1, 1, 10, 10] (continuous 9 x 9 = 81 px); detections: exact (0.9), a miss
     # (0.8), and a shifted one of IoU 72/90 = 0.8 that is a duplicate (0.7). Precision at recall 1 is 1 (the

@@ -156,7 +156,7 @@ def test_checkpoint_says_which_weights_it_holds(straight):
 
 
 def test_api_and_evaluation_use_the_ema_weights(straight):
-    from yolojax.evaluation import loop as eval_loop
+    from yolojax.evaluation import evaluators as evaluators_lib
     from yolojax.inference import api
     from yolojax.training import checkpoints
 
@@ -189,11 +189,11 @@ def test_api_and_evaluation_use_the_ema_weights(straight):
     config = api.load_config(os.path.join(workdir, "config.json"))
 
     def score(detector):
-        evaluators = eval_loop.make_evaluators(detector.class_names)
+        evaluators = evaluators_lib.make_evaluators(detector.class_names)
         api.evaluate(detector, config.data, config.data.eval_split, evaluators,
                      score_threshold=config.eval.score_threshold, iou_threshold=config.eval.nms_iou_threshold,
                      max_detections=config.eval.max_detections, batch_size=config.eval.batch_size)
-        return eval_loop.compute(evaluators)
+        return evaluators_lib.compute(evaluators)
 
     ema_scored, raw_scored = score(auto), score(raw)
 

@@ -1,10 +1,14 @@
 """Tests for yolojax.evaluation.voc against hand-computed APs and a literal transcription of the VOC devkit."""
 import json
 import math
+import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
 
+from helpers import ROOT
 from yolojax.config.classes import VOC_CLASSES
 from yolojax.evaluation import voc
 
@@ -319,6 +323,21 @@ def test_evaluate_script_results_mode(tmp_path):
     assert "cat" in proc.stdout and "83.33" in proc.stdout and "mAP" in proc.stdout
     assert "no non-difficult ground truth for class(es) 'aeroplane', 'bicycle'" in proc.stderr
     assert "'cat'" not in proc.stderr
+
+
+def test_evaluate_results_mode_loads_no_model_code(tmp_path):
+    """Results-file mode starts without JAX, grain, TensorFlow or OpenCV (model mode's modules load on first use)."""
+    _tiny_devkit(tmp_path)
+    script = os.path.join(ROOT, "experiments", "evaluate.py")
+    argv = [script, "--results_dir", str(tmp_path / "results"), "--voc_root", str(tmp_path)]
+    code = ("import runpy, sys\n"
+            f"sys.argv = {argv!r}\n"
+            "try:\n    runpy.run_path(sys.argv[0], run_name='__main__')\n"
+            "except SystemExit as e:\n    assert not e.code, e.code\n"
+            "print(sorted(m for m in ('jax', 'flax', 'grain', 'tensorflow', 'cv2', 'orbax') if m in sys.modules))")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode == 0, proc.stderr
+    assert "mAP" in proc.stdout and proc.stdout.strip().splitlines()[-1] == "[]", proc.stdout
 
 
 def test_evaluate_script_reports_bad_result_line(tmp_path):

@@ -247,6 +247,28 @@ def maxpool_cpu(x: np.ndarray, size: int, stride: int, pad: int) -> np.ndarray:
     return out
 
 
+def maxpool_backward_cpu(x: np.ndarray, delta_out: np.ndarray, size: int, stride: int, pad: int) -> np.ndarray:
+    """Transcription of darknet's forward_maxpool_layer (its ``indexes``: the first strict maximum of a window)
+    and backward_maxpool_layer (``delta[index] += delta_out``) on one [C, H, W] image."""
+    c, h_in, w_in = x.shape
+    out_h, out_w = delta_out.shape[1:]
+    offset = -(pad // 2)
+    delta = np.zeros_like(x)
+    for k in range(c):
+        for i in range(out_h):
+            for j in range(out_w):
+                best, best_index = -np.finfo(np.float32).max, None
+                for n in range(size):
+                    for m in range(size):
+                        cur_h, cur_w = offset + i * stride + n, offset + j * stride + m
+                        valid = 0 <= cur_h < h_in and 0 <= cur_w < w_in
+                        val = x[k, cur_h, cur_w] if valid else -np.finfo(np.float32).max
+                        if val > best:
+                            best, best_index = val, (cur_h, cur_w) if valid else None
+                delta[k, best_index[0], best_index[1]] += delta_out[k, i, j]
+    return delta
+
+
 @pytest.mark.parametrize(
     "h,w,size,stride", [(6, 6, 2, 2), (5, 7, 2, 2), (3, 3, 2, 1), (5, 4, 3, 1), (7, 7, 3, 2), (13, 13, 2, 1)]
 )
@@ -601,3 +623,18 @@ def test_conv_anchors_trains_and_is_registered():
     for _ in range(4):
         loss, _, params, stats, _ = step(params, stats)
     assert np.isfinite(float(loss)) and float(loss) < float(loss0)
+
+
+@pytest.mark.parametrize(
+    "h,w,size,stride", [(6, 6, 2, 2), (5, 7, 2, 2), (3, 3, 2, 1), (5, 4, 3, 1), (7, 7, 3, 2), (13, 13, 2, 1)]
+)
+def test_darknet_maxpool_gradient_equals_darknet_backward(h, w, size, stride):
+    # Small integers: many ties, which darknet breaks by the first maximum of a window in row-major order.
+    rng = np.random.default_rng(2)
+    x = rng.integers(-2, 2, size=(2, h, w, 3)).astype(np.float32)
+    out, vjp = jax.vjp(lambda v: darknet_maxpool(v, size, stride), jnp.asarray(x))
+    g = rng.normal(size=out.shape).astype(np.float32)
+    got = np.asarray(vjp(jnp.asarray(g))[0])
+    expected = np.stack([maxpool_backward_cpu(im.transpose(2, 0, 1), gi.transpose(2, 0, 1), size, stride,
+                                              size - 1).transpose(1, 2, 0) for im, gi in zip(x, g)])
+    np.testing.assert_allclose(got, expected, rtol=0, atol=1e-6)  # overlapping windows: sums in another order

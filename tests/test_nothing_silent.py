@@ -21,6 +21,7 @@ import pytest
 import helpers
 from helpers import ROOT
 from yolojax.data import check, formats, pipeline, sources
+from yolojax.evaluation import evaluators as evaluators_lib
 from yolojax.evaluation import loop as eval_loop
 from yolojax.evaluation import voc as voc_eval
 from yolojax.inference import api, export
@@ -218,7 +219,7 @@ def test_04_evaluation_counts_every_ground_truth_box(tmp_path):
     root = _yolo(tmp_path / "yolo", {"crowded": lines, "single": "0 0.5 0.5 0.2 0.2\n"}, size=(320, 640))
     cfg = _files_cfg("yolo", root, eval_split="train", max_boxes=64)
     data = pipeline.EvalData(cfg, "train")
-    evaluators = eval_loop.make_evaluators(("a",))
+    evaluators = evaluators_lib.make_evaluators(("a",))
 
     def detect(batch):  # no detections: only the ground truth matters here
         n = len(batch["image"])

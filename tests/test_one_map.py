@@ -36,7 +36,7 @@ def ml_v1_loss():
 
 @pytest.mark.parametrize("name,letterbox", [("tiny_yolov2", False), ("tiny_yolov2", True), ("fast_yolo", True)])
 def test_training_map_equals_evaluate_workdir(name, letterbox, tmp_path):
-    from yolojax.evaluation import loop as eval_loop
+    from yolojax.evaluation import evaluators as evaluators_lib
     from yolojax.inference import api
     from yolojax.training import train
 
@@ -47,11 +47,11 @@ def test_training_map_equals_evaluate_workdir(name, letterbox, tmp_path):
     config = api.load_config(os.path.join(workdir, "config.json"))
     detector = api.load_checkpoint(workdir)
     assert detector.letterbox == letterbox
-    evaluators = eval_loop.make_evaluators(detector.class_names)
+    evaluators = evaluators_lib.make_evaluators(detector.class_names)
     api.evaluate(detector, config.data, config.data.eval_split, evaluators,
                  score_threshold=config.eval.score_threshold, iou_threshold=config.eval.nms_iou_threshold,
                  max_detections=config.eval.max_detections, batch_size=config.eval.batch_size)
-    scored = eval_loop.compute(evaluators)
+    scored = evaluators_lib.compute(evaluators)
     assert scored["num_images"] == 8
     assert scored["num_detections"].sum() > 0  # there is something to score
     for key in ("map_07", "map_area"):

@@ -10,14 +10,26 @@ library) is a bug and keeps its traceback.
 Every tool answers ``--help`` (exit 0) with its docstring and its own flags; ``--helpfull`` lists every flag.
 Config overrides are ``--config.a.b=value`` in every tool. Tools that read a workdir (``evaluate``, ``detect``,
 ``export``) apply overrides given without ``--config`` to the workdir's ``config.json``.
+
+A tool whose modes differ in weight names the heavy modules of one mode with :func:`lazy_import` at its top, so
+the light mode starts without them (``evaluate.py --results_dir`` runs without JAX, grain or OpenCV).
+:func:`in_background` runs a job in a forked process beside the tool's own work (``evaluate.py`` reads the result
+files while it parses the annotations).
 """
 from __future__ import annotations
 
 import ast
+import atexit
+import ctypes
+import importlib.util
 import logging
 import os
+import pickle
+import signal
 import sys
-from typing import Callable, Sequence
+import threading
+import types
+from typing import Any, Callable, Sequence
 
 from absl import app, flags
 from absl import logging as absl_logging
@@ -28,6 +40,80 @@ USER_ERRORS = (ValueError, OSError, FloatingPointError)
 # A config override naming a field that does not exist raises AttributeError / KeyError while the flags are parsed.
 PARSE_ERRORS = USER_ERRORS + (AttributeError, KeyError)
 HELP_FLAGS = ("-h", "--help", "-?", "--helpshort", "--help=true")
+
+
+def lazy_import(name: str) -> types.ModuleType:
+    """Module ``name``, loaded when one of its attributes is first used (``importlib.util.LazyLoader``, the
+    recipe of the importlib documentation); its parent packages load now. Already imported: that module."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    if spec is None:
+        raise ModuleNotFoundError(f"no module named {name!r}", name=name)
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    parent, _, child = name.rpartition(".")
+    if parent:
+        setattr(sys.modules[parent], child, module)
+    return module
+
+
+def in_background(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Callable[[], Any]:
+    """Starts ``fn(*args, **kwargs)`` in a forked child process and returns ``wait()``, which returns its result
+    (pickled back) or raises its exception. Where the OS does not fork, one CPU is all there is, or the process
+    already runs other threads (Python's, or JAX's runtime once JAX is loaded: forking them risks a deadlock),
+    ``fn`` runs in ``wait()`` itself. A ``wait`` never called: the child is ended when the process exits. For
+    CPU-bound jobs that need nothing but their arguments (no threads, devices or open files shared with the
+    parent)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    if not hasattr(os, "fork") or cpus < 2 or threading.active_count() > 1 or "jax" in sys.modules:
+        return lambda: fn(*args, **kwargs)
+    sys.stdout.flush()
+    sys.stderr.flush()
+    read_fd, write_fd = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: run, send the outcome, leave without the parent's exit handlers
+        status = 0
+        try:
+            os.close(read_fd)
+            try:
+                outcome = (True, fn(*args, **kwargs))
+            except Exception as e:  # re-raised in the parent
+                outcome = (False, e)
+            with os.fdopen(write_fd, "wb") as f:
+                pickle.dump(outcome, f, protocol=pickle.HIGHEST_PROTOCOL)
+        except BaseException:
+            status = 1
+        finally:
+            os._exit(status)
+    os.close(write_fd)
+    done = []
+
+    def wait() -> Any:
+        if done:
+            raise RuntimeError("in_background: wait() called twice")
+        done.append(True)
+        with os.fdopen(read_fd, "rb") as f:
+            try:
+                ok, value = pickle.load(f)
+            except EOFError:
+                ok, value = False, RuntimeError(f"in_background: the child running {fn.__name__} ended without a "
+                                                "result")
+        os.waitpid(pid, 0)
+        if not ok:
+            raise value
+        return value
+
+    def end_child() -> None:
+        if not done:
+            os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
+
+    atexit.register(end_child)
+    return wait
 
 
 def one_line(error: BaseException) -> str:
@@ -44,8 +130,27 @@ def fail(prog: str, error: BaseException | str) -> int:
 
 
 def run(main: Callable[[list[str]], int | None], **kwargs) -> None:
-    """:func:`invoke`, then exits with its status."""
+    """:func:`keep_freed_memory`, :func:`invoke`, then exits with its status."""
+    keep_freed_memory()
     sys.exit(invoke(main, **kwargs))
+
+
+def keep_freed_memory() -> bool:
+    """With glibc, malloc keeps freed memory for reuse instead of returning it to the OS: one arena, no mmap'ed
+    chunks, no trimming (``mallopt``). XLA:CPU allocates each step's temporaries (72 MB in the quickstart train
+    step) afresh; glibc served them with mmap and unmapped them on free, so every step paid for ~25k page faults,
+    about a fifth of the step's CPU time. The process keeps its peak heap instead. Effective for threads started
+    after the call (before the JAX backend starts), so the entry points call it first. Returns whether it applied."""
+    if not sys.platform.startswith("linux"):
+        return False
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        mallopt = libc.mallopt
+    except (OSError, AttributeError):  # another C library (musl): left as it is
+        return False
+    m_trim_threshold, m_mmap_max, m_arena_max = -1, -4, -8
+    return all(mallopt(option, value) == 1 for option, value in
+               ((m_arena_max, 1), (m_mmap_max, 0), (m_trim_threshold, 1 << 30)))
 
 
 def invoke(main: Callable[[list[str]], int | None], *, prog: str, argv: Sequence[str] | None = None,

@@ -7,6 +7,7 @@ convert with ``yolojax.ops.boxes.voc_px_to_normalized``). Every error names the 
 """
 from __future__ import annotations
 
+import functools
 import math
 import os
 import xml.etree.ElementTree as ET
@@ -59,12 +60,13 @@ def read_image_set(voc_root: str | os.PathLike, year: str | int, image_set: str)
 
 def _text(node: ET.Element, field: str, where: str, path: str, default: str | None = None) -> str:
     """Text of the child ``field`` of ``node``; missing/empty is an error unless a default is given."""
-    child = node.find(field)
-    if child is None or child.text is None or not child.text.strip():
+    text = node.findtext(field)
+    text = text.strip() if text is not None else ""
+    if not text:
         if default is not None:
             return default
         raise ValueError(f"{path}: {where}: missing field <{field}>")
-    return child.text.strip()
+    return text
 
 
 def _number(node: ET.Element, field: str, where: str, path: str, default: str | None = None) -> float:
@@ -84,6 +86,53 @@ def _flag(node: ET.Element, field: str, where: str, path: str) -> bool:
     if value not in (0.0, 1.0):
         raise ValueError(f"{path}: {where}: field <{field}> must be 0 or 1, got {value:g}")
     return bool(value)
+
+
+@functools.lru_cache(maxsize=16)
+def _class_index(class_names: tuple[str, ...]) -> dict[str, int]:
+    return {name: i for i, name in enumerate(class_names)}
+
+
+_BOX_FIELDS = ("xmin", "ymin", "xmax", "ymax")
+_PLAIN_FLAGS = {"0": False, "1": True}
+
+
+def _plain_object(obj: ET.Element, class_index: dict[str, int] | None) -> tuple | None:
+    """(name, box, class, difficult, truncated) of an ``<object>`` as VOC writes them (every field present, flags
+    0 or 1, finite numbers, a known name, a box not inverted) in few steps; None for anything else, which
+    :func:`_checked_object` then reads or reports."""
+    try:
+        name = obj.findtext("name").strip()
+        bndbox = obj.find("bndbox")
+        box = [float(bndbox.findtext(f)) for f in _BOX_FIELDS]
+        difficult = _PLAIN_FLAGS[(obj.findtext("difficult") or "0").strip()]
+        truncated = _PLAIN_FLAGS[(obj.findtext("truncated") or "0").strip()]
+        c = -1 if class_index is None else class_index[name]
+    except (AttributeError, TypeError, ValueError, KeyError):
+        return None
+    if not name or not (box[0] <= box[2] and box[1] <= box[3] and all(map(math.isfinite, box))):
+        return None
+    return name, box, c, difficult, truncated
+
+
+def _checked_object(obj: ET.Element, k: int, path: str, class_names: Sequence[str] | None,
+                    class_index: dict[str, int] | None) -> tuple:
+    """:func:`_plain_object` field by field: every problem raises ValueError naming the file, object and field."""
+    where = f"object {k}"
+    name = _text(obj, "name", where, path)
+    if class_index is not None and name not in class_index:
+        raise ValueError(f"{path}: {where}: <name> {name!r} is not a known class (expected one of "
+                         f"{', '.join(class_names)})")
+    where = f"object {k} ({name})"
+    bndbox = obj.find("bndbox")
+    if bndbox is None:
+        raise ValueError(f"{path}: {where}: missing field <bndbox>")
+    box = [_number(bndbox, f, f"{where} <bndbox>", path) for f in _BOX_FIELDS]
+    if box[2] < box[0] or box[3] < box[1]:
+        raise ValueError(f"{path}: {where} <bndbox>: xmax < xmin or ymax < ymin: "
+                         f"xmin={box[0]:g} ymin={box[1]:g} xmax={box[2]:g} ymax={box[3]:g}")
+    return (name, box, -1 if class_index is None else class_index[name], _flag(obj, "difficult", where, path),
+            _flag(obj, "truncated", where, path))
 
 
 def parse_annotation(xml_path: str | os.PathLike,
@@ -110,27 +159,16 @@ def parse_annotation(xml_path: str | os.PathLike,
     width, height = _number(size, "width", "<size>", path), _number(size, "height", "<size>", path)
     if width <= 0 or height <= 0:
         raise ValueError(f"{path}: <size>: width and height must be positive, got {width:g} x {height:g}")
-    class_index = None if class_names is None else {name: i for i, name in enumerate(class_names)}
+    class_index = None if class_names is None else _class_index(tuple(class_names))
     boxes, names, classes, difficult, truncated = [], [], [], [], []
     for k, obj in enumerate(root.findall("object")):  # direct children only: skips person-layout <part>s
-        where = f"object {k}"
-        name = _text(obj, "name", where, path)
-        if class_index is not None and name not in class_index:
-            raise ValueError(f"{path}: {where}: <name> {name!r} is not a known class (expected one of "
-                             f"{', '.join(class_names)})")
-        where = f"object {k} ({name})"
-        bndbox = obj.find("bndbox")
-        if bndbox is None:
-            raise ValueError(f"{path}: {where}: missing field <bndbox>")
-        box = [_number(bndbox, f, f"{where} <bndbox>", path) for f in ("xmin", "ymin", "xmax", "ymax")]
-        if box[2] < box[0] or box[3] < box[1]:
-            raise ValueError(f"{path}: {where} <bndbox>: xmax < xmin or ymax < ymin: "
-                             f"xmin={box[0]:g} ymin={box[1]:g} xmax={box[2]:g} ymax={box[3]:g}")
+        name, box, c, d, t = (_plain_object(obj, class_index)
+                              or _checked_object(obj, k, path, class_names, class_index))
         boxes.append(box)
         names.append(name)
-        classes.append(-1 if class_index is None else class_index[name])
-        difficult.append(_flag(obj, "difficult", where, path))
-        truncated.append(_flag(obj, "truncated", where, path))
+        classes.append(c)
+        difficult.append(d)
+        truncated.append(t)
     return {
         "filename": _text(root, "filename", "annotation", path, default=os.path.basename(path)[:-4] + ".jpg"),
         "width": int(width), "height": int(height),

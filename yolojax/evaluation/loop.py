@@ -21,8 +21,7 @@ from typing import Any, Callable, Iterable, Mapping, Sequence
 import numpy as np
 
 from yolojax.data import augment
-from yolojax.evaluation import analysis, voc
-from yolojax.evaluation import coco as coco_metrics
+from yolojax.evaluation import voc
 from yolojax.ops import boxes as box_lib
 
 Batch = Mapping[str, np.ndarray]
@@ -31,6 +30,7 @@ Batch = Mapping[str, np.ndarray]
 def original_boxes(boxes: np.ndarray, orig_hw: tuple[int, int], input_hw: tuple[int, int], letterbox: bool
                    ) -> np.ndarray:
     """``[K, 4]`` normalized xyxy of the network input -> normalized xyxy of the original image (float64)."""
+
     boxes = np.asarray(boxes, np.float64).reshape(-1, 4)
     if not letterbox:
         return boxes
@@ -42,6 +42,7 @@ def devkit_detections(boxes: np.ndarray, orig_hw: tuple[int, int], input_hw: tup
                       letterbox: bool) -> np.ndarray:
     """Detections ``[K, 4]`` normalized xyxy of the network input -> ``[K, 4]`` VOC 1-based pixel xyxy of the
     original image, clipped to it (darknet's result-file conversion)."""
+
     height, width = orig_hw
     norm = np.clip(original_boxes(boxes, orig_hw, input_hw, letterbox), 0.0, 1.0)
     return voc.normalized_to_devkit_px(norm, width, height)
@@ -50,6 +51,7 @@ def devkit_detections(boxes: np.ndarray, orig_hw: tuple[int, int], input_hw: tup
 def devkit_ground_truth(boxes: np.ndarray, orig_hw: tuple[int, int], input_hw: tuple[int, int],
                         letterbox: bool) -> np.ndarray:
     """Ground truth ``[M, 4]`` normalized xyxy of the network input -> the annotation's 1-based pixel xyxy."""
+
     height, width = orig_hw
     return box_lib.normalized_to_voc_px(original_boxes(boxes, orig_hw, input_hw, letterbox), width, height)
 
@@ -109,28 +111,3 @@ def evaluate_batches(detect: Callable[[Batch], Batch], batches: Iterable[Batch],
     else:
         rate = num / max(end - start, 1e-9)
     return {"num_images": num, "seconds": end - start, "images_per_sec": rate}
-
-
-def make_evaluators(class_names: Sequence[str], iou_threshold: float = 0.5) -> list[Any]:
-    """The evaluators every evaluation runs: the devkit-exact ``VOCEvaluator`` (first; its mAPs are the ones
-    logged, checkpointed as "best" and compared with the papers) and the COCO-style ``COCOEvaluator``
-    (AP@[.5:.95], AP50, AP75, by area, 101-point, at most 100 detections per image; difficult = crowd)."""
-    return [voc.VOCEvaluator(class_names=class_names, iou_threshold=iou_threshold),
-            coco_metrics.COCOEvaluator(class_names=class_names)]
-
-
-def compute(evaluators: Sequence[Any]) -> dict[str, Any]:
-    """The VOC evaluator's ``compute()`` dict, plus "analysis": the confusion matrix and false-positive breakdown
-    (``analysis.analyze``, from the same devkit matching), and "coco": the COCO-style summary numbers (floats)
-    when a COCO evaluator ran."""
-
-    voc_evaluator = evaluators[0]
-    matches = voc_evaluator.matches()
-    result = dict(voc_evaluator.compute(matches))
-    result["analysis"] = analysis.analyze(voc_evaluator.arrays(), matches, voc_evaluator.class_names,
-                                          voc_evaluator.iou_threshold)
-    for ev in evaluators[1:]:
-        coco = ev.compute()
-        result["coco"] = {k: coco[k] for k in coco_metrics.COCO_SUMMARY_KEYS}
-        result["coco_full"] = coco
-    return result

@@ -252,7 +252,7 @@ def confusion_matrix_image(found: Mapping[str, Any], title: str = "", dpi: int =
 
 def evaluation_images(result: Mapping[str, Any], kept: EvalImages | None = None, *, score_threshold: float,
                       draw_score_threshold: float, title: str = "") -> dict[str, np.ndarray]:
-    """The pictures of an evaluation (``loop.compute``'s result), uint8 ``[H, W, 3]`` each: "precision_recall"
+    """The pictures of an evaluation (``evaluators.compute``'s result), uint8 ``[H, W, 3]`` each: "precision_recall"
     (:func:`precision_recall_image`), "confusion_matrix" (:func:`confusion_matrix_image`, titled with the
     evaluation's ``score_threshold``) and, when images were kept, "detections" (:func:`detection_grid`, boxes
     scoring above ``draw_score_threshold``)."""

@@ -18,6 +18,7 @@ Boxes are VOC 1-based pixel ``xyxy`` everywhere in this module (``voc_px``). No 
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import os
 import warnings
@@ -307,18 +308,24 @@ def _parse_result_lines(path: str, valid_ids: Any) -> tuple[list[str], np.ndarra
 def _parse_result_file(path: str, valid_ids: Any) -> tuple[list[str], np.ndarray, np.ndarray]:
     """One devkit result file -> (image ids, scores [D], boxes [D, 4]); errors name the file and line.
 
-    Fast path: split everything and let numpy convert the numbers in one call; on any problem, fall back to
-    the line-by-line parser, which finds and reports the first bad line.
+    Fast path: split every line, check that each has 6 fields, convert the numbers with ``float`` in one pass;
+    on any problem, fall back to the line-by-line parser, which finds and reports the first bad line.
     """
     rows = [line.split() for line in config_files.read_text(path).splitlines()]
-    rows = [r for r in rows if r]
-    try:  # a ragged file or a non-number raises here
-        table = np.array(rows, dtype=str).reshape(len(rows), -1)
-        values = table[:, 1:].astype(np.float64) if table.shape[1] == 6 else None
-    except ValueError:
-        values = None
-    ids = [r[0] for r in rows]
-    unknown_id = valid_ids is not None and not all(map(valid_ids.__contains__, ids))
+    lengths = set(map(len, rows))
+    if 0 in lengths:  # blank lines
+        rows = [r for r in rows if r]
+        lengths.discard(0)
+    values = None
+    if lengths <= {6}:
+        tokens = list(itertools.chain.from_iterable(rows))
+        ids = tokens[0::6]
+        del tokens[0::6]
+        try:
+            values = np.array(list(map(float, tokens)), np.float64).reshape(-1, 5)
+        except ValueError:
+            values = None
+    unknown_id = values is not None and valid_ids is not None and not all(map(valid_ids.__contains__, ids))
     if values is None or not np.all(np.isfinite(values)) or unknown_id:
         ids, values = _parse_result_lines(path, valid_ids)
     return ids, values[:, 0], values[:, 1:]
@@ -437,15 +444,42 @@ class VOCEvaluator:
         self.add_ground_truth(image_id, boxes=gt_boxes, classes=gt_classes, difficult=gt_difficult)
         self.add_detections(image_id, boxes=det_boxes, scores=det_scores, classes=det_classes)
 
+    def add_images(self, image_ids: Sequence[str], *, gt_image: np.ndarray, gt_boxes: np.ndarray,
+                   gt_classes: np.ndarray, gt_difficult: np.ndarray) -> None:
+        """Registers many images at once, as ``add_ground_truth`` for each of ``image_ids`` in order: ground truth
+        rows gt_image ``[M]`` (index into ``image_ids``), gt_boxes ``[M, 4]`` voc_px xyxy, gt_classes ``[M]``,
+        gt_difficult ``[M]`` (rows of an image in annotation order)."""
+        start = len(self._image_index)
+        for i, image_id in enumerate(image_ids):
+            if self._image_index.setdefault(image_id, start + i) != start + i:
+                raise ValueError(f"image {image_id!r} was already added to the evaluator")
+        boxes = _as_rows("gt_boxes", gt_boxes, np.float64, (4,))
+        classes, real = self._classes("gt_classes", gt_classes, len(boxes))
+        difficult = _as_rows("gt_difficult", gt_difficult, bool, (), len(boxes))
+        image = _as_rows("gt_image", gt_image, np.int64, (), len(boxes))
+        if len(image) and (image.min() < 0 or image.max() >= len(image_ids)):
+            raise ValueError(f"gt_image: image index out of range [0, {len(image_ids)})")
+        self._gt.append((image[real] + start, boxes[real], classes[real], difficult[real]))
+
+    def add_results(self, results: Mapping[str, Mapping[str, Any]]) -> None:
+        """Adds detections as ``read_results`` returns them (``{class name: {"image_ids", "scores", "boxes"}}``);
+        every image must be registered."""
+        for c, name in enumerate(self.class_names):
+            r = results[name]
+            try:
+                index = np.fromiter(map(self._image_index.__getitem__, r["image_ids"]), np.int64,
+                                    len(r["image_ids"]))
+            except KeyError as e:
+                raise ValueError(f"detections for image {e.args[0]!r}, which has no ground truth registered") from None
+            boxes = _as_rows(f"boxes of class {name!r}", r["boxes"], np.float64, (4,), len(index))
+            scores = _as_rows(f"scores of class {name!r}", r["scores"], np.float64, (), len(index))
+            self._det.append((index, boxes, scores, np.full(len(index), c)))
+
     def add_result_files(self, results_dir: str | os.PathLike, *, prefix: str = "comp4",
                          image_set: str = "test", allow_missing: bool = False) -> None:
         """Adds the detections of devkit result files; every line must name a registered image."""
-        results = read_results(results_dir, prefix=prefix, image_set=image_set, class_names=self.class_names,
-                               image_ids=self._image_index, allow_missing=allow_missing)
-        for c, name in enumerate(self.class_names):
-            r = results[name]
-            index = np.fromiter((self._image_index[i] for i in r["image_ids"]), np.int64, len(r["image_ids"]))
-            self._det.append((index, r["boxes"], r["scores"], np.full(len(index), c)))
+        self.add_results(read_results(results_dir, prefix=prefix, image_set=image_set, class_names=self.class_names,
+                                      image_ids=self._image_index, allow_missing=allow_missing))
 
     def _concat(self, chunks, tails):
         if not chunks:

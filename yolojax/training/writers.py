@@ -119,7 +119,7 @@ def _tag(name: str) -> str:
 
 
 def evaluation_scalars(prefix: str, result: Mapping[str, Any]) -> dict[str, float]:
-    """The scalars of an evaluation result (``evaluation.loop.compute`` plus "images_per_sec"): the mAPs,
+    """The scalars of an evaluation result (``evaluation.evaluators.compute`` plus "images_per_sec"): the mAPs,
     images/s, the COCO-style summary (``coco_AP``, ``coco_AP50``, ``coco_AP75``, ...) and the per-class APs
     (``ap07/<class>``, ``ap_area/<class>``), under ``prefix/``. An undefined AP (a class without boxes) is left out.
     """
