@@ -1,24 +1,27 @@
-"""Train on your own dataset: a small YOLOv2-family model (Tiny YOLOv2, width option) on VOC XML, YOLO txt or
-COCO JSON files (yolojax.data.formats; docs/data_formats.md).
+"""Train on your own dataset from scratch: a few hundred photos, a CPU and a time budget (docs/own_data.md).
 
-  # a dataset to try it on: the synthetic shapes written as an ultralytics YOLO dataset (5 classes)
-  python -c "from yolojax.data import synthetic as s; s.write_dataset('data/shapes_yolo', 'yolo', \
-      s.default_synthetic_config(), num_train=2000, num_eval=300)"
-  python experiments/compute_anchors.py --config configs/custom.py        # paste the line into ANCHORS
+A small YOLOv2-family model (Tiny YOLOv2 at half width) on VOC XML, YOLO txt or COCO JSON files
+(yolojax.data.formats; docs/data_formats.md), with a recipe measured for training from random initialization:
+
+  python experiments/check_data.py --config configs/custom.py
   python experiments/train.py --config configs/custom.py --workdir runs/custom
   # your data: --config.data.format=voc --config.data.root=/data/mine --config.model.num_classes=3 ...
 
-Measured on the shared 2-core dev machine with the synthetic YOLO dataset above (2,000 train / 300 val images,
-160 px): 2,500 steps in 9.2 minutes, held-out mAP@0.5 0.841 (VOC07 11-point) / 0.871 (area); COCO-style
-AP@[.5:.95] 0.428, AP50 0.860, AP75 0.368 (yolojax.evaluation.coco over yolojax.inference.api.evaluate's detections,
-whose VOC07 there is 0.844). With 8 epochs (1,000 steps, 6.5 minutes): 0.659 VOC07, COCO AP 0.247.
+What the defaults do, each one a config field (docs/own_data.md has the ablation table, on the aquarium photos):
+  * anchors: "auto": k-means on the training boxes at the training input size when training starts (the log gives
+    the mean best IoU; the workdir's config.json then holds them, so evaluate / detect / export use the same);
+  * time_budget_minutes: the learning-rate schedule's length is set from the step time measured in the first epoch,
+    so that training and its final evaluation end within the budget (num_epochs is then not used);
+  * Adam, linear warm-up, cosine decay to 0 at the schedule's end; an EMA of the weights is evaluated;
+  * darknet's crop jitter, flips and HSV jitter, plus mosaics of four images (beyond the papers);
+  * NMS IoU and input sizes chosen for many, touching and small objects.
 
 Edit the constants below (or override on the command line, e.g. ``--config.data.root=...``):
   * FORMAT / ROOT / TRAIN_SPLIT / EVAL_SPLIT: see docs/data_formats.md for the layouts each format reads.
   * NUM_CLASSES must equal the dataset's number of classes (training stops with a one-line message if not).
   * CLASS_NAMES / NAMES_FILE: () / "" = the dataset's own list or names discovered from the annotations.
-  * ANCHORS: (w, h) in grid cells of 32 px at IMAGE_SIZE_PX (compute them with compute_anchors.py for this
-    input size; anchors made for another size are wrong by the ratio of the sizes).
+  * TIME_BUDGET_MINUTES: 0 = train NUM_EPOCHS instead (a fixed schedule, the same on every machine).
+  * ANCHORS: "auto", or (w, h) pairs in grid cells of 32 px at IMAGE_SIZE_PX (experiments/compute_anchors.py).
   * INIT_DARKNET_WEIGHTS: optional darknet weights for the backbone (e.g. yolov2-tiny-voc.weights).
 """
 
@@ -30,15 +33,14 @@ TRAIN_SPLIT, EVAL_SPLIT = "train", "val"
 CLASS_NAMES = ()                      # e.g. ("cat", "dog"); () = from the dataset
 NAMES_FILE = ""                       # or a darknet .names file
 NUM_CLASSES = 5
-IMAGE_SIZE_PX = 160                   # training and evaluation input (a multiple of 32)
+IMAGE_SIZE_PX = 320                   # training and evaluation input (a multiple of 32)
 WIDTH = 0.5                           # channel multiplier of Tiny YOLOv2
-# Anchors (w, h) in cells of 32 px at IMAGE_SIZE_PX (5x5 grid at 160 px): compute_anchors.py of the shapes
-# (sides 0.15-0.45 of the image, aspect up to 2); recompute for your data.
-ANCHORS = ((0.99, 0.844), (0.947, 1.382), (1.627, 1.186), (1.526, 2.215), (2.342, 1.675))
+ANCHORS = "auto"                      # k-means at the start of training, or ((w, h), ...) in cells of 32 px
 INIT_DARKNET_WEIGHTS = ""
-# 2,000 images / 16 = 125 steps an epoch: 2,500 steps, lr / 10 at 70% and 90% of them. Overriding
-# --config.num_epochs on the command line keeps these boundaries: give --config.schedule.boundaries_epochs too.
-NUM_EPOCHS = 20.0
+# Minutes for training and its evaluation (the whole train.py run but Python's start); 0 = NUM_EPOCHS. 17 keeps
+# the README's own-data commands (check, train, evaluate, detect) within 20 minutes on a 2-core CPU.
+TIME_BUDGET_MINUTES = 17.0
+NUM_EPOCHS = 30.0                     # the schedule's length when TIME_BUDGET_MINUTES is 0
 BATCH_SIZE = 16
 
 
@@ -46,13 +48,15 @@ def get_config():
     c = base_config()
     c.batch_size = BATCH_SIZE
     c.num_epochs = NUM_EPOCHS
-    c.log_every_steps = 100
+    c.time_budget_minutes = TIME_BUDGET_MINUTES
+    c.log_every_steps = 50
 
     c.model.name = "tiny_yolov2"
     c.model.width = WIDTH
     c.model.num_classes = NUM_CLASSES
-    # Unit: (w, h) in grid cells of 32 px at the training input size (data.image_size).
-    c.model.anchors = ANCHORS
+    # Unit: (w, h) in grid cells of 32 px at the training input size (data.image_size); "auto" = k-means.
+    with c.ignore_type():
+        c.model.anchors = ANCHORS
     c.init.darknet_weights = INIT_DARKNET_WEIGHTS
 
     c.data.source = "files"
@@ -66,15 +70,30 @@ def get_config():
     c.data.eval_image_size = IMAGE_SIZE_PX
     c.data.multiscale_sizes = ()
     c.data.drop_difficult = True
+    c.data.max_boxes = 128  # a mosaic of four crowded photos holds more than 64 objects
+    # Augmentation: darknet's v2 jitter / flip / HSV, plus mosaics of four photos for half of the images.
+    c.data.augment.mosaic = 0.5
+    c.data.augment.mosaic_scale = (0.5, 1.0)
 
-    # Adam from scratch (as configs/quickstart.py); darknet's SGD recipe needs far more steps.
+    # Adam from scratch (darknet's SGD recipe needs far more steps): linear warm-up, then cosine to 0 at the end
+    # of the schedule (the time budget's, or NUM_EPOCHS).
     c.optim.name = "adam"
     c.optim.base_lr = 2e-3
     c.optim.weight_decay = 0.0
-    c.schedule.burn_in_steps = 100
-    c.schedule.boundaries_epochs = (0.7 * NUM_EPOCHS, 0.9 * NUM_EPOCHS)
+    c.schedule.name = "cosine"
+    c.schedule.warmup = "linear"
+    c.schedule.warmup_epochs = 2.0
+    c.schedule.warmup_init_lr = 0.0
+    c.schedule.darknet_numbering = False
+    c.optim.ema.decay = 0.995  # evaluation, detect and export use the EMA weights
+    c.optim.ema.warmup_steps = 100
     c.loss.prior_warmup_images = 3200
-    c.eval.every_steps = 1000
+    # Confidence by binary cross-entropy on the logit: from scratch, darknet's squared error on s(to) stalls once
+    # the empty cells have pushed every confidence to 0 (yolojax.ops.losses.yolov2_loss; docs/losses.md).
+    c.loss.objectness = "bce"
+    c.eval.every_steps = 0  # once, at the end
     c.eval.batch_size = 32
+    c.eval.nms_iou_threshold = 0.45
+    c.checkpoint.every_steps = 500
     c.lock()
     return c

@@ -22,7 +22,8 @@ def v2_loss() -> ml_collections.ConfigDict:
     """Darknet region layer options (yolov2-voc.cfg), passed to yolojax.ops.losses.yolov2_loss as keywords."""
     return ml_collections.ConfigDict(dict(
         coord_scale=1.0, object_scale=5.0, noobject_scale=1.0, class_scale=1.0, ignore_thresh=0.6,
-        rescore=True, prior_scale=0.01, prior_warmup_images=12800, variant="darknet"))
+        rescore=True, prior_scale=0.01, prior_warmup_images=12800, variant="darknet",
+        objectness="mse"))  # "bce": beyond darknet (configs/custom.py; yolojax.ops.losses.yolov2_loss)
 
 
 def v1_loss() -> ml_collections.ConfigDict:
@@ -38,6 +39,9 @@ def base_config() -> ml_collections.ConfigDict:
     c.batch_size = 64  # global, split over all devices and hosts
     c.num_epochs = 160.0
     c.total_steps = -1  # > 0 cuts the run short without changing the schedule
+    # > 0: the schedule's length comes from the step time measured in the first epoch, so that training and its
+    # evaluations end within this many minutes (num_epochs is then not used; yolojax.training.planning).
+    c.time_budget_minutes = 0.0
     c.log_every_steps = 50
     c.progress_bar = True
     # JAX's persistent compilation cache (train.enable_compilation_cache): compiled steps are kept on disk, so a
@@ -52,7 +56,8 @@ def base_config() -> ml_collections.ConfigDict:
     c.model.dtype = "float32"  # 'bfloat16' = mixed precision: bf16 compute, f32 params and loss
     # Unit: (w, h) in grid cells of 32 px at the training input size data.image_size (13 cells at 416); the loss
     # applies them as-is on the grid the input gives, as darknet does. experiments/compute_anchors.py --config
-    # CONFIG computes them in this unit.
+    # CONFIG computes them in this unit. "auto" (configs/custom.py): k-means on the training boxes when training
+    # starts, saved in the workdir's config.json (yolojax.training.planning).
     c.model.anchors = VOC_ANCHORS
     c.model.v1 = ml_collections.ConfigDict(dict(grid_size=7, boxes_per_cell=2, batch_norm=False,
                                                 dropout_rate=0.5))

@@ -50,6 +50,10 @@ def augment_preset(name: str) -> ml_collections.ConfigDict:
     c.border = "replicate"       # fill outside the source: "replicate" (darknet crop_image) or "gray"
     c.min_box_size_px = 1.0      # drop boxes narrower/lower than this in the network input
     c.min_visible_fraction = 0.25  # drop boxes with less than this fraction of their area left after a cut
+    # Beyond the papers (configs/custom.py): the chance that a training image is a mosaic of four (YOLOv4), each
+    # scaled to a long side of U(mosaic_scale) x the input size and placed around a random center (0 = off).
+    c.mosaic = 0.0
+    c.mosaic_scale = (0.5, 1.0)
     if name == "v1":
         c.jitter, c.scale, c.translate, c.flip, c.hue = 0.0, 0.2, 0.2, False, 0.0
     elif name == "none":

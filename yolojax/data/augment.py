@@ -23,6 +23,8 @@ The ops:
   * ``hflip_matrix`` / ``hflip``: horizontal flip (YOLOv2).
   * ``resize_matrix`` / ``letterbox_matrix``: plain (aspect-changing) resize or aspect-preserving letterbox
     with gray (127) padding, darknet's ``letterbox_image``.
+  * ``mosaic_layout`` / ``paste_boxes`` (``augment.mosaic``, beyond the papers): four images in the four
+    regions around a random center of one output, each on its own map (the pipeline warps each into its region).
   * ``random_hsv`` (host reference of ``photometric.py``): darknet's ``random_distort_image``: hue shift in
     [-hue, hue] (fraction of the hue circle), saturation and exposure (HSV value) scaled by a factor in [1, s]
     or its inverse, each with probability 1/2.
@@ -422,6 +424,50 @@ def train_matrix(rng: np.random.Generator, in_size: tuple[int, int], out_size: t
         m[0] = -m[0]
         m[0, 2] += out_size[0]
     return m
+
+
+def mosaic_layout(rng: np.random.Generator, size: int, in_sizes: list[tuple[int, int]],
+                  scale: tuple[float, float] = (0.5, 1.0), flip: bool = True
+                  ) -> list[tuple[np.ndarray, tuple[int, int, int, int]]]:
+    """Where the four images of a mosaic go (beyond the papers: YOLOv4's mosaic, on the affine maps above).
+
+    A center ``(cx, cy)`` is drawn uniformly in the middle half of the ``size`` x ``size`` output; it splits the
+    output into four regions (top-left, top-right, bottom-left, bottom-right). Image ``k`` of ``in_sizes``
+    ((w, h) of each) is scaled so that its long side is ``U(scale) * size`` (aspect kept), flipped with
+    probability 1/2 when ``flip``, and placed with its corner that faces the center on the center, reaching away
+    from it: its part inside region ``k`` is what the output shows.
+
+    Returns, for each image, ([3, 3] map of its pixels to the *region's* pixels (continuous coordinates,
+    ``warp_affine`` of the region), region (x0, y0, x1, y1) in output pixels).
+    """
+    if len(in_sizes) != 4:
+        raise ValueError(f"mosaic_layout: expected 4 image sizes, got {len(in_sizes)}")
+    lo, hi = float(scale[0]), float(scale[1])
+    if not 0 < lo <= hi:
+        raise ValueError(f"augment.mosaic_scale={tuple(scale)}: expected 0 < low <= high")
+    cx = min(max(int(round(rng.uniform(0.25, 0.75) * size)), 1), size - 1)
+    cy = min(max(int(round(rng.uniform(0.25, 0.75) * size)), 1), size - 1)
+    regions = [(0, 0, cx, cy), (cx, 0, size, cy), (0, cy, cx, size), (cx, cy, size, size)]
+    out = []
+    for k, ((w, h), region) in enumerate(zip(in_sizes, regions)):
+        s = rng.uniform(lo, hi) * size / max(w, h)
+        left, top = k % 2 == 0, k < 2  # the image lies left of / above the center
+        tx = cx - w * s if left else float(cx)
+        ty = cy - h * s if top else float(cy)
+        m = _affine(s, s, tx - region[0], ty - region[1])
+        if flip and rng.uniform() < 0.5:
+            m = m @ hflip_matrix(w)  # mirrored in place, then placed
+        out.append((m, region))
+    return out
+
+
+def paste_boxes(boxes: np.ndarray, region: tuple[int, int, int, int], size: int) -> np.ndarray:
+    """[N, 4] boxes normalized to a ``region`` (x0, y0, x1, y1) of a ``size`` x ``size`` image -> normalized to
+    the image."""
+    x0, y0, x1, y1 = region
+    b = np.asarray(boxes, np.float32).reshape(-1, 4)
+    scale = np.array([x1 - x0, y1 - y0, x1 - x0, y1 - y0], np.float32) / size
+    return b * scale + np.array([x0, y0, x0, y0], np.float32) / size
 
 
 def train_warp(example: Example, matrix: np.ndarray, out_size: tuple[int, int], cfg: Mapping[str, Any], *,

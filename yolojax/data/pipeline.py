@@ -309,9 +309,75 @@ class _TrainBatcher:
             matrix = matrix @ np.diag([full[0] / got[0], full[1] / got[1], 1.0])
         return example, matrix, hsv
 
+    def _mosaic_rng(self, position: int) -> np.random.Generator | None:
+        """The generator of ``position``'s mosaic when this position is one (``augment.mosaic`` > 0), else None.
+        Its own stream (seed, 0x305A1C, position): with mosaics off no draw changes."""
+        chance = float(self.aug.get("mosaic", 0.0))
+        if chance <= 0:
+            return None
+        rng = np.random.default_rng([self.seed % 2**63, 0x305A1C, position])
+        return rng if rng.uniform() < chance else None
+
+    def _record_at(self, index: int, where: str) -> tuple[dict, tuple[int, int]]:
+        """(record ``index`` or, when undecodable, the next decodable one, its encoded (width, height))."""
+        for attempt in range(_MAX_SKIP):
+            record = self.source[(index + attempt) % self.n]
+            try:
+                if "image" in record:
+                    return record, record["image"].shape[1::-1]
+                return record, encoded_image_size(record["image_bytes"], f"image {record.get('image_id', '?')}")
+            except sources.CorruptImageError as e:
+                sources.warn_count("corrupt_image", f"{e}; skipped")
+        raise RuntimeError(f"{_MAX_SKIP} consecutive undecodable images near record {index} ({where})")
+
+    def _mosaic(self, position: int, size: int, out: np.ndarray, rng: np.random.Generator
+                ) -> tuple[dict, tuple[float, float, float]]:
+        """A mosaic (``augment.mosaic_layout``) of the record at ``position`` and three records drawn from
+        ``rng``, warped region by region straight into ``out``; (its Example, its HSV jitter parameters)."""
+        indices = [self._record_index(position), *rng.integers(self.n, size=3).tolist()]
+        records = [self._record_at(i, f"mosaic at training position {position}") for i in indices]
+        layout = augment.mosaic_layout(rng, size, [r[1] for r in records], tuple(self.aug["mosaic_scale"]),
+                                       bool(self.aug["flip"]))
+        hsv = (augment.draw_hsv(rng, self.aug["hue"], self.aug["saturation"], self.aug["exposure"])
+               if self.photometric else augment.IDENTITY_HSV)
+        parts = []
+        for (record, full), (matrix, (x0, y0, x1, y1)) in zip(records, layout):
+            where = f"image {record.get('image_id', '?')}"
+            if "image" in record:
+                example = sources.decode_record(record)
+            else:
+                example = {k: v for k, v in record.items() if k != "image_bytes"}
+                try:
+                    example["image"] = decode_reduced(record["image_bytes"], decode_reduction(matrix), where,
+                                                      fast=self.fast_decode)
+                except sources.CorruptImageError as e:  # a header that reads but a body that does not
+                    sources.warn_count("corrupt_image", f"{e}; a gray region of a mosaic instead")
+                    out[y0:y1, x0:x1] = augment.GRAY
+                    continue
+            got = example["image"].shape[1::-1]
+            if got != full:
+                matrix = matrix @ np.diag([full[0] / got[0], full[1] / got[1], 1.0])
+            if self.cfg["drop_difficult"]:
+                example = augment.drop_difficult(example)
+            example = augment.warp_affine(example, matrix, (x1 - x0, y1 - y0), border="gray",
+                                          min_size_px=self.aug["min_box_size_px"],
+                                          min_visible_fraction=self.aug["min_visible_fraction"],
+                                          out=out[y0:y1, x0:x1])
+            parts.append(dict(example, boxes=augment.paste_boxes(example["boxes"], (x0, y0, x1, y1), size)))
+        merged = {"image": out, "image_id": f"mosaic@{position}"}
+        merged["boxes"] = np.concatenate([p["boxes"] for p in parts]) if parts else np.zeros((0, 4), np.float32)
+        merged["classes"] = np.concatenate([p["classes"] for p in parts]) if parts else np.zeros((0,), np.int32)
+        if self.photometric == "host" and hsv != augment.IDENTITY_HSV:
+            augment.hsv_adjust(out, *hsv, out=out)
+        return merged, hsv
+
     def _example(self, position: int, size: int, out: np.ndarray) -> tuple[dict, tuple[float, float, float]]:
         """(the training Example at ``position``, its image warped straight into ``out`` (uint8 [size, size, 3])
-        and jittered there with placement "host"; its HSV jitter parameters)."""
+        and jittered there with placement "host"; its HSV jitter parameters). With ``augment.mosaic`` the
+        position may be a mosaic of four (``_mosaic``)."""
+        mosaic = self._mosaic_rng(position)
+        if mosaic is not None:
+            return self._mosaic(position, size, out, mosaic)
         for attempt in range(_MAX_SKIP):
             # A corrupt record is replaced by the next position's record: deterministic for any worker count.
             record = self.source[self._record_index(position + attempt)]

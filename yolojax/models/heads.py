@@ -16,6 +16,7 @@ evaluation, detection, the demo and export all take their loss, decoder and thre
 """
 from __future__ import annotations
 
+import ast
 import dataclasses
 from typing import Any, Callable, Mapping
 
@@ -60,8 +61,17 @@ def anchors_of(model_cfg: Any) -> np.ndarray:
     convention: the same numbers on every input size; 32-px cells for the stride-32 YOLOv2 models).
 
     ValueError naming the field and its value unless it is A = ``config.model.v2.num_anchors`` pairs of finite
-    positive numbers (a flat list, triples or a negative size would otherwise be reshaped into other anchors)."""
+    positive numbers (a flat list, triples or a negative size would otherwise be reshaped into other anchors); a
+    string is read as a Python literal, except "auto" (``configs/custom.py``), which only training resolves."""
     raw, num = model_cfg.anchors, model_cfg.v2.num_anchors
+    if isinstance(raw, str):  # "auto" (fitted when training starts), or a literal given on a command line
+        if raw.strip() == "auto":
+            raise ValueError("config.model.anchors='auto': the anchors are fitted when training starts and saved in "
+                             "the workdir's config.json; use that config, or give the anchors")
+        try:
+            raw = ast.literal_eval(raw)
+        except (ValueError, SyntaxError):
+            raise ValueError(f"config.model.anchors={raw!r}: expected ((w, h), ...) or 'auto'") from None
     if isinstance(num, bool) or not isinstance(num, int) or num < 1:
         raise ValueError(f"config.model.v2.num_anchors={num!r}: expected an integer >= 1")
     rows = list(raw) if isinstance(raw, (list, tuple)) else []

@@ -139,12 +139,14 @@ def _best_iou_with_any_truth(pred_cxcywh: jax.Array, boxes: jax.Array, valid: ja
     return jnp.max(ious, axis=-1, initial=0.0).reshape(pred_cxcywh.shape[:-1])
 
 
-def _check_v2(outputs: jax.Array, anchors: jax.Array, variant: str) -> None:
+def _check_v2(outputs: jax.Array, anchors: jax.Array, variant: str, objectness: str = "mse") -> None:
     if outputs.ndim != 5 or outputs.shape[1] != outputs.shape[2] or outputs.shape[-1] < 6:
         raise ValueError(f"yolov2_loss: `outputs` must be [B, S, S, A, 5+C], got shape {outputs.shape}")
     if anchors.ndim != 2 or anchors.shape != (outputs.shape[3], 2):
         raise ValueError(f"yolov2_loss: `anchors` must be [A, 2] = [{outputs.shape[3]}, 2] (grid units) to match "
                          f"`outputs` {outputs.shape}; got {anchors.shape}")
+    if objectness not in ("mse", "bce"):
+        raise ValueError(f"yolov2_loss: objectness must be 'mse' or 'bce', got {objectness!r}")
     if variant not in ("darknet", "keras"):
         raise ValueError(f"yolov2_loss: variant must be 'darknet' or 'keras', got {variant!r}")
 
@@ -155,7 +157,8 @@ def yolov2_loss(outputs: jax.Array, boxes: jax.Array, classes: jax.Array, mask: 
                 ignore_thresh: float = 0.6, rescore: bool = True, prior_scale: float = 0.01,
                 prior_warmup_images: int = 12800, keep: targets_lib.Keep = "last",
                 variant: Literal["darknet", "keras"] = "darknet",
-                location: targets_lib.Location = "direct") -> tuple[jax.Array, Parts]:
+                location: targets_lib.Location = "direct",
+                objectness: Literal["mse", "bce"] = "mse") -> tuple[jax.Array, Parts]:
     """YOLOv2 loss = darknet ``region_layer`` (``yolov2-voc.cfg``: bias_match=1 rescore=1 softmax=1).
 
     Args:
@@ -170,6 +173,10 @@ def yolov2_loss(outputs: jax.Array, boxes: jax.Array, classes: jax.Array, mask: 
       prior_scale, prior_warmup_images: darknet's hard-coded 0.01 and 12800.
       keep: which object a slot keeps when several land on it (darknet: the last).
       variant: 'darknet' (default), or 'keras' for the Keras-seed ablation (see below).
+      objectness: the darknet variant's confidence terms: 'mse' (darknet: squared error on s(to)) or 'bce'
+        (beyond darknet, configs/custom.py: binary cross-entropy on the logit, whose gradient s(to) - target does
+        not vanish where s(to) saturates: from scratch, the many empty cells drive s(to) to 0 everywhere early, and
+        the squared error's gradient s'(to) (target - s(to)) then hardly lifts the assigned ones again).
       location: how (tx, ty) place the box center (config.model.v2.location; docs/location_parameterization.md):
         'direct' (default, darknet): the center is col + s(tx); x/y terms compare s(tx) with the in-cell offset.
         'offset' (region-proposal offsets, the paper's "anchor boxes" rung): the center is
@@ -182,6 +189,8 @@ def yolov2_loss(outputs: jax.Array, boxes: jax.Array, classes: jax.Array, mask: 
               with tx* the offset in the cell, tw* = log(w*S/anchor_w), w, h of the truth normalized.
       obj   = assigned: 0.5*object_scale*(IoU(pred, truth) - s(to))^2        (IoU is a constant target)
       noobj = not assigned and best IoU with ALL truths of the image <= ignore_thresh: 0.5*noobject_scale*s(to)^2
+              (objectness='bce': obj = object_scale*BCE(to, IoU), noobj = noobject_scale*BCE(to, 0), with
+              BCE(x, y) = softplus(x) - y*x, the cross-entropy of s(x) against the target y)
       class = assigned: class_scale * softmax cross-entropy  (gradient class_scale*(softmax - onehot))
       prior = seen < 12800, not assigned: 0.5*prior_scale*[(0.5-s(tx))^2 + (0.5-s(ty))^2 + tw^2 + th^2]
 
@@ -197,7 +206,7 @@ def yolov2_loss(outputs: jax.Array, boxes: jax.Array, classes: jax.Array, mask: 
     outputs = jnp.asarray(outputs, jnp.float32)
     boxes, classes, mask = targets_lib.as_ground_truth(boxes, classes, mask)
     anchors = jnp.asarray(anchors, jnp.float32)
-    _check_v2(outputs, anchors, variant)
+    _check_v2(outputs, anchors, variant, objectness)
     targets_lib.check_location(location, "yolov2_loss")
     s, num_classes = outputs.shape[1], outputs.shape[-1] - 5
     t = targets_lib.yolov2_targets(boxes, classes, mask, anchors=anchors, grid_size=s, keep=keep,
@@ -228,10 +237,17 @@ def yolov2_loss(outputs: jax.Array, boxes: jax.Array, classes: jax.Array, mask: 
     if variant == "darknet":
         wh_weight = 2.0 - t["box"][..., 2] * t["box"][..., 3]
         coord_err = jnp.sum((t["txty"] - xy) ** 2, axis=-1) + jnp.sum((t["twth"] - twth) ** 2, axis=-1)
+        if objectness == "bce":
+            logit = outputs[..., 4]
+            obj = object_scale * assigned * (jax.nn.softplus(logit) - conf_target * logit)
+            noobj = noobject_scale * noobj_w * jax.nn.softplus(logit)
+        else:
+            obj = 0.5 * object_scale * assigned * (conf_target - sig_obj) ** 2
+            noobj = 0.5 * noobject_scale * noobj_w * sig_obj ** 2
         terms = {
             "coord": 0.5 * coord_scale * assigned * wh_weight * coord_err,
-            "obj": 0.5 * object_scale * assigned * (conf_target - sig_obj) ** 2,
-            "noobj": 0.5 * noobject_scale * noobj_w * sig_obj ** 2,
+            "obj": obj,
+            "noobj": noobj,
             "class": class_scale * assigned * ce,
             "prior": 0.5 * prior_scale * warm * free * (prior_xy + jnp.sum(twth ** 2, axis=-1)),
         }

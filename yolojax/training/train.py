@@ -47,7 +47,7 @@ from yolojax.evaluation import loop as eval_loop
 from yolojax.evaluation import plots
 from yolojax.models import build_model, heads
 from yolojax.ops import anchors as anchors_lib
-from yolojax.training import checkpoints, initialization, periodic
+from yolojax.training import checkpoints, initialization, periodic, planning
 from yolojax.training import ema as ema_lib
 from yolojax.training import schedules as schedules_lib
 from yolojax.training import workdir as workdir_lib
@@ -467,6 +467,9 @@ def check_values(config: ml_collections.ConfigDict) -> None:
         if not (_number(value) and value >= 0):
             raise ValueError(f"config.optim.{field}={value!r}: expected a number >= 0")
     initialization.freeze_mask({}, optim.get("freeze", ""))  # an invalid regex: named
+    budget = config.get("time_budget_minutes", 0.0)
+    if not (_number(budget) and budget >= 0):
+        raise ValueError(f"config.time_budget_minutes={budget!r}: expected a number of minutes >= 0 (0 = no budget)")
 
 
 def check_freeze(config: ml_collections.ConfigDict, model: flax.linen.Module) -> None:
@@ -491,12 +494,16 @@ def check_config(config: ml_collections.ConfigDict) -> None:
     (:func:`check_values` first)."""
 
     check_values(config)
-    head = heads.Head.from_config(config)  # unknown model name / anchors that do not fit: named
+    if planning.wants_auto_anchors(config):  # fitted after the data check (planning.resolve_anchors)
+        heads.family_of(config.model.name)  # an unknown model name: named
+    else:
+        heads.Head.from_config(config)  # unknown model name / anchors that do not fit: named
+    num_classes = int(config.model.num_classes)
     names = sources.class_names(config.data)
     n_data = len(names)
-    if head.num_classes != n_data:
+    if num_classes != n_data:
         fmt = config.data.get("format", "")
-        raise ValueError(f"config.model.num_classes={head.num_classes} but the dataset (config.data.source="
+        raise ValueError(f"config.model.num_classes={num_classes} but the dataset (config.data.source="
                          f"{config.data.source!r}{f', format={fmt!r}' if fmt else ''}) has {n_data} classes "
                          f"({', '.join(names[:5])}{', ...' if n_data > 5 else ''}): set "
                          f"--config.model.num_classes={n_data}")
@@ -564,34 +571,48 @@ class Experiment:
     steps: Steps
     state: TrainState
     steps_in_epoch: int
-    total_steps: int
+    total_steps: int  # the run's last step
     class_names: tuple[str, ...]
+    schedule_steps: int = 0  # the length the schedule spans (total_steps unless config.total_steps cuts it)
 
 
 def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None,
-                     workdir: str | None = None) -> Experiment:
-    """Model, schedule, optimizer, initial (replicated, ``config.init``-initialized) state and jitted steps."""
+                     workdir: str | None = None, *, schedule_steps: int | None = None) -> Experiment:
+    """Model, schedule, optimizer, initial (replicated, ``config.init``-initialized) state and jitted steps.
+
+    ``config.model.anchors = "auto"`` is fitted here, after the data check (``planning.resolve_anchors``; with a
+    ``workdir``, ``<workdir>/anchors.json``): ``Experiment.config`` holds the anchors. The schedule spans
+    ``schedule_steps`` (a time budget's plan) or ``config.num_epochs``; ``config.total_steps > 0`` ends the run
+    there without changing the schedule. ``<workdir>/init_report.json`` is written only for a workdir without
+    checkpoints (a resumed or finished run keeps its own)."""
+
     check_config(config)
     enable_compilation_cache(config.get("compilation_cache_dir", ""))  # configs saved before the field: off
 
     # Every annotation and listed image before anything is compiled: all problems at once, cached.
     check.require_clean(config.data, (config.data.train_split, config.data.eval_split))
+    if heads.family_of(config.model.name) == "v2":
+        config, _ = planning.resolve_anchors(config, workdir, is_main=jax.process_index() == 0)
+        heads.Head.from_config(config)  # anchors that do not fit num_anchors: named
     mesh = make_mesh() if mesh is None else mesh
     check_batch_size(config, mesh)
     num_train = len(sources.make_source(config.data, config.data.train_split))
     steps_in_epoch = schedules_lib.steps_per_epoch(num_train, config.batch_size)
-    total_steps = schedules_lib.total_steps_for(config.num_epochs, steps_in_epoch, config.total_steps)
+    schedule_total = int(schedule_steps) if schedule_steps else schedules_lib.total_steps_for(config.num_epochs,
+                                                                                               steps_in_epoch)
+    total_steps = int(config.total_steps) if config.total_steps > 0 else schedule_total
     schedule = schedules_lib.build_schedule(config.schedule, base_lr=config.optim.base_lr,
-                                            steps_in_epoch=steps_in_epoch, total_steps=total_steps)
+                                            steps_in_epoch=steps_in_epoch, total_steps=schedule_total)
     model = build_model(config.model)
     check_freeze(config, model)
     state = create_train_state(config, model, make_optimizer(config.optim, schedule), mesh, config.data.image_size)
-    state = initialize(state, config, model, workdir)
+    fresh = workdir is None or not workdir_lib.has_checkpoints(workdir)
+    state = initialize(state, config, model, workdir if fresh else None)
     state = with_fresh_ema(state, config)  # ema_0 = the initialized variables
     steps = make_steps(config, mesh, state, schedule)
     return Experiment(config=config, mesh=mesh, model=model, schedule=schedule, steps=steps, state=state,
                       steps_in_epoch=steps_in_epoch, total_steps=total_steps,
-                      class_names=sources.class_names(config.data))
+                      class_names=sources.class_names(config.data), schedule_steps=schedule_total)
 
 
 # ----------------------------------------------------------------------------------------------------------
@@ -599,7 +620,8 @@ def build_experiment(config: ml_collections.ConfigDict, mesh: Mesh | None = None
 # ----------------------------------------------------------------------------------------------------------
 
 
-def describe_data(config: ml_collections.ConfigDict, workdir: str, class_names: Sequence[str]) -> None:
+def describe_data(config: ml_collections.ConfigDict, workdir: str, class_names: Sequence[str], *,
+                  check_anchors: bool = True) -> None:
     """At the start of a run on a dataset of files: saves the class names (the order the model learns them) as
     ``<workdir>/class_names.names`` when they were discovered from the annotations, and warns when the config's
     anchors fit the training boxes far worse than k-means would (``anchors.anchor_fit_warning``; the usual
@@ -610,7 +632,7 @@ def describe_data(config: ml_collections.ConfigDict, workdir: str, class_names: 
     if not data.get("class_names") and not data.get("names_file"):
         formats.save_class_names(workdir, class_names)
     head = heads.Head.from_config(config)
-    if head.family == "v2":
+    if head.family == "v2" and check_anchors:  # not for anchors fitted by k-means ("auto")
         wh = sources.box_shapes(data, data.train_split)
         grid = int(data.image_size) // 32
         warning = anchors_lib.anchor_fit_warning(head.anchors_array, wh, grid) if len(wh) else None
@@ -691,8 +713,22 @@ def read_final_metrics(workdir: str) -> dict[str, Any] | None:
     return out if isinstance(out, dict) else None
 
 
-def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
-                       allow_config_change: bool = False) -> dict[str, Any]:
+def _with_schedule(config: ml_collections.ConfigDict, exp: Experiment, state: TrainState, schedule_steps: int
+                   ) -> tuple[TrainState, Steps, Experiment]:
+    """(state, steps, experiment) with a schedule spanning ``schedule_steps``: a new optimizer (same state
+    structure, so ``opt_state`` carries over) and re-jitted steps; the run ends there unless
+    ``config.total_steps`` cuts it."""
+    schedule = schedules_lib.build_schedule(config.schedule, base_lr=config.optim.base_lr,
+                                            steps_in_epoch=exp.steps_in_epoch, total_steps=schedule_steps)
+    state = state.replace(tx=make_optimizer(config.optim, schedule))
+    steps = make_steps(config, exp.mesh, state, schedule)
+    total = int(config.total_steps) if config.total_steps > 0 else int(schedule_steps)
+    return state, steps, dataclasses.replace(exp, schedule=schedule, steps=steps, total_steps=total,
+                                             schedule_steps=int(schedule_steps))
+
+
+def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *, allow_config_change: bool = False,
+                       clock: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
     """Trains ``config`` in ``workdir``, evaluating and checkpointing periodically.
 
     The run holds the workdir's lock (``yolojax.training.workdir``): WorkdirInUseError (one line naming the
@@ -707,18 +743,30 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, *,
     evaluation (see :func:`evaluate`; of the EMA weights when ``config.optim.ema`` is on) plus 'step',
     'weights' ("ema" or "raw"), 'train_seconds' (wall time of the training loop without
     evaluation and checkpoint writes, compilation included) and 'experiment', 'state'. A workdir already trained
-    to the last step (with its ``final_metrics.json``) trains and evaluates nothing: the saved final metrics are
-    returned (train_seconds 0) and the file is kept as it is.
+    to the last step (with its ``final_metrics.json``) trains, evaluates and writes nothing: the saved final
+    metrics are returned (train_seconds 0).
+
+    Extending a run: with a larger ``num_epochs`` (or time budget) than a finished workdir was trained for, the
+    run continues from its last checkpoint under the schedule of the new length (docs/own_data.md).
+    ``config.time_budget_minutes > 0``: the schedule's length comes from the step time measured in the first
+    epoch (``yolojax.training.planning``; ``clock`` is its clock, seconds).
     """
+    budget = planning.TimeBudget(config.get("time_budget_minutes", 0.0), clock=clock)  # the clock starts here
     workdir = os.path.abspath(workdir)
     with workdir_lib.hold(workdir):
         workdir_lib.check_resume(workdir, config, allow=allow_config_change)
-        return _train_and_evaluate(config, workdir)
+        return _train_and_evaluate(config, workdir, budget)
 
 
-def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict[str, Any]:
-    exp = build_experiment(config, workdir=workdir)
+def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str, budget: planning.TimeBudget
+                        ) -> dict[str, Any]:
+    plan = budget.saved_plan(workdir)  # a plan made for this budget is kept (resume, re-run)
+    exp = build_experiment(config, workdir=workdir, schedule_steps=plan.total_steps if plan else None)
+    auto_anchors = planning.wants_auto_anchors(config)
+    config = exp.config  # with its anchors fitted when they were "auto"
     mesh, steps, state, total_steps = exp.mesh, exp.steps, exp.state, exp.total_steps
+    if plan is not None and plan.ended_at_step >= 0 and config.total_steps <= 0:
+        total_steps = plan.ended_at_step  # the planned run ended out of time there: it is finished
     is_main = jax.process_index() == 0
     ck = config.checkpoint
     mngr = checkpoints.make_manager(workdir, keep=ck.keep, keep_best=ck.keep_best, async_save=ck.async_save)
@@ -744,6 +792,13 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
             logging.info("EMA (config.optim.ema.decay=%s) starts from the weights of step %d: the checkpoint "
                          "holds none", config.optim.ema.decay, restored.step)
     step = int(jax.device_get(state.step))
+    window = None  # (first, last): the steps the time budget measures between, when it has to plan
+    if budget.enabled and plan is None:
+        window = budget.measure_window(step, exp.steps_in_epoch)
+        if config.total_steps <= 0 and exp.schedule_steps <= window[1]:  # past num_epochs: extending by budget
+            schedule_steps = budget.guess_total_steps(workdir, step, minimum=window[1] + 1)
+            state, steps, exp = _with_schedule(config, exp, state, schedule_steps)
+        total_steps = exp.total_steps
     finished = read_final_metrics(workdir) if step >= total_steps else None
     if finished is not None:  # nothing to train: the run's own final metrics stay as they are
         mngr.close()
@@ -753,7 +808,7 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
         return {**finished, "train_seconds": 0.0, "experiment": exp, "state": state}
     workdir_lib.record_config(workdir, config, step=step)
     if is_main:
-        describe_data(config, workdir, exp.class_names)
+        describe_data(config, workdir, exp.class_names, check_anchors=not auto_anchors)
     train_iter = pipeline.make_train_iterator(config.data, seed=config.seed, global_batch_size=config.batch_size,
                                               start_step=int(data_state["step"]))
     batches = pipeline.prefetch_to_device(train_iter, batch_sharding(mesh))
@@ -773,6 +828,8 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
 
     def eval_action(step: int) -> None:
         nonlocal result
+        if result.get("step") == step:  # already evaluated at this step (the time budget's timed evaluation)
+            return
         logger.flush(step)
         evaluated, weights = evaluated_state(state)  # the EMA weights when kept
         # Every process keeps the images (gathering them is collective); process 0 draws and writes them.
@@ -797,7 +854,35 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
         periodic.Profile(os.path.join(workdir, "profile"), start_step=config.profile.start_step,
                          num_steps=config.profile.num_steps, enabled=is_main),
     ]
+    def plan_action(step: int, metrics: dict) -> None:
+        """The time budget: starts timing at the window's first step; at its last, times one evaluation and
+        sets the schedule's length (and the run's) from the measurements."""
+        nonlocal state, steps, exp, total_steps, window
+        jax.block_until_ready(metrics["loss"])
+        if step == window[0]:
+            budget.mark(step, window[0])
+            return
+        measured = budget.clock()
+        start = time.perf_counter()
+        eval_action(step)
+        logger.excluded += time.perf_counter() - start
+        plan = budget.make_plan(step, eval_seconds=budget.clock() - measured,
+                                eval_every_steps=config.eval.every_steps, steps_in_epoch=exp.steps_in_epoch,
+                                measure_end=measured)
+        state, steps, exp = _with_schedule(config, exp, state, max(plan.total_steps, step))
+        total_steps = exp.total_steps
+        window = None
+        bar.total = total_steps
+        bar.refresh()
+        if is_main:
+            budget.save(workdir)
+            bar.write(f"time budget {budget.minutes:g} min: {plan.seconds_per_step:.3f} s/step, evaluation "
+                      f"{plan.eval_seconds:.1f} s, {plan.planned_at_seconds:.0f} s spent: the schedule ends at step "
+                      f"{plan.total_steps} ({plan.num_epochs:.1f} epochs; {budget.plan_path(workdir)})")
+
     loop_start = time.perf_counter()
+    if window is not None:
+        budget.first_step_started()
     try:
         while step < total_steps:
             for action in actions:
@@ -809,6 +894,17 @@ def _train_and_evaluate(config: ml_collections.ConfigDict, workdir: str) -> dict
             step += 1
             logger.add(step, metrics)
             bar.update(1)
+            if window is not None and step in window:
+                plan_action(step, metrics)
+            elif step < total_steps and budget.check_due(step):
+                jax.block_until_ready(metrics["loss"])  # the device's step, not the host's (which runs ahead)
+                if budget.out_of_time(step, total_steps):
+                    total_steps = budget.plan.ended_at_step = step
+                    if is_main:
+                        bar.write(f"time budget {budget.minutes:g} min: out of time at step {step} of the "
+                                  f"{budget.plan.total_steps} planned (the steps became slower than measured): "
+                                  "the run ends here")
+                        budget.save(workdir)
             for action in actions:
                 action(step, is_last=step == total_steps)
         train_seconds = time.perf_counter() - loop_start - logger.excluded

@@ -42,7 +42,9 @@ HISTORY_FILE = "config_history.jsonl"
 
 # Fields (dotted prefixes) that may change between the runs of one workdir without changing what its earlier
 # steps meant; every other field must match the saved config unless the change is accepted.
-FREE_FIELDS = ("total_steps", "num_epochs", "log_every_steps", "progress_bar", "eval.", "checkpoint.", "profile.",
+FREE_FIELDS = ("total_steps", "num_epochs",
+               "time_budget_minutes",  # another budget plans a new length from the run's step (docs/own_data.md)
+               "log_every_steps", "progress_bar", "eval.", "checkpoint.", "profile.",
                "init.",  # only step 0 is initialized
                "model.",  # checked against the checkpoint itself (checkpoints.check_model), dtype free
                "data.tfds_data_dir", "data.voc_dir", "data.voc_tarballs", "data.extract_dir", "data.eval_split",
