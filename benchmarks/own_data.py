@@ -69,6 +69,11 @@ ABLATIONS = {
     "loss_keras": ("loss.variant keras (terms normalized by their counts over the batch)",
                    ["--config.loss.variant=keras"]),
     "width_0.75": ("model.width 0.75", ["--config.model.width=0.75"]),
+    "width_0.25": ("model.width 0.25", ["--config.model.width=0.25"]),
+    "batch_16": ("batch_size 16 (half the steps)", ["--config.batch_size=16"]),
+    "zoom_2": ("augment.zoom 2 (320 px windows of images fitted to 640), evaluated at 640, no mosaics",
+               ["--config.data.augment.zoom=2.0", "--config.data.eval_image_size=640",
+                "--config.data.augment.mosaic=0.0"]),
 }
 # Evaluation-only switches: the recipe's checkpoint re-scored (evaluate.py flags).
 EVAL_ABLATIONS = {"nms_0.3": ("eval NMS IoU 0.3", ["--nms_iou", "0.3"]),

@@ -34,6 +34,7 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from yolojax import cli
+from yolojax.config import data as data_defaults
 from yolojax.data import formats, pipeline, sources, voc
 from yolojax.ops import anchors as anchor_lib
 
@@ -188,7 +189,7 @@ def _compute_anchors(argv: list[str]) -> int:
     before = dict(formats.DATA_WARNINGS)
     if args.config:
         config = args.config
-        image_size = image_size or int(config.data.image_size)
+        image_size = image_size or data_defaults.anchor_input_size(config.data)  # image_size x augment.zoom
         if k is None:
             k = config.model.v2.num_anchors
             if isinstance(k, bool) or not isinstance(k, int) or k < 1:

@@ -178,3 +178,22 @@ def test_train_augment_is_train_matrix_then_warp():
 def test_hsv_adjust_rejects_negative_factors():
     with pytest.raises(ValueError, match="saturation and exposure"):
         augment.hsv_adjust(np.zeros((2, 2, 3), np.uint8), 0.0, -1.0, 1.0)
+
+
+def test_zoom_shows_a_window_of_the_image_at_zoom_times_the_scale():
+    aug = pipeline.augment_preset("none")
+    plain = augment.train_matrix(np.random.default_rng(5), (240, 180), (64, 64), aug)
+    aug.zoom = 2.5
+    seen = []
+    for seed in range(200):
+        m = augment.train_matrix(np.random.default_rng(seed), (240, 180), (64, 64), aug)
+        # the plain fit, enlarged 2.5 times, then shifted so that the 64 x 64 output lies inside it
+        np.testing.assert_allclose(m[:2, :2], 2.5 * plain[:2, :2], rtol=1e-12)
+        ox, oy = -m[0, 2], -m[1, 2]
+        assert 0 <= ox <= 1.5 * 64 and 0 <= oy <= 1.5 * 64
+        seen.append((ox, oy))
+    seen = np.array(seen)  # the window's place is uniform over where it can be
+    assert seen.min(0).max() < 0.05 * 96 and seen.max(0).min() > 0.95 * 96
+    np.testing.assert_allclose(seen.mean(0), [48, 48], atol=6)
+    with pytest.raises(ValueError, match="augment.zoom=0.5"):
+        augment.zoom_window_matrix(np.random.default_rng(0), (64, 64), 0.5)

@@ -123,6 +123,9 @@ def test_auto_anchors_are_k_means_at_the_input_size_and_saved(dataset, tmp_path)
     bigger = train.build_experiment(own_config(dataset, **{"data.image_size": 96}), workdir=str(tmp_path / "b"))
     np.testing.assert_allclose(bigger.config.model.anchors, anchors_lib.anchors_normalized_to_grid(normalized, 3),
                                atol=1e-6)
+    # a zoomed training input (augment.zoom 1.5 at 64 px): objects at the scale of 96 px, anchors fitted there
+    zoomed = train.build_experiment(own_config(dataset, **{"data.augment.zoom": 1.5}), workdir=str(tmp_path / "z"))
+    np.testing.assert_allclose(zoomed.config.model.anchors, bigger.config.model.anchors, atol=1e-6)
 
 
 # ------------------------------------------------------------------------------------------------ time budget

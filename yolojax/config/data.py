@@ -54,6 +54,10 @@ def augment_preset(name: str) -> ml_collections.ConfigDict:
     # scaled to a long side of U(mosaic_scale) x the input size and placed around a random center (0 = off).
     c.mosaic = 0.0
     c.mosaic_scale = (0.5, 1.0)
+    # Beyond the papers (configs/custom.py): train on a window of the image fitted to zoom x the input size, so
+    # objects are seen at the scale of a zoom x larger input (evaluate at data.eval_image_size = that size; auto
+    # anchors are fitted there). 1 = off. Mosaic images are not zoomed (mosaic_scale sets their size).
+    c.zoom = 1.0
     if name == "v1":
         c.jitter, c.scale, c.translate, c.flip, c.hue = 0.0, 0.2, 0.2, False, 0.0
     elif name == "none":
@@ -131,6 +135,12 @@ def default_data_config() -> ml_collections.ConfigDict:
     c.photometric_on = "auto"
     c.augment = augment_preset("v2")
     return c
+
+
+def anchor_input_size(data_cfg) -> float:
+    """The input size (px) whose pixels the training objects are seen at: ``data.image_size``, times
+    ``augment.zoom`` when training zooms (anchors in cells of 32 px there fit both training and evaluation)."""
+    return float(data_cfg["image_size"]) * float(data_cfg["augment"].get("zoom", 1.0))
 
 
 def darknet_multiscale_sizes(low: int = 320, high: int = 608, stride: int = 32) -> tuple[int, ...]:

@@ -170,6 +170,17 @@ def scale_translate_matrix(rng: np.random.Generator, size: tuple[int, int], scal
     return _affine(1.0, 1.0, w / 2 + tx, h / 2 + ty) @ _affine(s, s, 0.0, 0.0) @ _affine(1.0, 1.0, -w / 2, -h / 2)
 
 
+def zoom_window_matrix(rng: np.random.Generator, size: tuple[int, int], zoom: float) -> np.ndarray:
+    """[3, 3] beyond the papers (``augment.zoom``): enlarge a ``size`` (w, h) image ``zoom`` times, then keep a
+    ``size`` window of it at a uniformly drawn place. Objects are seen at the scale of a ``zoom`` x ``size``
+    input (train on crops, evaluate whole images at ``data.eval_image_size``), at the cost of a ``size`` input."""
+    if zoom < 1.0:
+        raise ValueError(f"augment.zoom={zoom}: expected >= 1")
+    w, h = size
+    ox, oy = rng.uniform(0.0, 1.0, 2) * np.array([(zoom - 1.0) * w, (zoom - 1.0) * h])
+    return _affine(zoom, zoom, -float(ox), -float(oy))
+
+
 # ------------------------------------------------------------------------------------------ warping
 def _source_window(matrix: np.ndarray, out_size: tuple[int, int]
                    ) -> tuple[tuple[int, int, int, int], bool]:
@@ -408,16 +419,20 @@ def train_matrix(rng: np.random.Generator, in_size: tuple[int, int], out_size: t
                  cfg: Mapping[str, Any]) -> np.ndarray:
     """[3, 3] all enabled geometric training ops of an ``in_size`` (w, h) image composed into one map.
 
-    Order (darknet v2 load_data_region, plus the v1 paper op): jitter crop -> fit (resize or letterbox) -> v1
-    scale/translate -> horizontal flip. ``cfg`` is ``data_cfg.augment`` (see ``pipeline.augment_preset``);
-    a value of 0 (False for flip) turns an op off. Depends only on the image *size*, so it can be drawn from
-    the JPEG header before decoding (``pipeline`` then decodes at reduced size when the map shrinks >= 2x).
+    Order (darknet v2 load_data_region, plus the v1 paper op): jitter crop -> fit (resize or letterbox) -> zoom window
+    (beyond the papers; off at 1) -> v1 scale/translate -> horizontal flip. ``cfg`` is ``data_cfg.augment`` (see
+    ``pipeline.augment_preset``); a value of 0 (False for flip) turns an op off. Depends only on the image *size*,
+    so it can be drawn from the JPEG header before decoding (``pipeline`` then decodes at reduced size when the map
+    shrinks >= 2x).
     """
     letterboxed = bool(cfg["letterbox"])
     if cfg["jitter"] > 0:
         m = crop_jitter_matrix(rng, in_size, out_size, cfg["jitter"], letterbox=letterboxed)
     else:
         m = (letterbox_matrix if letterboxed else resize_matrix)(in_size, out_size)
+    zoom = float(cfg.get("zoom", 1.0))
+    if zoom != 1.0:
+        m = zoom_window_matrix(rng, out_size, zoom) @ m
     if cfg["scale"] > 0 or cfg["translate"] > 0:
         m = scale_translate_matrix(rng, out_size, cfg["scale"], cfg["translate"]) @ m
     if cfg["flip"] and rng.uniform() < 0.5:  # hflip_matrix(out_w) @ m, as a row operation

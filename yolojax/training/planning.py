@@ -6,9 +6,10 @@ and a re-run see the same values.
 Auto anchors (``resolve_anchors``): k-means with distance 1 - IoU (``yolojax.ops.anchors.kmeans_anchors``, the same
 clustering and seed as ``experiments/compute_anchors.py``) on the cleaned training boxes (``sources.box_shapes``:
 clipped, empty boxes dropped, difficult objects left out when training drops them), converted to the config's unit
-(cells of 32 px at ``data.image_size``). The workdir's ``config.json`` then holds the anchors themselves, and
-``<workdir>/anchors.json`` what they were fitted on and their mean best IoU; a later run on the same workdir with
-the same data, input size and number of anchors reuses that file instead of clustering again.
+(cells of 32 px at ``data.image_size``, times ``augment.zoom`` when training zooms). The workdir's ``config.json``
+then holds the anchors themselves, and ``<workdir>/anchors.json`` what they were fitted on and their mean best IoU;
+a later run on the same workdir with the same data, input size and number of anchors reuses that file instead of
+clustering again.
 
 Time budget (``TimeBudget``, ``plan_total_steps``): the clock starts when training starts. The first steps of the
 run follow the schedule planned for ``num_epochs``; after the first epoch (at least ``MIN_MEASURE_STEPS``, at most
@@ -35,6 +36,7 @@ from typing import Any
 import ml_collections
 from absl import logging
 
+from yolojax.config import data as data_defaults
 from yolojax.data import sources
 from yolojax.ops import anchors as anchors_lib
 
@@ -75,7 +77,7 @@ def wants_auto_anchors(config: ml_collections.ConfigDict) -> bool:
     return isinstance(anchors, str) and anchors.strip() == AUTO
 
 
-def fit_anchors(data_cfg: Mapping[str, Any], num_anchors: int, image_size: int) -> dict[str, Any]:
+def fit_anchors(data_cfg: Mapping[str, Any], num_anchors: int, image_size: float) -> dict[str, Any]:
     """k-means anchors of ``data_cfg``'s training split at a ``image_size`` px training input.
 
     Returns {"anchors": [[w, h], ...] in cells of 32 px at ``image_size`` (sorted by area), "mean_iou": the mean
@@ -87,13 +89,17 @@ def fit_anchors(data_cfg: Mapping[str, Any], num_anchors: int, image_size: int) 
         raise ValueError(f"config.model.anchors='auto': the training split {data_cfg['train_split']!r} has "
                          f"{len(wh)} boxes, fewer than config.model.v2.num_anchors={num_anchors}")
     normalized, mean_iou = anchors_lib.kmeans_anchors(wh, num_anchors, restarts=KMEANS_RESTARTS, seed=KMEANS_SEED)
-    grid = anchors_lib.anchors_normalized_to_grid(normalized, image_size // 32)
+    grid = anchors_lib.anchors_normalized_to_grid(normalized, image_size / 32)
     return {"anchors": [[round(float(w), 6), round(float(h), 6)] for w, h in grid], "mean_iou": float(mean_iou),
             "num_boxes": int(len(wh)), **_fitted_on(data_cfg, num_anchors, image_size)}
 
 
-def _fitted_on(data_cfg: Mapping[str, Any], num_anchors: int, image_size: int) -> dict[str, Any]:
-    return {"image_size": int(image_size), "num_anchors": int(num_anchors), "source": str(data_cfg["source"]),
+def _number(x: float) -> int | float:
+    return int(x) if float(x).is_integer() else float(x)
+
+
+def _fitted_on(data_cfg: Mapping[str, Any], num_anchors: int, image_size: float) -> dict[str, Any]:
+    return {"image_size": _number(image_size), "num_anchors": int(num_anchors), "source": str(data_cfg["source"]),
             "format": str(data_cfg.get("format", "")), "root": str(data_cfg.get("root", "")),
             "train_split": str(data_cfg["train_split"]), "drop_difficult": bool(data_cfg["drop_difficult"])}
 
@@ -137,7 +143,7 @@ def resolve_anchors(config: ml_collections.ConfigDict, workdir: str | None = Non
     parsed = parse_anchors(anchors)
     if parsed != AUTO:
         return with_anchors(config, parsed), None
-    num, size = int(config.model.v2.num_anchors), int(config.data.image_size)
+    num, size = int(config.model.v2.num_anchors), data_defaults.anchor_input_size(config.data)
     path = os.path.join(workdir, ANCHORS_FILE) if workdir else None
     saved = _read_json(path) if path else None
     wanted = _fitted_on(config.data, num, size)
@@ -149,7 +155,7 @@ def resolve_anchors(config: ml_collections.ConfigDict, workdir: str | None = Non
         if path and is_main:
             _write_json(path, summary)
         text = ", ".join(f"({w:.3f}, {h:.3f})" for w, h in summary["anchors"])
-        logging.info("anchors: auto: k-means on %d training boxes at %d px: %s (cells of 32 px), mean best IoU "
+        logging.info("anchors: auto: k-means on %d training boxes at %g px: %s (cells of 32 px), mean best IoU "
                      "%.3f", summary["num_boxes"], size, text, summary["mean_iou"])
     return with_anchors(config, summary["anchors"]), summary
 
