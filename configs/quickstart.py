@@ -1,5 +1,5 @@
 """Quickstart: a small YOLOv2-family model (Tiny YOLOv2 at half width, 128 px) on the synthetic shapes dataset
-that trains to a useful detector on a 2-core CPU in about 6 minutes (`make demo`). Evaluated on the synthetic
+that trains to a useful detector on a 2-core CPU in 6 to 9 minutes (`make demo`). Evaluated on the synthetic
 held-out split ("eval": its own seed stream, never trained on).
 
 Measured on the 2-core dev machine: held-out mAP@0.5 0.908 (VOC07 11-point) / 0.975 (area) after 3,000 steps
@@ -20,7 +20,7 @@ def get_config():
     c = base_config()
     c.seed = 0
     c.batch_size = 16
-    c.num_epochs = 6.0  # 3,000 steps of 16: 357 s of training on a 2-core CPU (368 s for the whole demo)
+    c.num_epochs = 6.0  # 3,000 steps of 16: 6 to 9 minutes of training on a 2-core CPU (README: make demo)
     c.log_every_steps = 100
 
     # Tiny YOLOv2 at half width: on a CPU the early full-resolution layers cost little at 8-16 channels, and

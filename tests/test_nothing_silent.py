@@ -325,6 +325,18 @@ def test_12_resume_with_another_batch_size_or_lr_is_refused_or_recorded(trained)
     assert json.load(open(os.path.join(trained, "config.json")))["optim"]["base_lr"] == 2e-3
 
 
+def test_12_a_field_added_since_is_free_only_at_its_default():
+    # a workdir's config.json from before data.augment.zoom existed: resuming it at the default changes nothing
+    now = _tiny_config(total_steps=2)
+    saved = json.loads(now.to_json_best_effort())
+    del saved["data"]["augment"]["zoom"]
+    changes = workdir_lib.config_changes(saved, now)
+    assert changes == [{"field": "data.augment.zoom", "before": "<missing>", "after": 1.0, "free": True}]
+    zoomed = _tiny_config(total_steps=2, **{"data.augment.zoom": 2.0})
+    assert workdir_lib.config_changes(saved, zoomed) == [
+        {"field": "data.augment.zoom", "before": "<missing>", "after": 2.0, "free": False}]
+
+
 def test_13_smaller_silent_cases(tmp_path, capsys):
     # an annotated image size that is not the image's (the boxes are normalized by it)
     root = tmp_path / "voc"

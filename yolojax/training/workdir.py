@@ -35,6 +35,7 @@ import numpy as np
 from absl import logging
 from jax.experimental import multihost_utils
 
+from yolojax.config.base import base_config
 from yolojax.training import checkpoints
 
 LOCK_FILE = "lock"
@@ -204,14 +205,19 @@ def saved_config(workdir: str | os.PathLike) -> dict | None:
 
 def config_changes(before: Mapping[str, Any], after: Any) -> list[dict[str, Any]]:
     """[{"field", "before", "after", "free"}] for each field that differs between the config ``before`` (JSON)
-    and ``after``; "free" is True for :data:`FREE_FIELDS` (a field absent on one side reads "<missing>")."""
+    and ``after``; "free" is True for :data:`FREE_FIELDS` (a field absent on one side reads "<missing>"), and for
+    a field that ``before`` lacks because it was added to yolojax later, when it is at its default
+    (``base_config``'s): new switches are off by default, which is what the earlier steps ran with."""
     a, b = _flat(before), _flat(_as_json(after))
+    defaults = _flat(_as_json(base_config()))
     out = []
     for field in sorted(set(a) | set(b)):
         old, new = a.get(field, "<missing>"), b.get(field, "<missing>")
         if old != new:
+            added = field not in a and field in defaults and defaults[field] == new
             out.append({"field": field, "before": old, "after": new,
-                        "free": any(field == f or (f.endswith(".") and field.startswith(f)) for f in FREE_FIELDS)})
+                        "free": added or any(field == f or (f.endswith(".") and field.startswith(f))
+                                             for f in FREE_FIELDS)})
     return out
 
 
