@@ -23,7 +23,7 @@ RECIPE = {"num_epochs", "optim.base_lr", "schedule.boundaries_epochs", "schedule
           "schedule.warmup_init_lr", "schedule.darknet_numbering", "eval.score_threshold", "eval.nms_iou_threshold",
           "data.augment.jitter", "data.augment.scale", "data.augment.translate", "data.augment.flip",
           "data.augment.hue", "loss.coord_scale", "loss.object_scale", "loss.noobject_scale", "loss.ignore_thresh",
-          "loss.prior_scale", "loss.prior_warmup_images", "loss.variant", "loss.sqrt"}
+          "loss.prior_scale", "loss.prior_warmup_images", "loss.variant", "loss.sqrt", "loss.objectness"}
 # Exactly the flattened fields each rung changes relative to the rung before it (at the paper's 416 px).
 EXPECTED_CHANGES = {
     "batch_norm": {"model.v1.batch_norm", "model.v1.dropout_rate"},
