@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import ast
 import dataclasses
-import json
 import math
 import os
 import time
@@ -39,6 +38,7 @@ from absl import logging
 from yolojax.config import data as data_defaults
 from yolojax.data import sources
 from yolojax.ops import anchors as anchors_lib
+from yolojax.training import workdir as workdir_lib
 
 AUTO = "auto"
 ANCHORS_FILE = "anchors.json"
@@ -104,22 +104,6 @@ def _fitted_on(data_cfg: Mapping[str, Any], num_anchors: int, image_size: float)
             "train_split": str(data_cfg["train_split"]), "drop_difficult": bool(data_cfg["drop_difficult"])}
 
 
-def _read_json(path: str) -> dict | None:
-    try:
-        with open(path) as f:
-            out = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return out if isinstance(out, dict) else None
-
-
-def _write_json(path: str, value: Mapping[str, Any]) -> None:
-    os.makedirs(os.path.dirname(path), exist_ok=True)
-    with open(path + ".tmp", "w") as f:
-        json.dump(value, f, indent=2)
-    os.replace(path + ".tmp", path)
-
-
 def with_anchors(config: ml_collections.ConfigDict, anchors: Any) -> ml_collections.ConfigDict:
     """A copy of ``config`` (locked as it was) whose ``model.anchors`` is ``anchors`` (a tuple of pairs)."""
     out = ml_collections.ConfigDict(config.to_dict())
@@ -145,7 +129,7 @@ def resolve_anchors(config: ml_collections.ConfigDict, workdir: str | None = Non
         return with_anchors(config, parsed), None
     num, size = int(config.model.v2.num_anchors), data_defaults.anchor_input_size(config.data)
     path = os.path.join(workdir, ANCHORS_FILE) if workdir else None
-    saved = _read_json(path) if path else None
+    saved = workdir_lib.read_json(path) if path else None
     wanted = _fitted_on(config.data, num, size)
     if saved is not None and all(saved.get(k) == v for k, v in wanted.items()) and len(saved.get("anchors", ())) == num:
         summary = saved
@@ -153,7 +137,7 @@ def resolve_anchors(config: ml_collections.ConfigDict, workdir: str | None = Non
     else:
         summary = fit_anchors(config.data, num, size)
         if path and is_main:
-            _write_json(path, summary)
+            workdir_lib.write_json(path, summary)
         text = ", ".join(f"({w:.3f}, {h:.3f})" for w, h in summary["anchors"])
         logging.info("anchors: auto: k-means on %d training boxes at %g px: %s (cells of 32 px), mean best IoU "
                      "%.3f", summary["num_boxes"], size, text, summary["mean_iou"])
@@ -269,7 +253,7 @@ class TimeBudget:
         """The plan of ``<workdir>/time_budget.json`` when it was made for this budget, else None."""
         if not self.enabled:
             return None
-        saved = _read_json(self.plan_path(workdir))
+        saved = workdir_lib.read_json(self.plan_path(workdir))
         if saved is None or float(saved.get("budget_minutes", -1)) != self.minutes:
             return None
         try:
@@ -285,7 +269,7 @@ class TimeBudget:
         """The provisional schedule length of a run that plans from ``step`` past its ``num_epochs`` (extending a
         finished run by a new budget): ``step`` plus the steps the budget holds at the step time of the
         workdir's last plan, or ``minimum`` without one."""
-        saved = _read_json(self.plan_path(workdir)) or {}
+        saved = workdir_lib.read_json(self.plan_path(workdir)) or {}
         seconds_per_step = float(saved.get("seconds_per_step", 0.0) or 0.0)
         if seconds_per_step <= 0:
             return int(minimum)
@@ -347,7 +331,7 @@ class TimeBudget:
 
     def save(self, workdir: str) -> None:
         if self.plan is not None:
-            _write_json(self.plan_path(workdir), self.plan.to_json())
+            workdir_lib.write_json(self.plan_path(workdir), self.plan.to_json())
 
 
 __all__ = ["AUTO", "ANCHORS_FILE", "BUDGET_FILE", "BudgetPlan", "TimeBudget", "evaluations_between",

@@ -696,21 +696,13 @@ def write_final_metrics(workdir: str, result: Mapping[str, Any], train_images_pe
            "num_images": int(result["num_images"]), "train_images_per_sec": float(train_images_per_sec)}
     if "coco" in result:
         out["coco"] = {k: float(v) for k, v in result["coco"].items() if np.ndim(v) == 0}
-    tmp = os.path.join(workdir, "final_metrics.json.tmp")
-    with open(tmp, "w") as f:
-        json.dump(out, f, indent=2)
-    os.replace(tmp, os.path.join(workdir, "final_metrics.json"))
+    workdir_lib.write_json(os.path.join(workdir, "final_metrics.json"), out)
 
 
 def read_final_metrics(workdir: str) -> dict[str, Any] | None:
     """``<workdir>/final_metrics.json`` (:func:`write_final_metrics`), or None when there is none (or it is not
     readable JSON)."""
-    try:
-        with open(os.path.join(workdir, "final_metrics.json")) as f:
-            out = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return out if isinstance(out, dict) else None
+    return workdir_lib.read_json(os.path.join(workdir, "final_metrics.json"))
 
 
 def _with_schedule(config: ml_collections.ConfigDict, exp: Experiment, state: TrainState, schedule_steps: int

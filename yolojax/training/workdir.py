@@ -193,14 +193,29 @@ def _as_json(config: Any) -> dict:
     return json.loads(config.to_json_best_effort()) if hasattr(config, "to_json_best_effort") else dict(config)
 
 
-def saved_config(workdir: str | os.PathLike) -> dict | None:
-    """``<workdir>/config.json`` as JSON, or None when there is none or it is not readable."""
+def read_json(path: str | os.PathLike) -> dict | None:
+    """A workdir's JSON file as a dict, or None when there is none or it is not readable (or not an object)."""
     try:
-        with open(os.path.join(os.fspath(workdir), "config.json"), encoding="utf-8") as f:
+        with open(path, encoding="utf-8") as f:
             out = json.load(f)
     except (OSError, ValueError):
         return None
     return out if isinstance(out, dict) else None
+
+
+def write_json(path: str | os.PathLike, value: Mapping[str, Any]) -> None:
+    """Writes ``value`` as indented JSON to ``path`` atomically (a ``.tmp`` beside it, then renamed), creating
+    its folder."""
+    path = os.fspath(path)
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    with open(path + ".tmp", "w", encoding="utf-8") as f:
+        json.dump(value, f, indent=2)
+    os.replace(path + ".tmp", path)
+
+
+def saved_config(workdir: str | os.PathLike) -> dict | None:
+    """``<workdir>/config.json`` as JSON, or None when there is none or it is not readable."""
+    return read_json(os.path.join(os.fspath(workdir), "config.json"))
 
 
 def config_changes(before: Mapping[str, Any], after: Any) -> list[dict[str, Any]]:
