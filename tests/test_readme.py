@@ -36,7 +36,8 @@ VOC_COMMANDS = {
     "python experiments/show_batch.py --config configs/yolov2_voc.py --out batch.png":
         ["--config.data.image_size=64", "--config.data.multiscale_sizes=()", "--config.batch_size=2", "--num=2"],
     "python experiments/train.py --config configs/yolov2_voc.py --workdir runs/yolov2 "
-    "--config.init.darknet_weights=darknet19_448.conv.23": SMALL,
+    "--config.init.darknet_weights=darknet19_448.conv.23": SMALL + WIDTH + [
+        "--config.init.darknet_cfg=darknet19_w0.125.cfg"],
     "python experiments/train.py --config configs/yolov2_voc.py:paper_era --workdir runs/yolov2_paper": SMALL + WIDTH,
     "python experiments/train.py --config configs/tiny_yolov2_voc.py --workdir runs/tiny": SMALL + WIDTH,
     "python experiments/train.py --config configs/yolov1_voc.py --workdir runs/yolov1 "
@@ -44,7 +45,7 @@ VOC_COMMANDS = {
         "--config.model.v1.grid_size=1", "--config.init.darknet_cfg=yolov1_w0.125.cfg"],
     "python experiments/train.py --config configs/quickstart.py --workdir runs/quickstart": TINY_DATA,
     "python experiments/train.py --config configs/yolov2_voc.py --workdir runs/yolov2_ft "
-    "--config.init.checkpoint=runs/yolov2 --config.optim.freeze='params/conv([0-9]|1[0-7])/'": SMALL,
+    "--config.init.checkpoint=runs/yolov2 --config.optim.freeze='params/conv([0-9]|1[0-7])/'": SMALL + WIDTH,
     "python experiments/ablate.py --root runs/table2": ABLATE,
     "python experiments/evaluate.py --workdir runs/yolov2 --tfds_split 2007_test --out_dir runs/yolov2/eval": [],
     "python experiments/evaluate.py --results_dir runs/yolov2/eval --voc_root ~/data/VOCdevkit --year 2007 "
@@ -77,8 +78,9 @@ def test_every_readme_command_is_run_by_a_test():
 @pytest.fixture(scope="module")
 def sandbox(tmp_path_factory):
     """The user's files: ~/data/VOCdevkit (synthetic VOC2007 and VOC2012), darknet19_448.conv.23 and
-    extraction.conv.weights (the partial files darknet writes, random values, the project's writer),
-    yolov2-tiny-voc.cfg/.weights, a photo and a short video."""
+    extraction.conv.weights (the partial files darknet writes, random values, the project's writer, for the
+    width-1/8 trunks the commands train), yolov2-tiny-voc.cfg/.weights, a photo and a short video. Returns the
+    folder, the environment and, per trunk file, the (layers, floats) an initialization from it copies."""
     import cv2
     import numpy as np
 
@@ -90,11 +92,10 @@ def sandbox(tmp_path_factory):
     cfg.update(dict(image_width=96, image_height=80, num_classes=3, min_object_size=0.4, max_objects=2))
     for year in ("2007", "2012"):
         synthetic.write_voc_devkit(os.path.join(path, "home", "data"), cfg, year=year, num_train=6, num_eval=4)
-    d19 = dk.load_cfg(dk.official_cfg("darknet19_448.cfg"))
-    dk.write_weights(os.path.join(path, "darknet19_448.conv.23"), d19[:24], dk.random_blobs(d19, seed=1))
-    # The YOLOv1 command runs at width 1/8: its extraction.conv.weights is written for a width-1/8 extraction
-    # cfg, which the test appends as init.darknet_cfg (the full-width file into YOLOv1: test_opencv_parity.py).
-    write_trunk_file(path, "yolov1", "extraction.conv.weights", seed=2)
+    # The commands train at width 1/8: each trunk file is written for a width-1/8 cfg, which the test appends as
+    # init.darknet_cfg (the full-width files: test_initialization.py and test_opencv_parity.py).
+    copies = {name: write_trunk_file(path, trunk, name, seed=seed)[2:] for trunk, name, seed in (
+        ("darknet19", "darknet19_448.conv.23", 1), ("yolov1", "extraction.conv.weights", 2))}
     tiny = dk.load_cfg(dk.official_cfg("yolov2-tiny-voc.cfg"))
     with open(os.path.join(path, "yolov2-tiny-voc.cfg"), "w") as f:
         f.write(open(dk.official_cfg("yolov2-tiny-voc.cfg")).read())
@@ -106,21 +107,20 @@ def sandbox(tmp_path_factory):
     for frame in frames:
         writer.write(cv2.cvtColor(np.ascontiguousarray(frame), cv2.COLOR_RGB2BGR))
     writer.release()
-    return path, sandbox_env(os.path.join(path, "home"), os.path.join(path, "xla_cache"))
+    return path, sandbox_env(os.path.join(path, "home"), os.path.join(path, "xla_cache")), copies
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize("command", list(VOC_COMMANDS))
 def test_readme_command(command, sandbox):
-    path, env = sandbox
+    path, env, copies = sandbox
     extra = [a.format(sandbox=path) for a in VOC_COMMANDS[command]]
     cwd = ROOT if command.startswith("make ") else path
     proc = run(command, extra, cwd, env)
     out = proc.stdout + proc.stderr  # the tools' own lines, and the library's INFO log lines
-    if "darknet19_448.conv.23" in command:  # the headline: the log says what was copied
-        assert "copied 18 layers" in out and "19,831,776 floats" in out, out[-3000:]
-    if "extraction.conv.weights" in command:
-        assert "copied 20 layers" in out, out[-3000:]
+    for name, (layers, floats) in copies.items():
+        if name in command:  # the headline: the log says what was copied
+            assert f"copied {layers} layers" in out and f"{floats:,} floats" in out, out[-3000:]
     if "init.checkpoint" in command:
         report = json.load(open(os.path.join(path, "runs", "yolov2_ft", "init_report.json")))
         assert report["checkpoint"]["copied"] and not report["checkpoint"]["kept_init"]
