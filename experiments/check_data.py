@@ -12,7 +12,8 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from yolojax import cli
-from yolojax.data import check
+
+check = cli.lazy_import("yolojax.data.check")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file (optionally :arg) or a "
                                           "workdir's config.json.", lock_config=True)

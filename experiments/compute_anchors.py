@@ -35,8 +35,12 @@ from ml_collections import config_flags
 
 from yolojax import cli
 from yolojax.config import data as data_defaults
-from yolojax.data import formats, pipeline, sources, voc
-from yolojax.ops import anchors as anchor_lib
+
+formats = cli.lazy_import("yolojax.data.formats")
+pipeline = cli.lazy_import("yolojax.data.pipeline")
+sources = cli.lazy_import("yolojax.data.sources")
+voc = cli.lazy_import("yolojax.data.voc")
+anchor_lib = cli.lazy_import("yolojax.ops.anchors")
 
 
 def wh_from_voc(voc_root: str, years: list[str], image_set: str, *,

@@ -15,9 +15,11 @@ import os
 from absl import app, flags
 from ml_collections import config_flags
 
-from yolojax import cli, darknet
+from yolojax import cli
 from yolojax.config import files as config_files
-from yolojax.training import checkpoints
+
+darknet = cli.lazy_import("yolojax.darknet")
+checkpoints = cli.lazy_import("yolojax.training.checkpoints")
 
 _CFG = flags.DEFINE_string("cfg", None, "darknet .cfg")
 _WEIGHTS = flags.DEFINE_string("weights", None, "darknet .weights (complete, not a backbone file)")

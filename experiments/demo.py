@@ -9,14 +9,15 @@ line reports the held-out score, e.g. `quickstart mAP@0.5 (VOC07 11-point): 0.90
 import os
 import time
 
-import jax
 from absl import flags
 from ml_collections import config_flags
 
 from yolojax import cli
-from yolojax.evaluation import plots
-from yolojax.inference import api
-from yolojax.training import train
+
+jax = cli.lazy_import("jax")
+plots = cli.lazy_import("yolojax.evaluation.plots")
+api = cli.lazy_import("yolojax.inference.api")
+train = cli.lazy_import("yolojax.training.train")
 
 _WORKDIR = flags.DEFINE_string("workdir", "runs/quickstart_demo", "Where checkpoints, logs and the image go.")
 _CONFIG = config_flags.DEFINE_config_file(

@@ -30,8 +30,11 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from yolojax import cli
-from yolojax.evaluation import plots
-from yolojax.inference import api, export, video
+
+plots = cli.lazy_import("yolojax.evaluation.plots")
+api = cli.lazy_import("yolojax.inference.api")
+export = cli.lazy_import("yolojax.inference.export")
+video = cli.lazy_import("yolojax.inference.video")
 
 IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 

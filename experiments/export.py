@@ -21,7 +21,9 @@ from absl import app, flags
 from ml_collections import config_flags
 
 from yolojax import cli
-from yolojax.inference import api, export
+
+api = cli.lazy_import("yolojax.inference.api")
+export = cli.lazy_import("yolojax.inference.export")
 
 FLAGS = flags.FlagValues()
 flags.DEFINE_string("out_dir", None, "Where the exports go.", required=True, flag_values=FLAGS)

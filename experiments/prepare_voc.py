@@ -11,7 +11,8 @@ directly (`--config.data.source=voc_dir --config.data.voc_dir=...`): the example
 from absl import flags
 
 from yolojax import cli
-from yolojax.data import sources
+
+sources = cli.lazy_import("yolojax.data.sources")
 
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "TFDS data_dir to write into.", required=True)
 _YEARS = flags.DEFINE_list("years", ["2007", "2012"], "VOC years to prepare.")

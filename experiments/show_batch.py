@@ -12,9 +12,12 @@ from absl import flags
 from ml_collections import config_flags
 
 from yolojax import cli
-from yolojax.data import photometric, pipeline, sources
-from yolojax.evaluation import plots
-from yolojax.inference import api
+
+photometric = cli.lazy_import("yolojax.data.photometric")
+pipeline = cli.lazy_import("yolojax.data.pipeline")
+sources = cli.lazy_import("yolojax.data.sources")
+plots = cli.lazy_import("yolojax.evaluation.plots")
+api = cli.lazy_import("yolojax.inference.api")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Config file with a .data section (default: synthetic).")
 _OUT = flags.DEFINE_string("out", "batch.png", "Output PNG.")

@@ -14,12 +14,13 @@ or pass --coordinator_address/--num_processes/--process_id). Bad input ends with
 """
 
 
-import jax
 from absl import app, flags
 from ml_collections import config_flags
 
 from yolojax import cli
-from yolojax.training import train
+
+jax = cli.lazy_import("jax")
+train = cli.lazy_import("yolojax.training.train")
 
 _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to a configs/*.py file (optionally :arg) or a "
                                           "workdir's config.json.", lock_config=True)
