@@ -5,18 +5,19 @@ PIP := $(VENV)/bin/pip
 
 .PHONY: test demo install clean
 
+# --no-compile: Python compiles what is imported when it is first imported, not all of TensorFlow and JAX up front
+# (half the install time from pip's cache).
 $(VENV)/bin/activate:
 	$(PYTHON) -m venv $(VENV)
-	$(PIP) install --quiet --upgrade pip
 
 $(VENV)/.installed-test: pyproject.toml | $(VENV)/bin/activate
-	$(PIP) install --quiet -e ".[test]"
+	$(PIP) install --quiet --no-compile -e ".[test]"
 	touch $@
 
 # The test install is a superset of the plain one: reuse it when it is up to date.
 $(VENV)/.installed: pyproject.toml | $(VENV)/bin/activate
 	@if [ -f $(VENV)/.installed-test ] && [ $(VENV)/.installed-test -nt pyproject.toml ]; then \
-	  echo "using the test install in $(VENV)"; else $(PIP) install --quiet -e . ; fi
+	  echo "using the test install in $(VENV)"; else $(PIP) install --quiet --no-compile -e . ; fi
 	touch $@
 
 install: $(VENV)/.installed
