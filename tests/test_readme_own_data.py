@@ -13,7 +13,7 @@ SMALL = ["--config.model.width=0.125", "--config.batch_size=2", "--config.eval.b
          "--config.eval.every_steps=0", "--config.progress_bar=False", "--config.data.num_threads=1"]
 
 WRITE = ("python -c \"from yolojax.data import synthetic as s; s.write_dataset('data/shapes_yolo', 'yolo', "
-         "s.default_synthetic_config(), num_train=2000, num_eval=300)\"")
+         "s.default_synthetic_config(), num_train=500, num_eval=100)\"")
 OWN_DATA_COMMANDS = {
     WRITE: [],
     "python experiments/check_data.py --config configs/custom.py": [],
@@ -39,7 +39,7 @@ def test_own_data_command(command, sandbox):
     if command.startswith("python experiments/train.py"):
         # the class names discovered from data.yaml flow to the evaluation table and the detections
         final = json.load(open(os.path.join(path, "runs", "custom", "final_metrics.json")))
-        assert final["step"] == 2 and final["num_images"] == 300
+        assert final["step"] == 2 and final["num_images"] == 100
         # anchors "auto": fitted at the start, saved where evaluate.py and detect.py read them
         anchors = json.load(open(os.path.join(path, "runs", "custom", "config.json")))["model"]["anchors"]
         assert len(anchors) == 5 and all(w > 0 and h > 0 for w, h in anchors)
@@ -47,7 +47,7 @@ def test_own_data_command(command, sandbox):
         assert "COCO-style" in proc.stdout and "mAP" in proc.stdout
     if command.startswith("python experiments/detect.py"):
         jsons = [f for f in os.listdir(os.path.join(path, "out_custom")) if f.endswith(".json")]
-        assert len(jsons) == 300
+        assert len(jsons) == 100
 
 
 @pytest.mark.slow
