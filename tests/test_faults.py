@@ -149,6 +149,7 @@ def test_kill_at_random_moments_resumes_bit_identically(tmp_path):
 def test_second_run_on_a_held_workdir_stops_in_one_line_and_the_first_finishes(tmp_path):
     """Item 2 of the bad-input sweep: both runs exited 0 and the first one's final state was never saved."""
     import json
+    import signal
     import socket
 
     workdir = tmp_path / "run"
@@ -161,7 +162,13 @@ def test_second_run_on_a_held_workdir_stops_in_one_line_and_the_first_finishes(t
         for line in first.stdout:  # training: the lock is held
             if line.startswith("step "):
                 break
-        second = _train(workdir, "--config.total_steps=40", "--config.optim.base_lr=0.5")
+        # Paused while the second run starts, so that it cannot end first (it would: 40 tiny steps take less
+        # than the second run's start); a paused process is alive, it holds its lock.
+        first.send_signal(signal.SIGSTOP)
+        try:
+            second = _train(workdir, "--config.total_steps=40", "--config.optim.base_lr=0.5")
+        finally:
+            first.send_signal(signal.SIGCONT)
         assert second.returncode == 1, second.stderr[-3000:]
         line = _error_lines(second.stderr)
         assert len(line) == 1 and line[0].startswith("train: error: WorkdirInUseError: "), second.stderr[-3000:]
