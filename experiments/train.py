@@ -40,11 +40,13 @@ def main(argv):
     if len(argv) > 1:
         raise app.UsageError(f"unexpected arguments: {argv[1:]}")
 
+    config = _CONFIG.value
+    config.get("model")  # a config file that did not load ends here, before JAX and the library load
     if _DISTRIBUTED.value:
         jax.distributed.initialize(coordinator_address=_COORDINATOR.value, num_processes=_NUM_PROCESSES.value,
                                    process_id=_PROCESS_ID.value)
 
-    result = train.train_and_evaluate(_CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CHANGE.value)
+    result = train.train_and_evaluate(config, _WORKDIR.value, allow_config_change=_ALLOW_CHANGE.value)
     if jax.process_index() == 0:
         print(f"final step {result['step']}: mAP@0.5 VOC07={result['map_07']:.4f} area={result['map_area']:.4f}")
     return 0
