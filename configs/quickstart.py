@@ -3,7 +3,8 @@ that trains to a useful detector on a 2-core CPU in 6 to 9 minutes (`make demo`)
 held-out split ("eval": its own seed stream, never trained on).
 
 Measured on the 2-core dev machine: held-out mAP@0.5 0.908 (VOC07 11-point) / 0.975 (area) after 3,000 steps
-(`python experiments/train.py --config configs/quickstart.py --workdir DIR`); with darknet's coord_scale 1 and
+(`python experiments/train.py --config configs/quickstart.py --workdir DIR`; 0.926 / 0.976 in the latest `make
+demo` from a fresh clone); with darknet's coord_scale 1 and
 2,500 steps it was 0.906 / 0.967. Note the 11-point metric's ceiling: a class whose recall never reaches 100%
 scores at most 10/11 = 0.909, so 0.90+ means near-perfect precision up to 90% recall on every class.
 
